@@ -1,0 +1,37 @@
+//! The allocators under test, all living in this one process and called through the same
+//! kind of `dyn` handle so none gets an inlining advantage over another.
+//!
+//! To add one (e.g. mimalloc): add the crate to bench/Cargo.toml, declare
+//! `static MIMALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;` and append
+//! `Allocator { name: "mimalloc", handle: &MIMALLOC }` to [`ALLOCATORS`]. The report already
+//! prints a "vs mimalloc" column whenever an allocator of that name took part.
+
+use std::alloc::{GlobalAlloc, System};
+
+/// How workloads reach an allocator: shared, thread-safe, and alive for the whole run.
+pub type Handle = &'static (dyn GlobalAlloc + Sync);
+
+/// One named allocator under test.
+pub struct Allocator {
+    /// Name used on the command line, in the table and in JSON.
+    pub name: &'static str,
+    /// The allocator itself.
+    pub handle: Handle,
+}
+
+static SYSTEM: System = System;
+static HAKMEM: hakmem::HakMem = hakmem::HakMem;
+
+/// Every allocator the binary knows, in report order; "system" first because it is the baseline.
+pub static ALLOCATORS: &[Allocator] = &[
+    Allocator { name: "system", handle: &SYSTEM },
+    Allocator { name: "hakmem", handle: &HAKMEM },
+];
+
+/// Allocators whose results get a "vs NAME" ratio column when they took part in a run.
+pub const REFERENCES: &[&str] = &["system", "mimalloc"];
+
+/// Looks an allocator up by its command-line name.
+pub fn by_name(name: &str) -> Option<&'static Allocator> {
+    ALLOCATORS.iter().find(|a| a.name == name)
+}

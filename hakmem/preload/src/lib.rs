@@ -1,0 +1,130 @@
+//! hakmem as a C malloc drop-in: `LD_PRELOAD=target/release/libhakmem.so program`.
+//!
+//! Every symbol is a one-line forward to `hakmem::global`, which owns the semantics; this crate
+//! only gives them C names. It is a separate crate so that linking the Rust library never
+//! replaces a program's malloc by accident.
+//!
+//! Environment: `HAKMEM_STATS=1` prints the heap's statistics to stderr at exit.
+
+use core::ffi::c_void;
+use hakmem::global as g;
+
+/// Rust code inside this library allocates through hakmem too, never through a malloc that might
+/// resolve back to the symbols below while they are being set up.
+#[global_allocator]
+static ALLOC: hakmem::HakMem = hakmem::HakMem;
+
+/// C `malloc`.
+#[no_mangle]
+pub extern "C" fn malloc(size: usize) -> *mut c_void {
+    g::malloc(size).cast()
+}
+
+/// C `free`.
+///
+/// # Safety
+/// `p` is null or a live block from this library.
+#[no_mangle]
+pub unsafe extern "C" fn free(p: *mut c_void) {
+    // SAFETY: C's contract for free.
+    unsafe { g::free(p.cast()) }
+}
+
+/// Old BSD alias of `free`.
+///
+/// # Safety
+/// As for `free`.
+#[no_mangle]
+pub unsafe extern "C" fn cfree(p: *mut c_void) {
+    // SAFETY: C's contract for free.
+    unsafe { g::free(p.cast()) }
+}
+
+/// C `calloc`.
+#[no_mangle]
+pub extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
+    g::calloc(n, size).cast()
+}
+
+/// C `realloc`.
+///
+/// # Safety
+/// `p` is null or a live block from this library.
+#[no_mangle]
+pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
+    // SAFETY: C's contract for realloc.
+    unsafe { g::realloc(p.cast(), size).cast() }
+}
+
+/// `reallocarray` (glibc, BSD).
+///
+/// # Safety
+/// `p` is null or a live block from this library.
+#[no_mangle]
+pub unsafe extern "C" fn reallocarray(p: *mut c_void, n: usize, size: usize) -> *mut c_void {
+    // SAFETY: C's contract for reallocarray.
+    unsafe { g::reallocarray(p.cast(), n, size).cast() }
+}
+
+/// POSIX `posix_memalign`.
+///
+/// # Safety
+/// `out` must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> i32 {
+    // SAFETY: POSIX's contract for posix_memalign.
+    unsafe { g::posix_memalign(out.cast(), align, size) }
+}
+
+/// C11 `aligned_alloc`.
+#[no_mangle]
+pub extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
+    g::aligned_alloc(align, size).cast()
+}
+
+/// Obsolete `memalign`.
+#[no_mangle]
+pub extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
+    g::memalign(align, size).cast()
+}
+
+/// Obsolete `valloc`.
+#[no_mangle]
+pub extern "C" fn valloc(size: usize) -> *mut c_void {
+    g::valloc(size).cast()
+}
+
+/// Obsolete `pvalloc`.
+#[no_mangle]
+pub extern "C" fn pvalloc(size: usize) -> *mut c_void {
+    g::pvalloc(size).cast()
+}
+
+/// glibc `malloc_usable_size`.
+///
+/// # Safety
+/// `p` is null or a live block from this library.
+#[no_mangle]
+pub unsafe extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
+    // SAFETY: glibc's contract for malloc_usable_size.
+    unsafe { g::malloc_usable_size(p.cast()) }
+}
+
+extern "C" fn print_stats_at_exit() {
+    g::print_stats();
+}
+
+/// Runs when the library is loaded: arms `HAKMEM_STATS`.
+extern "C" fn on_load() {
+    // SAFETY: getenv with a NUL-terminated name; the result is only tested, not kept.
+    let stats = unsafe { libc::getenv(c"HAKMEM_STATS".as_ptr()) };
+    // SAFETY: a non-null result is a NUL-terminated string.
+    if !stats.is_null() && unsafe { *stats } != 0 && unsafe { *stats } != b'0' as libc::c_char {
+        // SAFETY: registering a plain function.
+        unsafe { libc::atexit(print_stats_at_exit) };
+    }
+}
+
+#[used]
+#[link_section = ".init_array"]
+static ON_LOAD: extern "C" fn() = on_load;

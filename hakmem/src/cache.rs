@@ -1,0 +1,461 @@
+//! Thread caches: the allocation and free fast paths.
+//!
+//! A cache owns slabs. Per class it has one current slab (`bins`) that malloc pops from, and a
+//! list of its other slabs (`others`). A free of a slot whose slab this cache owns pushes it back
+//! onto that slab's free list; any other free goes onto the owning slab's remote queue. So the
+//! fast paths are a pop and a push with no atomic operation, and a slot lives in exactly one list.
+//!
+//! A cache is an explicit handle: several can be driven from one OS thread in any order (the fuzz
+//! harness replays multi-thread schedules that way), and one can be sent to another thread. The
+//! global allocator keeps one per OS thread in TLS.
+
+use crate::heap::Heap;
+use crate::layout::{region_base, slot_needed, usable, BasePtr, UserPtr};
+use crate::list::List;
+use crate::policy::{Policy, Release};
+use crate::region::{RegionHeader, SmallRegion, SMALL_KIND};
+use crate::size_class::{class_for, tiny_class, CLASS_SIZES, NUM_CLASSES, SMALL_MAX, TINY_MAX};
+use crate::slab::{Slab, SlabLinks};
+use core::marker::PhantomData;
+use core::ptr::{self, NonNull};
+use core::sync::atomic::Ordering::Relaxed;
+
+/// Slabs of a class inspected for free room before asking the heap for another, bounding the
+/// slow path when a cache holds many full slabs.
+const SCAN_LIMIT: usize = 16;
+
+/// The state behind a [`ThreadCache`], at a stable address inside the heap's arena; its address
+/// is its owner token.
+#[repr(C)]
+pub struct CacheInner<P: Policy> {
+    bins: [*mut Slab; NUM_CLASSES],
+    /// A slab with no free slot that every empty bin points at, so the fast path needs no null
+    /// check and a class's first use falls into the slow path (failure 8: a class used before its
+    /// cache entry was set up).
+    empty: Slab,
+    others: [List<Slab, SlabLinks>; NUM_CLASSES],
+    heap: *const Heap<P>,
+}
+
+impl<P: Policy> CacheInner<P> {
+    /// Creates a cache in the heap's arena; null if the OS refuses memory.
+    pub(crate) fn create(heap: &Heap<P>) -> *mut CacheInner<P> {
+        let c = heap.alloc_cache_slot();
+        if c.is_null() {
+            return c;
+        }
+        // SAFETY: the slot is large enough, aligned, and ours; `bins` point into it afterwards.
+        unsafe {
+            (&raw mut (*c).empty).write(Slab::unassigned());
+            let empty = &raw mut (*c).empty;
+            (&raw mut (*c).bins).write([empty; NUM_CLASSES]);
+            (&raw mut (*c).others).write([const { List::new() }; NUM_CLASSES]);
+            (&raw mut (*c).heap).write(heap);
+        }
+        c
+    }
+
+    /// Gives every slab back (pooled if free, abandoned otherwise) and frees the storage.
+    ///
+    /// # Safety
+    /// `this` came from `create` and is not used afterwards.
+    pub(crate) unsafe fn destroy(this: *mut CacheInner<P>) {
+        // SAFETY: forwarded.
+        unsafe {
+            (*this).release_slabs(true);
+            (*(*this).heap).free_cache_slot(this);
+        }
+    }
+
+    #[inline(always)]
+    fn token(&self) -> usize {
+        self as *const Self as usize
+    }
+
+    #[inline(always)]
+    fn heap(&self) -> &Heap<P> {
+        // SAFETY: the heap outlives its caches.
+        unsafe { &*self.heap }
+    }
+
+    #[inline(always)]
+    fn empty_slab(&mut self) -> *mut Slab {
+        &raw mut self.empty
+    }
+
+    // ---- allocation ----------------------------------------------------------------------
+
+    /// Allocates `size` bytes aligned to `align` (a power of two); null when out of memory.
+    #[inline(always)]
+    pub fn alloc(&mut self, size: usize, align: usize) -> *mut u8 {
+        if size <= TINY_MAX - P::HEADER && align <= 8 {
+            self.alloc_class(tiny_class(slot_needed::<P>(size)))
+        } else {
+            self.alloc_generic(size, align, false)
+        }
+    }
+
+    /// Allocates with malloc's guarantee of 16-byte alignment.
+    #[inline(always)]
+    pub fn malloc(&mut self, size: usize) -> *mut u8 {
+        // Every class above the 8-byte one is a multiple of 16 (asserted in size_class), so
+        // lifting tiny requests to 9 bytes is all 16-byte alignment takes.
+        if size <= TINY_MAX - P::HEADER {
+            self.alloc_class(tiny_class(slot_needed::<P>(size.max(9))))
+        } else {
+            self.alloc_generic(size, 16, false)
+        }
+    }
+
+    /// Allocates zeroed memory, skipping the memset when the slot is fresh from the OS.
+    pub fn alloc_zeroed(&mut self, size: usize, align: usize) -> *mut u8 {
+        self.alloc_generic(size, align, true)
+    }
+
+    #[inline(always)]
+    fn alloc_class(&mut self, class: usize) -> *mut u8 {
+        // SAFETY: bins always point at a slab this cache owns, or at `empty`, whose free list is
+        // empty; `local` is only ever borrowed by the owner.
+        unsafe {
+            let slab = *self.bins.get_unchecked(class);
+            if let Some(b) = (*slab).local.pop() {
+                return b.to_user::<P>().as_ptr();
+            }
+        }
+        match self.alloc_slow(class) {
+            Some((b, _)) => b.to_user::<P>().as_ptr(),
+            None => ptr::null_mut(),
+        }
+    }
+
+    fn alloc_generic(&mut self, size: usize, align: usize, zero: bool) -> *mut u8 {
+        // A header of P::HEADER bytes keeps the client pointer aligned only up to the header's own
+        // alignment; larger alignments go to the large path, which places the block exactly.
+        let class = if size <= SMALL_MAX && (P::HEADER == 0 || align <= 16) {
+            class_for(slot_needed::<P>(size), align)
+        } else {
+            None
+        };
+        let Some(class) = class else {
+            // Large blocks are fresh mappings, so they read as zero already.
+            return self.heap().alloc_large(size, align);
+        };
+        if !zero {
+            return self.alloc_class(class);
+        }
+        // SAFETY: as in alloc_class.
+        let (b, fresh) = unsafe {
+            let slab = self.bins[class];
+            match (*slab).local.pop() {
+                Some(b) => (b, false),
+                None => match self.alloc_slow(class) {
+                    Some(r) => r,
+                    None => return ptr::null_mut(),
+                },
+            }
+        };
+        let user = b.to_user::<P>().as_ptr();
+        if !fresh {
+            // SAFETY: the slot is ours and has this many client bytes.
+            unsafe { ptr::write_bytes(user, 0, usable::<P>(CLASS_SIZES[class])) };
+        }
+        user
+    }
+
+    /// Finds a slot when the current slab of `class` has none on its free list. The flag says
+    /// the slot was carved from never-touched memory and reads as zero.
+    #[cold]
+    fn alloc_slow(&mut self, class: usize) -> Option<(BasePtr, bool)> {
+        loop {
+            let slab = self.bins[class];
+            if slab != self.empty_slab() {
+                // SAFETY: the cache owns `slab`; `local` and `remote` are disjoint fields.
+                unsafe {
+                    let local = &mut (*slab).local;
+                    local.drain(&(*slab).remote);
+                    if let Some(b) = local.pop() {
+                        return Some((b, false));
+                    }
+                    if local.can_carve() {
+                        return Some((local.carve(), local.zero_tail));
+                    }
+                    self.others[class].push_back(slab);
+                }
+                self.bins[class] = self.empty_slab();
+            }
+            let mut next = self.find_room(class);
+            if next.is_null() {
+                next = self.heap().acquire_slab(class, self.token());
+                if next.is_null() {
+                    return None;
+                }
+            } else {
+                // SAFETY: find_room returns a member of others[class].
+                unsafe { self.others[class].remove(next) };
+            }
+            self.bins[class] = next;
+        }
+    }
+
+    /// One of this cache's other slabs of `class` that can hand out a slot, or null. Looks at no
+    /// more than [`SCAN_LIMIT`] of them, rotating the ones without room to the back.
+    fn find_room(&mut self, class: usize) -> *mut Slab {
+        let list = &mut self.others[class];
+        for _ in 0..list.len().min(SCAN_LIMIT) {
+            let s = list.head();
+            // SAFETY: members of `others` are slabs this cache owns.
+            unsafe {
+                (*s).local.drain(&(*s).remote);
+                if (*s).local.has_room() {
+                    return s;
+                }
+                list.remove(s);
+                list.push_back(s);
+            }
+        }
+        ptr::null_mut()
+    }
+
+    // ---- free ----------------------------------------------------------------------------
+
+    /// Frees a block this heap handed out (through any of its caches).
+    ///
+    /// # Safety
+    /// `p` must be a live block of this cache's heap; it is dead afterwards.
+    #[inline(always)]
+    pub unsafe fn free(&mut self, p: *mut u8) {
+        // SAFETY: the caller promises a live block; slab metadata is shared through atomics
+        // except `local`, which only the owner (checked just before) borrows.
+        unsafe {
+            match locate::<P>(p) {
+                Block::Small(slab, base) => {
+                    if (*slab).owner.load(Relaxed) == self.token() {
+                        if (*slab).local.push(base) {
+                            self.retire(slab);
+                        }
+                    } else {
+                        (*slab).remote.push(base);
+                    }
+                }
+                Block::Large => self.heap().free_large(p),
+            }
+        }
+    }
+
+    /// A slab of this cache became entirely free: give it back unless it is the current one,
+    /// which stays to avoid bouncing a slab between the cache and the pool.
+    #[cold]
+    unsafe fn retire(&mut self, slab: *mut Slab) {
+        // SAFETY: the cache owns `slab`, so it is either current or in `others`.
+        unsafe {
+            let class = (*slab).local.class as usize;
+            if self.bins[class] == slab {
+                return;
+            }
+            self.others[class].remove(slab);
+            self.heap().release_slab(slab);
+        }
+    }
+
+    /// Returns what the cache holds without use: collects remote frees, pools every slab that is
+    /// entirely free. With `all`, also abandons slabs that still have live slots.
+    pub fn release_slabs(&mut self, all: bool) {
+        let empty = self.empty_slab();
+        for class in 0..NUM_CLASSES {
+            let current = core::mem::replace(&mut self.bins[class], empty);
+            if current != empty {
+                // SAFETY: current is owned and in no list.
+                unsafe { self.others[class].push_front(current) };
+            }
+            let mut s = self.others[class].head();
+            while !s.is_null() {
+                // SAFETY: members of `others` are owned by this cache.
+                unsafe {
+                    let next = self.others[class].next(s);
+                    (*s).local.drain(&(*s).remote);
+                    if (*s).local.used == 0 {
+                        self.others[class].remove(s);
+                        self.heap().release_slab(s);
+                    } else if all {
+                        self.others[class].remove(s);
+                        self.heap().abandon_slab(s);
+                    }
+                    s = next;
+                }
+            }
+        }
+    }
+
+    // ---- queries and realloc -------------------------------------------------------------
+
+    /// Bytes the client may use in block `p`.
+    ///
+    /// # Safety
+    /// `p` must be a live block of this cache's heap.
+    pub unsafe fn usable_size(&self, p: *mut u8) -> usize {
+        // SAFETY: forwarded contract.
+        unsafe { usable_size(self.heap(), p) }
+    }
+
+    /// Resizes block `p` to `new_size` bytes aligned to `align`, in place when it can; null (and
+    /// `p` untouched) when out of memory.
+    ///
+    /// # Safety
+    /// `p` must be a live block of this cache's heap; on success it is dead unless returned.
+    pub unsafe fn realloc(&mut self, p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
+        // SAFETY: forwarded contract.
+        unsafe {
+            let old = self.usable_size(p);
+            let aligned = p.addr() & (align - 1) == 0;
+            // Keep the block while the new size still uses at least half of it.
+            if aligned && new_size <= old && new_size >= old / 2 {
+                return p;
+            }
+            if aligned && new_size > old && old > SMALL_MAX && self.heap().grow_large(p, new_size) {
+                return p;
+            }
+            let q = self.alloc(new_size, align);
+            if !q.is_null() {
+                ptr::copy_nonoverlapping(p, q, old.min(new_size));
+                self.free(p);
+            }
+            q
+        }
+    }
+}
+
+/// Where a live block lives.
+enum Block {
+    /// A slab slot: its slab and its base.
+    Small(*mut Slab, BasePtr),
+    /// A block mapped on its own.
+    Large,
+}
+
+/// Classifies the live block `p` by its region header.
+///
+/// # Safety
+/// `p` must be a live block of a heap with policy `P`.
+#[inline(always)]
+unsafe fn locate<P: Policy>(p: *mut u8) -> Block {
+    let region = region_base(p);
+    // A slab slot never starts at a region's first byte (the header is there), and a large block
+    // starts there only when aligned to a region or more; otherwise the region starts with the
+    // header whose kind says which it is.
+    // SAFETY: per the contract, `region` is a live region header unless it equals `p`.
+    unsafe {
+        if region == p || (*region.cast::<RegionHeader>()).kind != SMALL_KIND {
+            return Block::Large;
+        }
+        Block::Small(SmallRegion::slab_of(region.cast(), p), UserPtr::new(p).unwrap_unchecked().to_base::<P>())
+    }
+}
+
+/// Bytes the client may use in the live block `p` of `heap`.
+///
+/// # Safety
+/// `p` must be a live block of `heap`.
+pub(crate) unsafe fn usable_size<P: Policy>(heap: &Heap<P>, p: *mut u8) -> usize {
+    // SAFETY: forwarded contract.
+    unsafe {
+        match locate::<P>(p) {
+            Block::Small(slab, _) => usable::<P>((*slab).local.slot_size as usize),
+            Block::Large => {
+                let h = heap.find_large(p);
+                (*h).map_size - (*h).user_offset
+            }
+        }
+    }
+}
+
+/// Frees `p` on behalf of no cache: the path of a thread whose cache is gone. Every slot goes
+/// through its slab's remote queue, as it would from any thread that does not own the slab.
+///
+/// # Safety
+/// `p` must be a live block of `heap`; it is dead afterwards.
+pub(crate) unsafe fn free_unowned<P: Policy>(heap: &Heap<P>, p: *mut u8) {
+    // SAFETY: forwarded contract; only the shared parts of the slab are touched.
+    unsafe {
+        match locate::<P>(p) {
+            Block::Small(slab, base) => (*slab).remote.push(base),
+            Block::Large => heap.free_large(p),
+        }
+    }
+}
+
+/// A handle through which one logical thread allocates from a [`Heap`].
+///
+/// Dropping it returns its free slabs to the heap and leaves slabs with live blocks for other
+/// caches to adopt; blocks it allocated stay valid and may be freed through any cache.
+pub struct ThreadCache<'h, P: Policy = Release> {
+    inner: NonNull<CacheInner<P>>,
+    _heap: PhantomData<&'h Heap<P>>,
+}
+
+// SAFETY: a cache is used by one thread at a time (`&mut self`); ownership is by cache identity,
+// not by OS thread, so moving the handle to another thread is fine.
+unsafe impl<P: Policy> Send for ThreadCache<'_, P> {}
+
+impl<'h, P: Policy> ThreadCache<'h, P> {
+    pub(crate) fn new(heap: &'h Heap<P>) -> Self {
+        let inner = NonNull::new(CacheInner::create(heap)).expect("hakmem: out of memory creating a thread cache");
+        ThreadCache { inner, _heap: PhantomData }
+    }
+
+    #[inline(always)]
+    fn inner(&mut self) -> &mut CacheInner<P> {
+        // SAFETY: the handle owns its state exclusively.
+        unsafe { self.inner.as_mut() }
+    }
+
+    /// Allocates `size` bytes aligned to `align` (a power of two); null when out of memory.
+    #[inline]
+    pub fn alloc(&mut self, size: usize, align: usize) -> *mut u8 {
+        self.inner().alloc(size, align)
+    }
+
+    /// Allocates `size` zeroed bytes aligned to `align`.
+    pub fn alloc_zeroed(&mut self, size: usize, align: usize) -> *mut u8 {
+        self.inner().alloc_zeroed(size, align)
+    }
+
+    /// Frees `p`, which any cache of the same heap allocated.
+    ///
+    /// # Safety
+    /// `p` must be a live block of this heap.
+    #[inline]
+    pub unsafe fn free(&mut self, p: *mut u8) {
+        // SAFETY: forwarded.
+        unsafe { self.inner().free(p) }
+    }
+
+    /// Resizes `p`; see [`CacheInner::realloc`].
+    ///
+    /// # Safety
+    /// `p` must be a live block of this heap.
+    pub unsafe fn realloc(&mut self, p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
+        // SAFETY: forwarded.
+        unsafe { self.inner().realloc(p, new_size, align) }
+    }
+
+    /// Bytes usable in block `p`.
+    ///
+    /// # Safety
+    /// `p` must be a live block of this heap.
+    pub unsafe fn usable_size(&mut self, p: *mut u8) -> usize {
+        // SAFETY: forwarded.
+        unsafe { self.inner().usable_size(p) }
+    }
+
+    /// Collects remote frees and returns entirely free slabs to the heap.
+    pub fn flush(&mut self) {
+        self.inner().release_slabs(false);
+    }
+}
+
+impl<P: Policy> Drop for ThreadCache<'_, P> {
+    fn drop(&mut self) {
+        // SAFETY: the handle is the only user of its state and goes away here.
+        unsafe { CacheInner::destroy(self.inner.as_ptr()) }
+    }
+}

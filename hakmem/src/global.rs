@@ -1,0 +1,351 @@
+//! The process-wide allocator: one [`Heap`], one cache per OS thread in TLS, and C malloc
+//! semantics on top (used by `#[global_allocator]` and by the `hakmem-preload` library).
+//!
+//! Setting up a thread's cache allocates nothing through hakmem: the cache lives in the heap's
+//! arena, the TLS slot is a plain pointer, and thread exit is caught by a pthread key (whose
+//! `pthread_setspecific` needs no memory for the first 32 keys). If something on that path ever
+//! did call malloc, the thread would find its slot marked `SETTING_UP` and abort with a message,
+//! rather than recurse.
+//!
+//! After a thread's cache is destroyed (its pthread key destructor ran), later frees on that
+//! thread go through remote queues and later allocations through one shared, locked fallback
+//! cache, so nothing a late destructor does is lost.
+
+use crate::cache::{free_unowned, usable_size, CacheInner};
+use crate::heap::Heap;
+use crate::layout::{round_up, PAGE};
+use crate::lock::SpinLock;
+use crate::policy::Release;
+use core::alloc::{GlobalAlloc, Layout};
+use core::cell::Cell;
+use core::ptr::null_mut;
+use std::sync::Once;
+
+/// The heap behind [`HakMem`] and the C functions.
+pub static GLOBAL: Heap<Release> = Heap::new();
+
+type Cache = CacheInner<Release>;
+
+thread_local! {
+    static CACHE: Cell<*mut Cache> = const { Cell::new(null_mut()) };
+}
+
+const UNSET: usize = 0;
+const SETTING_UP: usize = 1;
+const GONE: usize = 2;
+
+struct Fallback(*mut Cache);
+// SAFETY: the fallback cache is only used under its lock.
+unsafe impl Send for Fallback {}
+static FALLBACK: SpinLock<Fallback> = SpinLock::new(Fallback(null_mut()));
+
+static KEY_ONCE: Once = Once::new();
+static FORK_ONCE: Once = Once::new();
+static mut KEY: libc::pthread_key_t = 0;
+
+/// Runs `f` on this thread's cache, setting it up on first use.
+#[inline(always)]
+fn with_cache<R>(f: impl FnOnce(&mut Cache) -> R) -> R {
+    let c = CACHE.with(Cell::get);
+    if c.addr() > GONE {
+        // SAFETY: a valid TLS pointer is this thread's own live cache.
+        f(unsafe { &mut *c })
+    } else {
+        with_cache_slow(c, f)
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn with_cache_slow<R>(c: *mut Cache, f: impl FnOnce(&mut Cache) -> R) -> R {
+    match c.addr() {
+        UNSET => {
+            let c = setup_thread();
+            if !c.is_null() {
+                // SAFETY: just created for this thread.
+                return f(unsafe { &mut *c });
+            }
+        }
+        SETTING_UP => fatal("hakmem: allocation re-entered while setting up a thread cache\n"),
+        _ => {}
+    }
+    let mut fb = FALLBACK.lock();
+    if fb.0.is_null() {
+        fb.0 = CacheInner::create(&GLOBAL);
+        if fb.0.is_null() {
+            fatal("hakmem: out of memory creating the fallback cache\n");
+        }
+    }
+    // SAFETY: the fallback cache is live forever and the lock makes this use exclusive.
+    f(unsafe { &mut *fb.0 })
+}
+
+fn setup_thread() -> *mut Cache {
+    CACHE.with(|s| s.set(SETTING_UP as *mut Cache));
+    KEY_ONCE.call_once(|| {
+        // SAFETY: KEY is written once, here, before any reader passes the Once.
+        let rc = unsafe { libc::pthread_key_create(&raw mut KEY, Some(thread_exit)) };
+        if rc != 0 {
+            fatal("hakmem: pthread_key_create failed\n");
+        }
+    });
+    let c = CacheInner::create(&GLOBAL);
+    if c.is_null() {
+        CACHE.with(|s| s.set(UNSET as *mut Cache));
+        return c;
+    }
+    // SAFETY: KEY was created above; a non-null value makes the destructor run at thread exit.
+    unsafe { libc::pthread_setspecific(KEY, c.cast()) };
+    CACHE.with(|s| s.set(c));
+    // Registration may allocate (glibc grows a list); the cache is usable by now, so that is fine.
+    FORK_ONCE.call_once(install_fork_handlers);
+    c
+}
+
+unsafe extern "C" fn thread_exit(c: *mut libc::c_void) {
+    CACHE.with(|s| s.set(GONE as *mut Cache));
+    // SAFETY: `c` is the cache this thread set up; no one else uses it.
+    unsafe { Cache::destroy(c.cast()) };
+}
+
+// fork() copies one thread; a lock held by another thread at that moment would never be released
+// in the child. Holding every allocator lock across the fork prevents that. Order: fallback, then
+// heap (the fallback path takes them in that order too).
+extern "C" fn fork_prepare() {
+    FALLBACK.acquire();
+    GLOBAL.lock_for_fork();
+}
+
+extern "C" fn fork_release() {
+    // SAFETY: fork_prepare took both locks in this thread (the only one left in the child).
+    unsafe {
+        GLOBAL.unlock_after_fork();
+        FALLBACK.force_unlock();
+    }
+}
+
+fn install_fork_handlers() {
+    // SAFETY: the handlers are plain functions that live as long as the process.
+    unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_release), Some(fork_release)) };
+}
+
+fn fatal(msg: &str) -> ! {
+    // SAFETY: writing a static buffer to stderr; abort never returns.
+    unsafe {
+        libc::write(2, msg.as_ptr().cast(), msg.len());
+        libc::abort()
+    }
+}
+
+/// The global allocator: `#[global_allocator] static A: hakmem::HakMem = hakmem::HakMem;`
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HakMem;
+
+// SAFETY: every method forwards to a cache that honours size and alignment, returns null on
+// failure, and accepts back exactly the blocks it handed out.
+unsafe impl GlobalAlloc for HakMem {
+    #[inline]
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        with_cache(|c| c.alloc(l.size(), l.align()))
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, p: *mut u8, _l: Layout) {
+        // SAFETY: GlobalAlloc's contract: p is a live block from this allocator.
+        unsafe { free(p) }
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        with_cache(|c| c.alloc_zeroed(l.size(), l.align()))
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: GlobalAlloc's contract: p is live and was allocated with layout l.
+        with_cache(|c| unsafe { c.realloc(p, new_size, l.align()) })
+    }
+}
+
+// ---- C semantics ---------------------------------------------------------------------------
+// These follow glibc where the standards leave room (realloc(p, 0) frees and returns null;
+// memalign rounds a non-power-of-two alignment up).
+
+fn set_errno(e: i32) {
+    // SAFETY: errno is thread-local and always writable.
+    unsafe { *libc::__errno_location() = e };
+}
+
+fn enomem_if_null(p: *mut u8) -> *mut u8 {
+    if p.is_null() {
+        set_errno(libc::ENOMEM);
+    }
+    p
+}
+
+/// C `malloc`: at least `size` bytes, 16-byte aligned; null with `ENOMEM` on failure.
+#[inline]
+pub fn malloc(size: usize) -> *mut u8 {
+    enomem_if_null(with_cache(|c| c.malloc(size)))
+}
+
+/// C `free`.
+///
+/// # Safety
+/// `p` is null or a live block of the global heap.
+#[inline]
+pub unsafe fn free(p: *mut u8) {
+    if p.is_null() {
+        return;
+    }
+    let c = CACHE.with(Cell::get);
+    // SAFETY: the caller promises a live block; a valid TLS pointer is this thread's cache.
+    unsafe {
+        if c.addr() > GONE {
+            (*c).free(p)
+        } else {
+            free_unowned(&GLOBAL, p)
+        }
+    }
+}
+
+/// C `calloc`: zeroed `n * size` bytes; null with `ENOMEM` on overflow or failure.
+pub fn calloc(n: usize, size: usize) -> *mut u8 {
+    match n.checked_mul(size) {
+        Some(total) => enomem_if_null(with_cache(|c| c.alloc_zeroed(total, 16))),
+        None => enomem_if_null(null_mut()),
+    }
+}
+
+/// C `realloc`.
+///
+/// # Safety
+/// `p` is null or a live block of the global heap.
+pub unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
+    if p.is_null() {
+        return malloc(size);
+    }
+    if size == 0 {
+        // SAFETY: forwarded.
+        unsafe { free(p) };
+        return null_mut();
+    }
+    // SAFETY: forwarded.
+    enomem_if_null(with_cache(|c| unsafe { c.realloc(p, size, 16) }))
+}
+
+/// C `reallocarray`: `realloc(p, n * size)` with overflow detection.
+///
+/// # Safety
+/// `p` is null or a live block of the global heap.
+pub unsafe fn reallocarray(p: *mut u8, n: usize, size: usize) -> *mut u8 {
+    match n.checked_mul(size) {
+        // SAFETY: forwarded.
+        Some(total) => unsafe { realloc(p, total) },
+        None => enomem_if_null(null_mut()),
+    }
+}
+
+/// Allocation at `align` (a power of two), at least malloc's 16.
+fn alloc_aligned(size: usize, align: usize) -> *mut u8 {
+    enomem_if_null(with_cache(|c| c.alloc(size, align.max(16))))
+}
+
+/// C `posix_memalign`: returns 0, `EINVAL` or `ENOMEM` (and leaves errno alone).
+///
+/// # Safety
+/// `out` must be writable.
+pub unsafe fn posix_memalign(out: *mut *mut u8, align: usize, size: usize) -> i32 {
+    if !align.is_power_of_two() || align % core::mem::size_of::<usize>() != 0 {
+        return libc::EINVAL;
+    }
+    let p = with_cache(|c| c.alloc(size, align.max(16)));
+    if p.is_null() {
+        return libc::ENOMEM;
+    }
+    // SAFETY: the caller promises `out` is writable.
+    unsafe { *out = p };
+    0
+}
+
+/// C11 `aligned_alloc`: null with `EINVAL` unless `align` is a power of two.
+pub fn aligned_alloc(align: usize, size: usize) -> *mut u8 {
+    if !align.is_power_of_two() {
+        set_errno(libc::EINVAL);
+        return null_mut();
+    }
+    alloc_aligned(size, align)
+}
+
+/// Obsolete `memalign`: like glibc, rounds a non-power-of-two alignment up.
+pub fn memalign(align: usize, size: usize) -> *mut u8 {
+    match align.checked_next_power_of_two() {
+        Some(a) => alloc_aligned(size, a),
+        None => {
+            set_errno(libc::EINVAL);
+            null_mut()
+        }
+    }
+}
+
+/// Obsolete `valloc`: page-aligned.
+pub fn valloc(size: usize) -> *mut u8 {
+    alloc_aligned(size, PAGE)
+}
+
+/// Obsolete `pvalloc`: page-aligned and rounded up to whole pages.
+pub fn pvalloc(size: usize) -> *mut u8 {
+    match round_up(size.max(1), PAGE) {
+        Some(s) => alloc_aligned(s, PAGE),
+        None => enomem_if_null(null_mut()),
+    }
+}
+
+/// `malloc_usable_size`: bytes usable in `p`, 0 for null.
+///
+/// # Safety
+/// `p` is null or a live block of the global heap.
+pub unsafe fn malloc_usable_size(p: *mut u8) -> usize {
+    if p.is_null() {
+        return 0;
+    }
+    // SAFETY: forwarded.
+    unsafe { usable_size(&GLOBAL, p) }
+}
+
+/// Writes the global heap's statistics to stderr as one `hakmem:` line, allocating nothing.
+pub fn print_stats() {
+    use core::fmt::Write;
+    struct Buf {
+        b: [u8; 512],
+        n: usize,
+    }
+    impl Write for Buf {
+        fn write_str(&mut self, s: &str) -> core::fmt::Result {
+            let room = self.b.len() - self.n;
+            let k = s.len().min(room);
+            self.b[self.n..self.n + k].copy_from_slice(&s.as_bytes()[..k]);
+            self.n += k;
+            Ok(())
+        }
+    }
+    let s = GLOBAL.stats();
+    let mut out = Buf { b: [0; 512], n: 0 };
+    let _ = writeln!(
+        out,
+        "hakmem: mapped {} KiB (peak {} KiB), {} small regions ({} empty), {} large blocks live of {} mapped, \
+         {} caches, {} abandoned slabs, {} dirty pooled slabs, {} purges",
+        s.mapped_bytes >> 10,
+        s.peak_mapped_bytes >> 10,
+        s.small_regions,
+        s.empty_regions,
+        s.large_blocks,
+        s.large_allocs,
+        s.caches,
+        s.abandoned_slabs,
+        s.dirty_pooled_slabs,
+        s.purges
+    );
+    // SAFETY: writing an initialised buffer to stderr.
+    unsafe { libc::write(2, out.b.as_ptr().cast(), out.n) };
+}

@@ -1,0 +1,502 @@
+//! The heap: owns every mapping, the pool of unassigned slabs, abandoned slabs, and large blocks.
+//!
+//! All of it sits behind one lock, taken only on slow paths (a slab changes hands, a large block
+//! is mapped or unmapped, a cache is created). One lock means no lock order to get wrong: the C
+//! design deadlocked on its pool and registry locks (failure 11).
+//!
+//! Memory comes back in three steps. A slab whose slots are all free returns to the pool, where
+//! any class can take it. Once more than [`DIRTY_POOL_LIMIT`] pooled slabs hold dirty pages, each
+//! further slab returned is purged (its pages go back to the OS). A region whose slabs are all
+//! pooled is kept only while fewer than [`MAX_EMPTY_REGIONS`] such regions exist, and unmapped
+//! otherwise. So a steady workload reuses its slabs, and a shrinking one gives its memory back.
+
+use crate::cache::{CacheInner, ThreadCache};
+use crate::layout::{region_base, region_offset, round_up, PAGE, REGION_SIZE};
+use crate::list::List;
+use crate::lock::SpinLock;
+use crate::os;
+use crate::policy::{Policy, Release};
+use crate::region::{AllRegions, AvailRegions, LargeRegions, RegionHeader, SmallRegion, ALL_SLABS, LARGE_KIND};
+use crate::size_class::{CLASS_SIZES, NUM_CLASSES};
+use crate::slab::{Slab, SlabLinks, SlabState, NO_OWNER};
+use core::marker::PhantomData;
+use core::ptr::null_mut;
+use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+/// Pooled slabs allowed to keep their dirty pages before returned slabs get purged.
+pub const DIRTY_POOL_LIMIT: usize = 64;
+/// Entirely free regions kept mapped for reuse.
+pub const MAX_EMPTY_REGIONS: usize = 1;
+/// Bytes reserved per thread cache in the metadata arena.
+const CACHE_SLOT: usize = 2048;
+/// Bytes per arena chunk.
+const ARENA_CHUNK: usize = 64 * 1024;
+
+/// An allocator instance: create it, hand out [`ThreadCache`]s, drop it to unmap everything.
+pub struct Heap<P: Policy = Release> {
+    state: SpinLock<State>,
+    stats: Counters,
+    _policy: PhantomData<P>,
+}
+
+struct State {
+    regions: List<SmallRegion, AllRegions>,
+    avail: List<SmallRegion, AvailRegions>,
+    empty_regions: usize,
+    dirty_pooled: usize,
+    abandoned: [List<Slab, SlabLinks>; NUM_CLASSES],
+    large: List<RegionHeader, LargeRegions>,
+    arena_chunks: *mut u8,
+    arena_free: *mut u8,
+}
+
+// SAFETY: the raw pointers in State point into mappings the heap owns; the lock serialises them.
+unsafe impl Send for State {}
+
+#[derive(Default)]
+struct Counters {
+    mapped: AtomicUsize,
+    peak_mapped: AtomicUsize,
+    large_allocs: AtomicUsize,
+    caches: AtomicUsize,
+    purges: AtomicUsize,
+}
+
+/// A snapshot of a heap's bookkeeping.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeapStats {
+    /// Bytes currently mapped (regions, large blocks, metadata).
+    pub mapped_bytes: usize,
+    /// Largest `mapped_bytes` seen.
+    pub peak_mapped_bytes: usize,
+    /// Small regions mapped.
+    pub small_regions: usize,
+    /// Small regions whose slabs are all pooled.
+    pub empty_regions: usize,
+    /// Large blocks live.
+    pub large_blocks: usize,
+    /// Large blocks ever mapped.
+    pub large_allocs: usize,
+    /// Thread caches live.
+    pub caches: usize,
+    /// Slabs waiting for adoption.
+    pub abandoned_slabs: usize,
+    /// Pooled slabs whose pages are still dirty.
+    pub dirty_pooled_slabs: usize,
+    /// Slabs purged on return to the pool.
+    pub purges: usize,
+}
+
+impl<P: Policy> Default for Heap<P> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<P: Policy> Heap<P> {
+    /// An empty heap; it maps nothing until first used.
+    pub const fn new() -> Self {
+        Heap {
+            state: SpinLock::new(State {
+                regions: List::new(),
+                avail: List::new(),
+                empty_regions: 0,
+                dirty_pooled: 0,
+                abandoned: [const { List::new() }; NUM_CLASSES],
+                large: List::new(),
+                arena_chunks: null_mut(),
+                arena_free: null_mut(),
+            }),
+            stats: Counters {
+                mapped: AtomicUsize::new(0),
+                peak_mapped: AtomicUsize::new(0),
+                large_allocs: AtomicUsize::new(0),
+                caches: AtomicUsize::new(0),
+                purges: AtomicUsize::new(0),
+            },
+            _policy: PhantomData,
+        }
+    }
+
+    /// A new thread cache on this heap. Several may exist on one OS thread.
+    pub fn cache(&self) -> ThreadCache<'_, P> {
+        ThreadCache::new(self)
+    }
+
+    /// Current bookkeeping figures.
+    pub fn stats(&self) -> HeapStats {
+        let st = self.state.lock();
+        HeapStats {
+            mapped_bytes: self.stats.mapped.load(Relaxed),
+            peak_mapped_bytes: self.stats.peak_mapped.load(Relaxed),
+            small_regions: st.regions.len(),
+            empty_regions: st.empty_regions,
+            large_blocks: st.large.len(),
+            large_allocs: self.stats.large_allocs.load(Relaxed),
+            caches: self.stats.caches.load(Relaxed),
+            abandoned_slabs: st.abandoned.iter().map(List::len).sum(),
+            dirty_pooled_slabs: st.dirty_pooled,
+            purges: self.stats.purges.load(Relaxed),
+        }
+    }
+
+    fn map(&self, size: usize, align: usize) -> *mut u8 {
+        // SAFETY: callers pass page multiples.
+        let p = unsafe { os::map_aligned(size, align) };
+        if !p.is_null() {
+            let now = self.stats.mapped.fetch_add(size, Relaxed) + size;
+            self.stats.peak_mapped.fetch_max(now, Relaxed);
+        }
+        p
+    }
+
+    /// # Safety
+    /// The range must be one mapping made by `map` and no longer used.
+    unsafe fn unmap(&self, p: *mut u8, size: usize, align: usize) {
+        self.stats.mapped.fetch_sub(size, Relaxed);
+        // SAFETY: forwarded.
+        unsafe { os::unmap(p, size, align) }
+    }
+
+    /// Takes the heap lock with no guard, for `fork` handlers.
+    pub(crate) fn lock_for_fork(&self) {
+        self.state.acquire();
+    }
+
+    /// Releases the lock taken by [`Heap::lock_for_fork`].
+    ///
+    /// # Safety
+    /// The calling thread must hold the lock through `lock_for_fork`.
+    pub(crate) unsafe fn unlock_after_fork(&self) {
+        // SAFETY: forwarded.
+        unsafe { self.state.force_unlock() }
+    }
+
+    // ---- thread caches -------------------------------------------------------------------
+
+    /// Storage for a new cache, from the heap's own arena so that creating a cache never calls
+    /// back into an allocator (the global one may be this very heap).
+    pub(crate) fn alloc_cache_slot(&self) -> *mut CacheInner<P> {
+        const { assert!(core::mem::size_of::<CacheInner<Release>>() <= CACHE_SLOT) };
+        let mut st = self.state.lock();
+        if st.arena_free.is_null() {
+            let chunk = self.map(ARENA_CHUNK, PAGE);
+            if chunk.is_null() {
+                return null_mut();
+            }
+            // SAFETY: the chunk is fresh; its first slot links the chunk list, the rest are free.
+            unsafe {
+                chunk.cast::<*mut u8>().write(st.arena_chunks);
+                st.arena_chunks = chunk;
+                for i in (1..ARENA_CHUNK / CACHE_SLOT).rev() {
+                    let slot = chunk.add(i * CACHE_SLOT);
+                    slot.cast::<*mut u8>().write(st.arena_free);
+                    st.arena_free = slot;
+                }
+            }
+        }
+        let slot = st.arena_free;
+        // SAFETY: free arena slots hold the next free slot in their first word.
+        st.arena_free = unsafe { slot.cast::<*mut u8>().read() };
+        self.stats.caches.fetch_add(1, Relaxed);
+        slot.cast()
+    }
+
+    /// Returns a cache's storage to the arena.
+    ///
+    /// # Safety
+    /// `slot` came from `alloc_cache_slot` and is no longer used.
+    pub(crate) unsafe fn free_cache_slot(&self, slot: *mut CacheInner<P>) {
+        let mut st = self.state.lock();
+        // SAFETY: the slot is ours again.
+        unsafe { slot.cast::<*mut u8>().write(st.arena_free) };
+        st.arena_free = slot.cast();
+        self.stats.caches.fetch_sub(1, Relaxed);
+    }
+
+    // ---- slabs ---------------------------------------------------------------------------
+
+    /// A slab for `class`, owned by `token`: an abandoned one of that class if any (so its live
+    /// slots' memory is reused), else one from the pool. Null when the OS refuses memory.
+    pub(crate) fn acquire_slab(&self, class: usize, token: usize) -> *mut Slab {
+        let mut st = self.state.lock();
+        // SAFETY: the abandoned lists hold live slabs.
+        let adopted = unsafe { st.abandoned[class].pop_front() };
+        if !adopted.is_null() {
+            // SAFETY: abandoned slabs are live and the lock makes the heap their owner.
+            unsafe {
+                (*adopted).local.state = SlabState::Owned;
+                (*adopted).owner.store(token, Relaxed);
+            }
+            return adopted;
+        }
+        let slab = self.take_pooled(&mut st);
+        if !slab.is_null() {
+            // SAFETY: a pooled slab is owned by the heap, which holds the lock.
+            unsafe {
+                let r = SmallRegion::of_slab(slab);
+                let i = SmallRegion::index_of(r, slab);
+                let (start, limit) = SmallRegion::slab_span(r, i);
+                let zero = (*r).dirty & (1 << i) == 0;
+                (*r).dirty |= 1 << i;
+                (*slab).local.assign(class, CLASS_SIZES[class], start, limit, zero);
+                (*slab).local.state = SlabState::Owned;
+                (*slab).owner.store(token, Relaxed);
+            }
+        }
+        slab
+    }
+
+    fn take_pooled(&self, st: &mut State) -> *mut Slab {
+        loop {
+            let r = st.avail.head();
+            if r.is_null() {
+                if Self::reclaim_abandoned(self, st) > 0 {
+                    continue;
+                }
+                let base = self.map(REGION_SIZE, REGION_SIZE);
+                if base.is_null() {
+                    return null_mut();
+                }
+                // SAFETY: a fresh region-aligned mapping of REGION_SIZE bytes.
+                let r = unsafe { SmallRegion::init(base) };
+                // SAFETY: r is a new region in no list.
+                unsafe {
+                    st.regions.push_back(r);
+                    st.avail.push_back(r);
+                }
+                st.empty_regions += 1;
+                continue;
+            }
+            // SAFETY: regions on `avail` are live and have at least one pooled slab.
+            unsafe {
+                let pooled = (*r).pooled;
+                debug_assert!(pooled != 0);
+                if pooled == ALL_SLABS {
+                    st.empty_regions -= 1;
+                }
+                let i = pooled.trailing_zeros() as usize;
+                (*r).pooled &= !(1 << i);
+                if (*r).pooled == 0 {
+                    st.avail.remove(r);
+                }
+                if (*r).dirty & (1 << i) != 0 {
+                    st.dirty_pooled -= 1;
+                }
+                return (&raw mut (*r).slabs).cast::<Slab>().add(i);
+            }
+        }
+    }
+
+    /// Returns an entirely free slab to the pool.
+    ///
+    /// # Safety
+    /// The caller must own `slab`, and none of its slots may be live or queued.
+    pub(crate) unsafe fn release_slab(&self, slab: *mut Slab) {
+        let mut st = self.state.lock();
+        // SAFETY: forwarded.
+        unsafe { self.release_locked(&mut st, slab) }
+    }
+
+    unsafe fn release_locked(&self, st: &mut State, slab: *mut Slab) {
+        // SAFETY: the caller owns the slab; its region is live; the lock covers region fields.
+        unsafe {
+            debug_assert!((*slab).local.used == 0 && (*slab).remote.is_empty());
+            (*slab).local.state = SlabState::Pool;
+            (*slab).owner.store(NO_OWNER, Relaxed);
+            let r = SmallRegion::of_slab(slab);
+            let i = SmallRegion::index_of(r, slab);
+            let bit = 1u64 << i;
+            if (*r).pooled == 0 {
+                st.avail.push_front(r);
+            }
+            (*r).pooled |= bit;
+            if st.dirty_pooled >= DIRTY_POOL_LIMIT {
+                let (start, limit) = SmallRegion::slab_span(r, i);
+                os::purge(start, limit.addr() - start.addr());
+                (*r).dirty &= !bit;
+                self.stats.purges.fetch_add(1, Relaxed);
+            } else {
+                st.dirty_pooled += 1;
+            }
+            if (*r).pooled == ALL_SLABS {
+                self.region_emptied(st, r);
+            }
+        }
+    }
+
+    /// # Safety
+    /// `r` is live, on `avail`, and all its slabs are pooled.
+    unsafe fn region_emptied(&self, st: &mut State, r: *mut SmallRegion) {
+        // SAFETY: per the contract; after unlinking nobody can reach the region.
+        unsafe {
+            st.avail.remove(r);
+            if st.empty_regions < MAX_EMPTY_REGIONS {
+                // Partly used regions stay at the front so empty ones are the last to be cut up.
+                st.avail.push_back(r);
+                st.empty_regions += 1;
+            } else {
+                st.dirty_pooled -= (*r).dirty.count_ones() as usize;
+                st.regions.remove(r);
+                self.unmap(r.cast(), REGION_SIZE, REGION_SIZE);
+            }
+        }
+    }
+
+    /// Parks a slab whose cache is going away while some of its slots are live.
+    ///
+    /// # Safety
+    /// The caller must own `slab` and give it up.
+    pub(crate) unsafe fn abandon_slab(&self, slab: *mut Slab) {
+        let mut st = self.state.lock();
+        // SAFETY: per the contract; the lock makes the heap its owner from here on.
+        unsafe {
+            (*slab).local.state = SlabState::Abandoned;
+            (*slab).owner.store(NO_OWNER, Relaxed);
+            let class = (*slab).local.class as usize;
+            st.abandoned[class].push_back(slab);
+        }
+    }
+
+    /// Drains every abandoned slab and pools those that turned out entirely free.
+    fn reclaim_abandoned(&self, st: &mut State) -> usize {
+        let mut released = 0;
+        for class in 0..NUM_CLASSES {
+            let mut s = st.abandoned[class].head();
+            while !s.is_null() {
+                // SAFETY: abandoned slabs are live and owned by the heap under its lock.
+                unsafe {
+                    let next = st.abandoned[class].next(s);
+                    (*s).local.drain(&(*s).remote);
+                    if (*s).local.used == 0 {
+                        st.abandoned[class].remove(s);
+                        self.release_locked(st, s);
+                        released += 1;
+                    }
+                    s = next;
+                }
+            }
+        }
+        released
+    }
+
+    // ---- large blocks --------------------------------------------------------------------
+
+    /// Maps a block of `size` bytes aligned to `align` on its own. Its memory reads as zero.
+    pub(crate) fn alloc_large(&self, size: usize, align: usize) -> *mut u8 {
+        // The header takes the first page; the block starts at the first aligned offset after it.
+        // Alignments of a region or more cannot keep the header at the masked address, so those
+        // blocks are found by searching the large list instead (see `find_large`).
+        let (offset, map_align) = if align < REGION_SIZE { (align.max(PAGE), REGION_SIZE) } else { (align, align) };
+        let Some(total) = offset.checked_add(size).and_then(|n| round_up(n, PAGE)) else {
+            return null_mut();
+        };
+        let base = self.map(total, map_align);
+        if base.is_null() {
+            return null_mut();
+        }
+        let hdr = base.cast::<RegionHeader>();
+        // SAFETY: the mapping is fresh, aligned, and at least a page long.
+        unsafe {
+            hdr.write(RegionHeader {
+                kind: LARGE_KIND,
+                map_size: total,
+                map_align,
+                user_offset: offset,
+                large_links: crate::list::Links::new(),
+            });
+            self.state.lock().large.push_back(hdr);
+        }
+        self.stats.large_allocs.fetch_add(1, Relaxed);
+        // SAFETY: offset < total.
+        unsafe { base.add(offset) }
+    }
+
+    /// The header of the large block whose client pointer is `p`.
+    ///
+    /// # Safety
+    /// `p` must be a live large block of this heap.
+    pub(crate) unsafe fn find_large(&self, p: *mut u8) -> *mut RegionHeader {
+        if region_offset(p) != 0 {
+            return region_base(p).cast();
+        }
+        let st = self.state.lock();
+        let mut h = st.large.head();
+        // SAFETY: every node of the large list is a live header.
+        unsafe {
+            while !h.is_null() && h.cast::<u8>().add((*h).user_offset) != p {
+                h = st.large.next(h);
+            }
+        }
+        assert!(!h.is_null(), "hakmem: free of {p:p}, which is no block of this heap");
+        h
+    }
+
+    /// Unmaps the large block `p`.
+    ///
+    /// # Safety
+    /// `p` must be a live large block of this heap; it is dead afterwards.
+    pub(crate) unsafe fn free_large(&self, p: *mut u8) {
+        // SAFETY: forwarded; after unlinking the mapping is ours alone.
+        unsafe {
+            let h = self.find_large(p);
+            self.state.lock().large.remove(h);
+            self.unmap(h.cast(), (*h).map_size, (*h).map_align);
+        }
+    }
+
+    /// Tries to make the large block `p` hold `new_size` bytes without moving it.
+    ///
+    /// # Safety
+    /// `p` must be a live large block of this heap.
+    pub(crate) unsafe fn grow_large(&self, p: *mut u8, new_size: usize) -> bool {
+        // SAFETY: forwarded; the header belongs to whoever owns the block.
+        unsafe {
+            let h = self.find_large(p);
+            let Some(total) = (*h).user_offset.checked_add(new_size).and_then(|n| round_up(n, PAGE)) else {
+                return false;
+            };
+            if total <= (*h).map_size {
+                return true;
+            }
+            if !os::grow_in_place(h.cast(), (*h).map_size, total) {
+                return false;
+            }
+            let grown = total - (*h).map_size;
+            let now = self.stats.mapped.fetch_add(grown, Relaxed) + grown;
+            self.stats.peak_mapped.fetch_max(now, Relaxed);
+            (*h).map_size = total;
+            true
+        }
+    }
+}
+
+impl<P: Policy> Drop for Heap<P> {
+    fn drop(&mut self) {
+        debug_assert_eq!(self.stats.caches.load(Relaxed), 0, "heap dropped with live caches");
+        let st = self.state.get_mut();
+        // SAFETY: no cache is left (they borrow the heap), so every mapping is unused; each is
+        // unmapped once, after being unlinked from its list.
+        unsafe {
+            loop {
+                let r = st.regions.pop_front();
+                if r.is_null() {
+                    break;
+                }
+                os::unmap(r.cast(), REGION_SIZE, REGION_SIZE);
+            }
+            loop {
+                let h = st.large.pop_front();
+                if h.is_null() {
+                    break;
+                }
+                os::unmap(h.cast(), (*h).map_size, (*h).map_align);
+            }
+            while !st.arena_chunks.is_null() {
+                let c = st.arena_chunks;
+                st.arena_chunks = c.cast::<*mut u8>().read();
+                os::unmap(c, ARENA_CHUNK, PAGE);
+            }
+        }
+    }
+}

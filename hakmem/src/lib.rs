@@ -1,0 +1,29 @@
+//! hakmem: a fast small-object allocator with a checked twin, built to be fuzzed.
+//!
+//! Where things are:
+//! - the fast paths (malloc pop, free push): [`cache`] (`CacheInner::alloc_class`, `free`);
+//! - the block layout and pointer types: [`layout`];
+//! - slabs and the lock-free remote-free queue: `slab`; regions: `region`;
+//! - the heap (slab pool, abandonment, large blocks, returning memory): [`heap`];
+//! - the global allocator, TLS caches, and C malloc semantics: [`global`].
+//!
+//! A [`Heap`] is an ordinary value: make one, take [`ThreadCache`]s from it (several per OS
+//! thread if you like), drop it and every byte goes back to the OS. [`HakMem`] is the process-wide
+//! allocator for `#[global_allocator]`; the `hakmem-preload` crate exports it as C malloc.
+
+pub mod cache;
+pub mod global;
+pub mod heap;
+pub mod layout;
+mod list;
+mod lock;
+pub mod os;
+pub mod policy;
+mod region;
+pub mod size_class;
+mod slab;
+
+pub use cache::ThreadCache;
+pub use global::HakMem;
+pub use heap::{Heap, HeapStats};
+pub use policy::{Policy, Release};

@@ -1,0 +1,149 @@
+//! Regions: naturally aligned mappings whose first bytes describe them.
+//!
+//! A small region holds the metadata of its 64 slabs in its header, followed by the slabs. A large
+//! region holds one client block after a one-page header. Both start with [`RegionHeader`], whose
+//! `kind` tells them apart, so `free` needs only a mask to know what it holds.
+
+use crate::layout::{round_up, PAGE, REGION_SIZE, SLABS_PER_REGION, SLAB_SIZE};
+use crate::list::{Adapter, Links};
+use crate::slab::Slab;
+
+/// Marks a region cut into slabs.
+pub const SMALL_KIND: u64 = 0x6861_6b6d_736d_616c; // "hakmsmal"
+/// Marks a region holding one large block.
+pub const LARGE_KIND: u64 = 0x6861_6b6d_6c61_7267; // "hakmlarg"
+
+/// The common start of every region.
+#[repr(C)]
+pub struct RegionHeader {
+    /// [`SMALL_KIND`] or [`LARGE_KIND`].
+    pub kind: u64,
+    /// Bytes mapped, starting at the header.
+    pub map_size: usize,
+    /// Alignment the mapping was made with (needed to give it back under Miri).
+    pub map_align: usize,
+    /// Large regions: offset of the client's block from the header.
+    pub user_offset: usize,
+    /// Large regions: links in the heap's list of large blocks.
+    pub large_links: Links<RegionHeader>,
+}
+
+/// A region cut into slabs.
+#[repr(C)]
+pub struct SmallRegion {
+    /// Common header.
+    pub hdr: RegionHeader,
+    /// Links in the heap's list of all small regions.
+    pub all_links: Links<SmallRegion>,
+    /// Links in the heap's list of regions with pooled slabs.
+    pub avail_links: Links<SmallRegion>,
+    /// Bit `i` set: slab `i` is in the pool.
+    pub pooled: u64,
+    /// Bit `i` set: slab `i` may hold non-zero bytes.
+    pub dirty: u64,
+    /// Per-slab metadata.
+    pub slabs: [Slab; SLABS_PER_REGION],
+}
+
+/// Bytes at the start of a small region taken by its header; slab 0 starts here.
+pub const SMALL_HEADER: usize = match round_up(core::mem::size_of::<SmallRegion>(), PAGE) {
+    Some(n) => n,
+    None => panic!(),
+};
+
+/// Mask with one bit per slab.
+pub const ALL_SLABS: u64 = if SLABS_PER_REGION == 64 { u64::MAX } else { (1 << SLABS_PER_REGION) - 1 };
+
+const _: () = assert!(SLABS_PER_REGION <= 64);
+const _: () = assert!(SMALL_HEADER + crate::size_class::SMALL_MAX <= SLAB_SIZE);
+
+/// Selects [`SmallRegion::all_links`].
+pub struct AllRegions;
+impl Adapter<SmallRegion> for AllRegions {
+    unsafe fn links(r: *mut SmallRegion) -> *mut Links<SmallRegion> {
+        // SAFETY: the caller passes a live region.
+        unsafe { &raw mut (*r).all_links }
+    }
+}
+
+/// Selects [`SmallRegion::avail_links`].
+pub struct AvailRegions;
+impl Adapter<SmallRegion> for AvailRegions {
+    unsafe fn links(r: *mut SmallRegion) -> *mut Links<SmallRegion> {
+        // SAFETY: the caller passes a live region.
+        unsafe { &raw mut (*r).avail_links }
+    }
+}
+
+/// Selects [`RegionHeader::large_links`].
+pub struct LargeRegions;
+impl Adapter<RegionHeader> for LargeRegions {
+    unsafe fn links(r: *mut RegionHeader) -> *mut Links<RegionHeader> {
+        // SAFETY: the caller passes a live region.
+        unsafe { &raw mut (*r).large_links }
+    }
+}
+
+impl SmallRegion {
+    /// Initialises a freshly mapped, zeroed region in place; every slab starts pooled and clean.
+    ///
+    /// # Safety
+    /// `base` must be a fresh mapping of `REGION_SIZE` bytes aligned to `REGION_SIZE`.
+    pub unsafe fn init(base: *mut u8) -> *mut SmallRegion {
+        let r = base.cast::<SmallRegion>();
+        // SAFETY: the mapping is large enough and aligned for the header; we write every field.
+        unsafe {
+            (&raw mut (*r).hdr).write(RegionHeader {
+                kind: SMALL_KIND,
+                map_size: REGION_SIZE,
+                map_align: REGION_SIZE,
+                user_offset: 0,
+                large_links: Links::new(),
+            });
+            (&raw mut (*r).all_links).write(Links::new());
+            (&raw mut (*r).avail_links).write(Links::new());
+            (&raw mut (*r).pooled).write(ALL_SLABS);
+            (&raw mut (*r).dirty).write(0);
+            let slabs = (&raw mut (*r).slabs).cast::<Slab>();
+            for i in 0..SLABS_PER_REGION {
+                slabs.add(i).write(Slab::unassigned());
+            }
+        }
+        r
+    }
+
+    /// The slab metadata for the slab containing `p`.
+    ///
+    /// # Safety
+    /// `this` must be a live small region and `p` inside it.
+    #[inline(always)]
+    pub unsafe fn slab_of(this: *mut SmallRegion, p: *mut u8) -> *mut Slab {
+        // SAFETY: slab_index is below SLABS_PER_REGION for any address inside the region.
+        unsafe { (&raw mut (*this).slabs).cast::<Slab>().add(crate::layout::slab_index(p)) }
+    }
+
+    /// Index of `slab` within this region.
+    ///
+    /// # Safety
+    /// `slab` must be one of this region's slabs.
+    pub unsafe fn index_of(this: *mut SmallRegion, slab: *mut Slab) -> usize {
+        // SAFETY: both pointers are into the same region header.
+        unsafe { slab.offset_from((&raw mut (*this).slabs).cast::<Slab>()) as usize }
+    }
+
+    /// The region that holds the metadata `slab`.
+    pub fn of_slab(slab: *mut Slab) -> *mut SmallRegion {
+        crate::layout::region_base(slab.cast()).cast()
+    }
+
+    /// The byte range slab `i` may fill with slots.
+    ///
+    /// # Safety
+    /// `this` must be a live small region and `i < SLABS_PER_REGION`.
+    pub unsafe fn slab_span(this: *mut SmallRegion, i: usize) -> (*mut u8, *mut u8) {
+        let base = this.cast::<u8>();
+        let start = if i == 0 { SMALL_HEADER } else { i * SLAB_SIZE };
+        // SAFETY: both offsets are within the region.
+        unsafe { (base.add(start), base.add((i + 1) * SLAB_SIZE)) }
+    }
+}

@@ -1,0 +1,329 @@
+//! A slab: one size class's slots within a 64 KiB span, its free list and its remote-free queue.
+//!
+//! Ownership rule: [`SlabLocal`] belongs to whoever owns the slab (a thread cache, or the heap
+//! under its lock while the slab is pooled or abandoned), and only the owner ever borrows it.
+//! Other threads read `owner` and push freed slots onto `remote`; the owner takes the whole queue
+//! with one swap. Keeping the two apart is what makes the owner's `&mut SlabLocal` sound while
+//! remote frees run concurrently.
+//! A slot is therefore in exactly one place: handed out, on `free`, or on `remote` (failure 6 of
+//! the C history was a slot in two of those at once).
+
+use crate::layout::BasePtr;
+use crate::list::{Adapter, Links};
+use core::ptr::null_mut;
+use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+
+/// What currently holds a slab.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+pub enum SlabState {
+    /// In the heap's pool, serving no class.
+    Pool,
+    /// Owned by a thread cache.
+    Owned,
+    /// Its cache went away while slots were still live; waiting in the heap to be adopted.
+    Abandoned,
+}
+
+/// Owner value of a slab no cache owns.
+pub const NO_OWNER: usize = 0;
+
+/// Metadata of one slab, kept in the region header, out of reach of client overflows.
+#[repr(C, align(64))]
+pub struct Slab {
+    /// State only the owner touches.
+    pub local: SlabLocal,
+    /// Token of the owning cache, or [`NO_OWNER`].
+    pub owner: AtomicUsize,
+    /// Slots freed by threads other than the owner (a Treiber stack, drained all at once).
+    /// On its own cache line so remote frees do not bounce the owner's line.
+    pub remote: RemoteQueue,
+}
+
+/// The owner's part of a slab.
+#[repr(C)]
+pub struct SlabLocal {
+    /// Free slots ready to hand out.
+    pub free: Option<BasePtr>,
+    /// Slots handed out and not yet returned to `free`.
+    pub used: u32,
+    /// Slot size in bytes.
+    pub slot_size: u32,
+    /// First slot never handed out; slots from here to `end` are carved on demand.
+    pub bump: *mut u8,
+    /// End of the last whole slot.
+    pub end: *mut u8,
+    /// Links in the owning cache's per-class list or the heap's abandoned list.
+    pub links: Links<Slab>,
+    /// Size class served.
+    pub class: u8,
+    /// Whether the uncarved tail `[bump, end)` is known to read as zero.
+    pub zero_tail: bool,
+    /// Who holds the slab.
+    pub state: SlabState,
+}
+
+/// The multi-producer, single-consumer queue of remotely freed slots.
+#[repr(C, align(64))]
+pub struct RemoteQueue {
+    head: AtomicPtr<u8>,
+}
+
+/// Selects [`Slab::links`] for intrusive lists.
+pub struct SlabLinks;
+impl Adapter<Slab> for SlabLinks {
+    unsafe fn links(s: *mut Slab) -> *mut Links<Slab> {
+        // SAFETY: the caller passes a live slab.
+        unsafe { &raw mut (*s).local.links }
+    }
+}
+
+/// Carve at most this many bytes of fresh slots at a time, so a slab's pages are touched only as
+/// they are needed (a slab of 16-byte slots would otherwise write 4096 links up front).
+const CARVE_BYTES: usize = 4096;
+
+impl Slab {
+    /// A slab that serves nothing: the state of every slab before its region assigns it.
+    pub const fn unassigned() -> Self {
+        Slab {
+            local: SlabLocal {
+                free: None,
+                used: 0,
+                slot_size: 0,
+                bump: null_mut(),
+                end: null_mut(),
+                links: Links::new(),
+                class: 0,
+                zero_tail: false,
+                state: SlabState::Pool,
+            },
+            owner: AtomicUsize::new(NO_OWNER),
+            remote: RemoteQueue { head: AtomicPtr::new(null_mut()) },
+        }
+    }
+}
+
+impl SlabLocal {
+    /// Prepares the slab to serve `class` with slots of `slot_size` bytes in `[start, limit)`.
+    pub fn assign(&mut self, class: usize, slot_size: usize, start: *mut u8, limit: *mut u8, zero: bool) {
+        let slots = (limit.addr() - start.addr()) / slot_size;
+        debug_assert!(slots > 0);
+        self.free = None;
+        self.used = 0;
+        self.slot_size = slot_size as u32;
+        self.bump = start;
+        // SAFETY: `slots * slot_size` bytes fit in [start, limit).
+        self.end = unsafe { start.add(slots * slot_size) };
+        self.class = class as u8;
+        self.zero_tail = zero;
+    }
+
+    /// Pops a free slot; the owner's fast path.
+    #[inline(always)]
+    pub fn pop(&mut self) -> Option<BasePtr> {
+        let b = self.free?;
+        // SAFETY: slots on `free` are free and carry a valid link.
+        self.free = unsafe { b.link() };
+        self.used += 1;
+        Some(b)
+    }
+
+    /// Pushes a slot the owner freed; returns true when the slab became entirely free.
+    ///
+    /// # Safety
+    /// `b` must be a slot of this slab that is handed out, and the caller must own the slab.
+    #[inline(always)]
+    pub unsafe fn push(&mut self, b: BasePtr) -> bool {
+        // SAFETY: the client gave the slot back, so its first word is ours to write.
+        unsafe { b.set_link(self.free) };
+        self.free = Some(b);
+        self.used -= 1;
+        self.used == 0
+    }
+
+    /// True if uncarved slots remain.
+    #[inline]
+    pub fn can_carve(&self) -> bool {
+        self.bump < self.end
+    }
+
+    /// Carves fresh slots: returns the first, threads up to a page's worth more onto `free`.
+    /// The returned slot reads as zero when `zero_tail` is set.
+    ///
+    /// # Safety
+    /// The caller must own the slab, `free` must be empty and [`Slab::can_carve`] true.
+    pub unsafe fn carve(&mut self) -> BasePtr {
+        debug_assert!(self.free.is_none() && self.can_carve());
+        let size = self.slot_size as usize;
+        let left = (self.end.addr() - self.bump.addr()) / size;
+        let n = (CARVE_BYTES / size).clamp(1, left);
+        let first = self.bump;
+        // SAFETY: n slots starting at bump lie within [bump, end); all are fresh and ours.
+        unsafe {
+            let mut next: Option<BasePtr> = None;
+            // Link back to front so the list hands slots out in address order.
+            for i in (1..n).rev() {
+                let b = BasePtr::new_unchecked(first.add(i * size));
+                b.set_link(next);
+                next = Some(b);
+            }
+            self.free = next;
+            self.bump = first.add(n * size);
+            self.used += 1;
+            BasePtr::new_unchecked(first)
+        }
+    }
+
+    /// Moves every slot queued on `q` (this slab's remote queue) onto `free`; returns how many.
+    pub fn drain(&mut self, q: &RemoteQueue) -> u32 {
+        let Some(first) = q.take_all() else { return 0 };
+        let mut n = 1;
+        let mut last = first;
+        // SAFETY: every slot on the queue was published with a valid link, and take_all made
+        // them ours.
+        unsafe {
+            while let Some(next) = last.link() {
+                last = next;
+                n += 1;
+            }
+            last.set_link(self.free);
+        }
+        self.free = Some(first);
+        self.used -= n;
+        n
+    }
+
+    /// True if this slab can hand out a slot without help from the heap.
+    #[inline]
+    pub fn has_room(&self) -> bool {
+        self.free.is_some() || self.can_carve()
+    }
+}
+
+impl RemoteQueue {
+    /// Queues a slot freed by a thread that does not own the slab.
+    ///
+    /// # Safety
+    /// `b` must be a handed-out slot of the slab this queue belongs to; the caller gives it up.
+    #[inline]
+    pub unsafe fn push(&self, b: BasePtr) {
+        let mut head = self.head.load(Ordering::Relaxed);
+        loop {
+            // SAFETY: the slot is ours until the CAS publishes it.
+            unsafe { b.set_link(BasePtr::from_raw(head)) };
+            // Release: the link written above must be visible to the owner's acquiring swap.
+            match self.head.compare_exchange_weak(head, b.as_ptr(), Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => return,
+                Err(h) => head = h,
+            }
+        }
+    }
+
+    /// Takes the whole queue; the caller becomes the owner of every slot on it.
+    #[inline]
+    pub fn take_all(&self) -> Option<BasePtr> {
+        if self.head.load(Ordering::Relaxed).is_null() {
+            return None;
+        }
+        // Acquire pairs with the Release of every push, making their links readable.
+        BasePtr::from_raw(self.head.swap(null_mut(), Ordering::Acquire))
+    }
+
+    /// True if a remote free is waiting (a hint; the owner drains to be sure).
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.head.load(Ordering::Relaxed).is_null()
+    }
+}
+
+impl BasePtr {
+    /// Wraps a raw pointer that is either null or a slot start.
+    #[inline(always)]
+    pub fn from_raw(p: *mut u8) -> Option<BasePtr> {
+        // SAFETY: non-null was checked; the caller promises a slot start.
+        (!p.is_null()).then(|| unsafe { BasePtr::new_unchecked(p) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slab_over(buf: &mut [u64], slot: usize) -> Slab {
+        let mut s = Slab::unassigned();
+        let start = buf.as_mut_ptr().cast::<u8>();
+        let limit = unsafe { start.add(buf.len() * 8) };
+        s.local.assign(3, slot, start, limit, true);
+        s
+    }
+
+    #[test]
+    fn carve_pop_push_hand_out_each_slot_once() {
+        let mut buf = vec![0u64; 64];
+        let mut s = slab_over(&mut buf, 32);
+        let mut seen = std::collections::BTreeSet::new();
+        let first = unsafe { s.local.carve() };
+        seen.insert(first.as_ptr().addr());
+        while let Some(b) = s.local.pop() {
+            assert!(seen.insert(b.as_ptr().addr()));
+        }
+        assert!(!s.local.can_carve());
+        assert_eq!(seen.len(), 16);
+        assert_eq!(s.local.used, 16);
+        let addrs: Vec<usize> = seen.iter().copied().collect();
+        for w in addrs.windows(2) {
+            assert_eq!(w[1] - w[0], 32);
+        }
+        for &a in &addrs[..15] {
+            assert!(!unsafe { s.local.push(BasePtr::new_unchecked(a as *mut u8)) });
+        }
+        assert!(unsafe { s.local.push(BasePtr::new_unchecked(addrs[15] as *mut u8)) });
+    }
+
+    #[test]
+    fn remote_frees_come_back_through_drain() {
+        let mut buf = vec![0u64; 64];
+        let mut s = slab_over(&mut buf, 64);
+        let a = unsafe { s.local.carve() };
+        let b = s.local.pop().unwrap();
+        assert_eq!(s.local.used, 2);
+        unsafe {
+            s.remote.push(a);
+            s.remote.push(b);
+        }
+        assert!(!s.remote.is_empty());
+        let before = s.local.free;
+        assert_eq!(s.local.drain(&s.remote), 2);
+        assert_eq!(s.local.used, 0);
+        assert!(s.remote.is_empty());
+        assert_eq!(s.local.pop(), Some(b));
+        assert_eq!(s.local.pop(), Some(a));
+        assert_eq!(s.local.free, before);
+    }
+
+    #[test]
+    fn remote_pushes_from_many_threads_all_arrive() {
+        let mut buf = vec![0u64; 8 * 512];
+        let mut s = slab_over(&mut buf, 64);
+        let first = unsafe { s.local.carve() };
+        let mut slots = vec![first.as_ptr() as usize];
+        while slots.len() < 512 {
+            match s.local.pop() {
+                Some(b) => slots.push(b.as_ptr() as usize),
+                None => slots.push(unsafe { s.local.carve() }.as_ptr() as usize),
+            }
+        }
+        let shared = &s.remote;
+        std::thread::scope(|sc| {
+            for chunk in slots.chunks(128) {
+                sc.spawn(move || {
+                    for &a in chunk {
+                        unsafe { shared.push(BasePtr::new_unchecked(a as *mut u8)) };
+                    }
+                });
+            }
+        });
+        assert_eq!(s.local.drain(&s.remote), 512);
+        assert_eq!(s.local.used, 0);
+    }
+}
