@@ -66,7 +66,7 @@ pub fn start_watchdog(limit: Duration) {
             let started = STARTED.load(Ordering::SeqCst);
             if started != 0 && now_ms() + 1 - started > limit_ms {
                 let run = current().unwrap_or_else(|| "an unknown run".into());
-                eprintln!("*** hakmem-bench: HANG: {run} still running after {} s; giving up", limit.as_secs());
+                eprintln!("\n*** hakmem-bench: HANG: {run} still running after {} s; giving up", limit.as_secs());
                 println!("HANG: {run} exceeded {} s", limit.as_secs());
                 std::process::exit(3);
             }

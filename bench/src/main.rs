@@ -10,6 +10,7 @@ mod report;
 mod rng;
 mod workloads;
 
+use std::io::IsTerminal;
 use std::panic::{self, AssertUnwindSafe};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -179,6 +180,8 @@ fn run_all(opts: &Options) -> ExitCode {
     println!();
 
     guard::start_watchdog(opts.timeout);
+    // A progress line is only useful to a person watching; in logs it interleaves with rows.
+    let progress = std::io::stderr().is_terminal();
     let started = Instant::now();
     let mut all: Vec<Outcome> = Vec::new();
     // Header needs to know which ratio columns exist before any row is printed.
@@ -192,7 +195,9 @@ fn run_all(opts: &Options) -> ExitCode {
     for w in &chosen_workloads {
         let ops = ((w.default_ops as f64 * scale).round() as u64).max(1000);
         let wi = index_of(WORKLOADS, *w);
-        eprint!("running {:<14}\r", w.name);
+        if progress {
+            eprint!("running {:<14}\r", w.name);
+        }
         let mut rows: Vec<Outcome> = chosen_allocs
             .iter()
             .map(|a| Outcome { workload: w.name, allocator: a.name, ops, mops: Vec::new(), error: None })
@@ -230,7 +235,9 @@ fn run_all(opts: &Options) -> ExitCode {
             println!("{}", report::table_row(&all, row, &refs));
         }
     }
-    eprint!("{:<30}\r", "");
+    if progress {
+        eprint!("{:<30}\r", "");
+    }
     println!();
     let names: Vec<&str> = chosen_allocs.iter().map(|a| a.name).collect();
     debug_assert_eq!(refs, report::references_present(&all));
