@@ -24,8 +24,14 @@ static HAKMEM: hakmem::HakMem = hakmem::HakMem;
 
 /// Every allocator the binary knows, in report order; "system" first because it is the baseline.
 pub static ALLOCATORS: &[Allocator] = &[
-    Allocator { name: "system", handle: &SYSTEM },
-    Allocator { name: "hakmem", handle: &HAKMEM },
+    Allocator {
+        name: "system",
+        handle: &SYSTEM,
+    },
+    Allocator {
+        name: "hakmem",
+        handle: &HAKMEM,
+    },
 ];
 
 /// Allocators whose results get a "vs NAME" ratio column when they took part in a run.

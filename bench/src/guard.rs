@@ -40,8 +40,15 @@ pub fn current() -> Option<String> {
     let w = WORKLOADS.get(WORKLOAD.load(Ordering::SeqCst))?;
     let a = ALLOCATORS.get(ALLOC.load(Ordering::SeqCst))?;
     let r = ROUND.load(Ordering::SeqCst);
-    let round = if r == 0 { "warm-up".to_string() } else { format!("round {r}") };
-    Some(format!("workload '{}' on allocator '{}' ({round})", w.name, a.name))
+    let round = if r == 0 {
+        "warm-up".to_string()
+    } else {
+        format!("round {r}")
+    };
+    Some(format!(
+        "workload '{}' on allocator '{}' ({round})",
+        w.name, a.name
+    ))
 }
 
 /// Adds the run in progress to every panic message (the default hook still prints first).
@@ -66,7 +73,10 @@ pub fn start_watchdog(limit: Duration) {
             let started = STARTED.load(Ordering::SeqCst);
             if started != 0 && now_ms() + 1 - started > limit_ms {
                 let run = current().unwrap_or_else(|| "an unknown run".into());
-                eprintln!("\n*** hakmem-bench: HANG: {run} still running after {} s; giving up", limit.as_secs());
+                eprintln!(
+                    "\n*** hakmem-bench: HANG: {run} still running after {} s; giving up",
+                    limit.as_secs()
+                );
                 println!("HANG: {run} exceeded {} s", limit.as_secs());
                 std::process::exit(3);
             }
@@ -78,7 +88,13 @@ pub fn start_watchdog(limit: Duration) {
 /// signal with its default action so the exit status and any core dump stay as they were.
 pub fn install_crash_handler() {
     now_ms();
-    for sig in [libc::SIGSEGV, libc::SIGBUS, libc::SIGILL, libc::SIGFPE, libc::SIGABRT] {
+    for sig in [
+        libc::SIGSEGV,
+        libc::SIGBUS,
+        libc::SIGILL,
+        libc::SIGFPE,
+        libc::SIGABRT,
+    ] {
         // SAFETY: plain sigaction setup with a handler that only calls async-signal-safe functions.
         unsafe {
             let mut sa: libc::sigaction = std::mem::zeroed();
@@ -93,7 +109,11 @@ pub fn install_crash_handler() {
 }
 
 // Only async-signal-safe work here: no allocation, no locks, raw write(2).
-extern "C" fn on_fatal_signal(sig: libc::c_int, _info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
+extern "C" fn on_fatal_signal(
+    sig: libc::c_int,
+    _info: *mut libc::siginfo_t,
+    _ctx: *mut libc::c_void,
+) {
     let name: &[u8] = match sig {
         libc::SIGSEGV => b"SIGSEGV",
         libc::SIGBUS => b"SIGBUS",

@@ -23,7 +23,10 @@ unsafe impl Send for Block {}
 
 impl Block {
     /// The empty slot marker.
-    pub const EMPTY: Block = Block { ptr: std::ptr::null_mut(), size: 0 };
+    pub const EMPTY: Block = Block {
+        ptr: std::ptr::null_mut(),
+        size: 0,
+    };
 
     /// Whether this slot holds an allocation.
     #[inline(always)]
@@ -88,7 +91,15 @@ pub fn realloc(a: Handle, b: Block, new_size: usize) -> Block {
     // SAFETY: ptr is valid for new_size bytes and its prefix holds the old contents.
     let first = unsafe { ptr.read() };
     if first != old_tag {
-        corrupted(Block { ptr, size: new_size }, first, old_tag, old_tag);
+        corrupted(
+            Block {
+                ptr,
+                size: new_size,
+            },
+            first,
+            old_tag,
+            old_tag,
+        );
     }
     let t = tag(new_size);
     // SAFETY: as above.
@@ -96,7 +107,10 @@ pub fn realloc(a: Handle, b: Block, new_size: usize) -> Block {
         ptr.write(t);
         ptr.add(new_size - 1).write(t);
     }
-    Block { ptr, size: new_size }
+    Block {
+        ptr,
+        size: new_size,
+    }
 }
 
 // Cold and out of line so the checks cost one compare each in the hot path.

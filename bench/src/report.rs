@@ -30,7 +30,11 @@ impl Machine {
         let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .map(|s| s.trim().to_string())
             .unwrap_or_else(|_| "unknown".into());
-        Machine { nproc, cpu_model, kernel }
+        Machine {
+            nproc,
+            cpu_model,
+            kernel,
+        }
     }
 }
 
@@ -57,7 +61,11 @@ impl Outcome {
         let mut v = self.mops.clone();
         v.sort_by(f64::total_cmp);
         let n = v.len();
-        Some(if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 })
+        Some(if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        })
     }
 
     /// (max - min) / median, a rough noise indicator for this row.
@@ -78,18 +86,12 @@ pub fn ratio(all: &[Outcome], row: &Outcome, reference: &str) -> Option<f64> {
     Some(row.median()? / base)
 }
 
-/// Reference allocators that took part in this run, i.e. the ratio columns to print.
-pub fn references_present(all: &[Outcome]) -> Vec<&'static str> {
-    REFERENCES
-        .iter()
-        .copied()
-        .filter(|r| all.iter().any(|o| o.allocator == *r))
-        .collect()
-}
-
 /// The column header line (and its underline) for the result table.
 pub fn table_header(refs: &[&str]) -> String {
-    let mut s = format!("{:<14} {:<10} {:>9} {:>7}", "workload", "allocator", "Mops/s", "spread");
+    let mut s = format!(
+        "{:<14} {:<10} {:>9} {:>7}",
+        "workload", "allocator", "Mops/s", "spread"
+    );
     for r in refs {
         let _ = write!(s, " {:>12}", format!("vs {r}"));
     }
@@ -104,7 +106,12 @@ pub fn table_row(all: &[Outcome], row: &Outcome, refs: &[&str]) -> String {
     let mut s = format!("{:<14} {:<10}", row.workload, row.allocator);
     match (row.median(), &row.error) {
         (Some(m), _) => {
-            let _ = write!(s, " {:>9.2} {:>6.1}%", m, row.spread().unwrap_or(0.0) * 100.0);
+            let _ = write!(
+                s,
+                " {:>9.2} {:>6.1}%",
+                m,
+                row.spread().unwrap_or(0.0) * 100.0
+            );
             for r in refs {
                 match ratio(all, row, r) {
                     Some(x) => {
@@ -126,7 +133,8 @@ pub fn table_row(all: &[Outcome], row: &Outcome, refs: &[&str]) -> String {
 
 /// Geometric mean over workloads of each allocator's ratio to each reference.
 pub fn summary(all: &[Outcome], allocators: &[&str], refs: &[&str]) -> String {
-    let mut s = String::from("geometric mean of per-workload ratios (workloads where both completed):\n");
+    let mut s =
+        String::from("geometric mean of per-workload ratios (workloads where both completed):\n");
     for a in allocators {
         let _ = write!(s, "  {a:<10}");
         for r in refs {
@@ -177,7 +185,13 @@ fn json_num(x: Option<f64>) -> String {
 }
 
 /// Serialises the whole run; hand-formatted to keep the crate dependency-free.
-pub fn to_json(machine: &Machine, rounds: usize, quick: bool, note: &str, all: &[Outcome]) -> String {
+pub fn to_json(
+    machine: &Machine,
+    rounds: usize,
+    quick: bool,
+    note: &str,
+    all: &[Outcome],
+) -> String {
     let mut s = String::from("{\n");
     let _ = writeln!(
         s,
@@ -219,7 +233,13 @@ mod tests {
     use super::*;
 
     fn outcome(alloc: &'static str, mops: &[f64]) -> Outcome {
-        Outcome { workload: "w", allocator: alloc, ops: 1, mops: mops.to_vec(), error: None }
+        Outcome {
+            workload: "w",
+            allocator: alloc,
+            ops: 1,
+            mops: mops.to_vec(),
+            error: None,
+        }
     }
 
     #[test]

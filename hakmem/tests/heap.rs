@@ -1,0 +1,185 @@
+//! Heap behaviour through the public API: slab reuse across classes, abandonment and adoption,
+//! bounded memory under steady and shrinking workloads, large blocks, zeroing.
+
+use hakmem::layout::REGION_SIZE;
+use hakmem::Heap;
+
+/// Allocates `n` blocks of `size` bytes through `c` and fills each with its index.
+fn fill(c: &mut hakmem::ThreadCache<'_>, n: usize, size: usize) -> Vec<*mut u8> {
+    (0..n)
+        .map(|i| {
+            let p = c.alloc(size, 8);
+            assert!(!p.is_null());
+            unsafe { p.write_bytes(i as u8, size) };
+            p
+        })
+        .collect()
+}
+
+#[test]
+fn a_fresh_heap_maps_nothing() {
+    let heap: Heap = Heap::new();
+    assert_eq!(heap.stats().mapped_bytes, 0);
+    let c = heap.cache();
+    drop(c);
+    assert_eq!(heap.stats().small_regions, 0);
+}
+
+#[test]
+fn freed_slabs_serve_other_classes() {
+    let heap: Heap = Heap::new();
+    let mut c = heap.cache();
+    // Fill most of a region with 64-byte blocks, free them all, then fill it with 1 KiB blocks:
+    // the region count must not grow, because emptied slabs go back to the pool.
+    let blocks = fill(&mut c, 40_000, 64);
+    let regions = heap.stats().small_regions;
+    for p in blocks {
+        unsafe { c.free(p) };
+    }
+    let blocks = fill(&mut c, 2_000, 1024);
+    assert_eq!(heap.stats().small_regions, regions);
+    for p in blocks {
+        unsafe { c.free(p) };
+    }
+}
+
+#[test]
+fn steady_workload_does_not_grow() {
+    let heap: Heap = Heap::new();
+    let mut c = heap.cache();
+    let mut ring: Vec<*mut u8> = vec![std::ptr::null_mut(); 5000];
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut after_warmup = 0;
+    for round in 0..40 {
+        for slot in ring.iter_mut() {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            if !slot.is_null() {
+                unsafe { c.free(*slot) };
+            }
+            let size = 8 + (rng % 2000) as usize;
+            *slot = c.alloc(size, 8);
+            unsafe { slot.write_bytes(0xab, size) };
+        }
+        if round == 5 {
+            after_warmup = heap.stats().peak_mapped_bytes;
+        }
+    }
+    assert_eq!(heap.stats().peak_mapped_bytes, after_warmup, "{:?}", heap.stats());
+    for p in ring {
+        unsafe { c.free(p) };
+    }
+}
+
+#[test]
+fn shrinking_workload_gives_memory_back() {
+    let heap: Heap = Heap::new();
+    let mut c = heap.cache();
+    let blocks = fill(&mut c, 60_000, 1024); // ~64 MiB
+    let peak = heap.stats().mapped_bytes;
+    assert!(peak >= 60_000 * 1024);
+    for p in blocks {
+        unsafe { c.free(p) };
+    }
+    c.flush();
+    let s = heap.stats();
+    // One empty region may stay cached, plus the cache arena.
+    assert!(s.mapped_bytes <= REGION_SIZE + 64 * 1024, "{s:?}");
+    assert_eq!(s.small_regions, 1, "{s:?}");
+}
+
+#[test]
+fn abandoned_slabs_are_adopted_and_reclaimed() {
+    let heap: Heap = Heap::new();
+    let mut a = heap.cache();
+    let blocks = fill(&mut a, 3000, 48);
+    drop(a);
+    let abandoned = heap.stats().abandoned_slabs;
+    assert!(abandoned > 0);
+    // A new cache allocating the same class adopts an abandoned slab instead of a pooled one.
+    let mut b = heap.cache();
+    let p = b.alloc(48, 8);
+    assert_eq!(heap.stats().abandoned_slabs, abandoned - 1);
+    // The blocks of the dead cache stay valid and free through any cache.
+    for (i, q) in blocks.iter().enumerate() {
+        assert!(unsafe { std::slice::from_raw_parts(*q, 48) }.iter().all(|&x| x == i as u8));
+        unsafe { b.free(*q) };
+    }
+    unsafe { b.free(p) };
+    drop(b);
+    // Everything is free now; whatever stayed abandoned is reclaimed when the pool runs dry.
+    let mut c = heap.cache();
+    let big = fill(&mut c, 4 * 64 * 60, 1024);
+    assert_eq!(heap.stats().abandoned_slabs, 0, "{:?}", heap.stats());
+    for p in big {
+        unsafe { c.free(p) };
+    }
+}
+
+#[test]
+fn large_blocks_are_mapped_alone_and_unmapped_on_free() {
+    let heap: Heap = Heap::new();
+    let mut c = heap.cache();
+    let p = c.alloc(1 << 20, 8);
+    assert_eq!(heap.stats().large_blocks, 1);
+    assert!(unsafe { c.usable_size(p) } >= 1 << 20);
+    unsafe { p.write_bytes(7, 1 << 20) };
+    let q = unsafe { c.realloc(p, 3 << 20, 8) };
+    assert!(unsafe { std::slice::from_raw_parts(q, 1 << 20) }.iter().all(|&x| x == 7));
+    unsafe { c.free(q) };
+    assert_eq!(heap.stats().large_blocks, 0);
+    for align in [REGION_SIZE, 2 * REGION_SIZE] {
+        let p = c.alloc(100, align);
+        assert_eq!(p.addr() % align, 0);
+        assert!(unsafe { c.usable_size(p) } >= 100);
+        unsafe { c.free(p) };
+    }
+    assert_eq!(heap.stats().large_blocks, 0);
+}
+
+#[test]
+fn zeroed_allocations_are_zero_after_reuse() {
+    let heap: Heap = Heap::new();
+    let mut c = heap.cache();
+    for size in [1, 16, 100, 1024, 5000, 20000, 32768, 100_000] {
+        let dirty: Vec<*mut u8> = (0..50).map(|_| c.alloc(size, 8)).collect();
+        for &p in &dirty {
+            unsafe { p.write_bytes(0xee, size) };
+        }
+        for p in dirty {
+            unsafe { c.free(p) };
+        }
+        for _ in 0..60 {
+            let p = c.alloc_zeroed(size, 8);
+            assert!(unsafe { std::slice::from_raw_parts(p, size) }.iter().all(|&x| x == 0), "size {size}");
+            unsafe { p.write_bytes(0xee, size) };
+            unsafe { c.free(p) };
+        }
+    }
+}
+
+#[test]
+fn several_caches_on_one_thread_interleave() {
+    let heap: Heap = Heap::new();
+    let mut caches: Vec<_> = (0..4).map(|_| heap.cache()).collect();
+    let mut live = vec![];
+    for i in 0..20_000usize {
+        let p = caches[i % 4].alloc(16 + i % 300, 8);
+        unsafe { p.write_bytes(i as u8, 16) };
+        live.push((p, i));
+        if i % 3 == 0 {
+            let (q, j) = live.swap_remove((i * 7) % live.len());
+            assert!(unsafe { std::slice::from_raw_parts(q, 16) }.iter().all(|&x| x == j as u8));
+            unsafe { caches[(i / 3) % 4].free(q) };
+        }
+    }
+    for (p, _) in live {
+        unsafe { caches[1].free(p) };
+    }
+    for c in caches.iter_mut() {
+        c.flush();
+    }
+    drop(caches);
+    assert_eq!(heap.stats().abandoned_slabs, 0, "{:?}", heap.stats());
+}
