@@ -17,7 +17,7 @@ use crate::region::{RegionHeader, SmallRegion, SMALL_KIND};
 use crate::size_class::{class_for, tiny_class, CLASS_SIZES, NUM_CLASSES, SMALL_MAX, TINY_MAX};
 use crate::slab::{Slab, SlabLinks};
 use core::marker::PhantomData;
-use core::ptr::{self, NonNull};
+use core::ptr::{self, null_mut, NonNull};
 use core::sync::atomic::Ordering::Relaxed;
 
 /// Slabs of a class inspected for free room before asking the heap for another, bounding the
@@ -29,30 +29,42 @@ const SCAN_LIMIT: usize = 16;
 #[repr(C)]
 pub struct CacheInner<P: Policy> {
     bins: [*mut Slab; NUM_CLASSES],
-    /// A slab with no free slot that every empty bin points at, so the fast path needs no null
+    /// The slab with no free slot that every empty bin points at, so the fast path needs no null
     /// check and a class's first use falls into the slow path (failure 8: a class used before its
     /// cache entry was set up).
-    empty: Slab,
+    empty: *mut Slab,
     others: [List<Slab, SlabLinks>; NUM_CLASSES],
     heap: *const Heap<P>,
+}
+
+/// What a cache occupies in the heap's arena. The empty slab sits beside the cache rather than
+/// inside it: the fast path reaches it through `bins` while `&mut CacheInner` is live, which
+/// would alias if it were a field (Miri's borrow checker rejects exactly that).
+#[repr(C)]
+pub(crate) struct CacheSlot<P: Policy> {
+    inner: CacheInner<P>,
+    empty: Slab,
 }
 
 impl<P: Policy> CacheInner<P> {
     /// Creates a cache in the heap's arena; null if the OS refuses memory.
     pub(crate) fn create(heap: &Heap<P>) -> *mut CacheInner<P> {
-        let c = heap.alloc_cache_slot();
-        if c.is_null() {
-            return c;
+        let slot = heap.alloc_cache_slot().cast::<CacheSlot<P>>();
+        if slot.is_null() {
+            return null_mut();
         }
-        // SAFETY: the slot is large enough, aligned, and ours; `bins` point into it afterwards.
+        // SAFETY: the arena slot is large enough, aligned, and ours.
         unsafe {
-            (&raw mut (*c).empty).write(Slab::unassigned());
-            let empty = &raw mut (*c).empty;
-            (&raw mut (*c).bins).write([empty; NUM_CLASSES]);
-            (&raw mut (*c).others).write([const { List::new() }; NUM_CLASSES]);
-            (&raw mut (*c).heap).write(heap);
+            let empty = &raw mut (*slot).empty;
+            empty.write(Slab::unassigned());
+            (&raw mut (*slot).inner).write(CacheInner {
+                bins: [empty; NUM_CLASSES],
+                empty,
+                others: [const { List::new() }; NUM_CLASSES],
+                heap,
+            });
+            &raw mut (*slot).inner
         }
-        c
     }
 
     /// Gives every slab back (pooled if free, abandoned otherwise) and frees the storage.
@@ -60,10 +72,10 @@ impl<P: Policy> CacheInner<P> {
     /// # Safety
     /// `this` came from `create` and is not used afterwards.
     pub(crate) unsafe fn destroy(this: *mut CacheInner<P>) {
-        // SAFETY: forwarded.
+        // SAFETY: forwarded; `inner` is the first field, so the slot starts at `this`.
         unsafe {
             (*this).release_slabs(true);
-            (*(*this).heap).free_cache_slot(this);
+            (*(*this).heap).free_cache_slot(this.cast());
         }
     }
 
@@ -79,8 +91,8 @@ impl<P: Policy> CacheInner<P> {
     }
 
     #[inline(always)]
-    fn empty_slab(&mut self) -> *mut Slab {
-        &raw mut self.empty
+    fn empty_slab(&self) -> *mut Slab {
+        self.empty
     }
 
     // ---- allocation ----------------------------------------------------------------------
@@ -457,5 +469,104 @@ impl<P: Policy> Drop for ThreadCache<'_, P> {
     fn drop(&mut self) {
         // SAFETY: the handle is the only user of its state and goes away here.
         unsafe { CacheInner::destroy(self.inner.as_ptr()) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Small enough for Miri, which checks every unsafe step of these paths.
+    use crate::Heap;
+
+    #[test]
+    fn alloc_free_reuse_and_remote_free() {
+        let heap: Heap = Heap::new();
+        let mut a = heap.cache();
+        let mut b = heap.cache();
+        let p: Vec<*mut u8> = (0..40).map(|i| a.alloc(8 + i * 24, 8)).collect();
+        for (i, &q) in p.iter().enumerate() {
+            unsafe { q.write_bytes(i as u8, 8 + i * 24) };
+        }
+        // Half come back locally, half through b (remote to a's slabs).
+        for (i, &q) in p.iter().enumerate() {
+            assert_eq!(unsafe { q.add(7).read() }, i as u8);
+            if i % 2 == 0 {
+                unsafe { a.free(q) };
+            } else {
+                unsafe { b.free(q) };
+            }
+        }
+        // a drains the remote frees when its lists run dry; slots are handed out again.
+        let again: Vec<*mut u8> = (0..40).map(|i| a.alloc(8 + i * 24, 8)).collect();
+        for q in again {
+            unsafe { a.free(q) };
+        }
+        a.flush();
+        b.flush();
+    }
+
+    #[test]
+    fn threads_free_each_others_blocks() {
+        struct Block(*mut u8);
+        // SAFETY: the block moves to the receiving thread, which alone uses it afterwards.
+        unsafe impl Send for Block {}
+        let heap: Heap = Heap::new();
+        let (tx, rx) = std::sync::mpsc::channel::<Block>();
+        std::thread::scope(|s| {
+            let h = &heap;
+            s.spawn(move || {
+                let mut c = h.cache();
+                for i in 0..64usize {
+                    let p = c.alloc(16 + i % 100, 8);
+                    unsafe { p.write(i as u8) };
+                    tx.send(Block(p)).unwrap();
+                }
+            });
+            s.spawn(move || {
+                let mut c = h.cache();
+                for (i, Block(p)) in rx.iter().enumerate() {
+                    assert_eq!(unsafe { p.read() }, i as u8);
+                    unsafe { c.free(p) };
+                }
+            });
+        });
+        assert_eq!(heap.stats().caches, 0);
+    }
+
+    #[test]
+    fn abandoned_blocks_stay_valid_and_are_adopted() {
+        let heap: Heap = Heap::new();
+        let mut a = heap.cache();
+        let p = a.alloc(100, 8);
+        unsafe { p.write_bytes(9, 100) };
+        drop(a);
+        assert_eq!(heap.stats().abandoned_slabs, 1);
+        let mut b = heap.cache();
+        let q = b.alloc(100, 8);
+        assert_eq!(heap.stats().abandoned_slabs, 0);
+        assert_eq!(unsafe { p.add(99).read() }, 9);
+        unsafe {
+            b.free(p);
+            b.free(q);
+        }
+    }
+
+    #[test]
+    fn large_and_aligned_blocks() {
+        let heap: Heap = Heap::new();
+        let mut c = heap.cache();
+        let p = c.alloc(100_000, 8);
+        unsafe { p.add(99_999).write(1) };
+        let q = c.alloc(64, 4096);
+        assert_eq!(q.addr() % 4096, 0);
+        let z = c.alloc_zeroed(3000, 8);
+        assert!(unsafe { core::slice::from_raw_parts(z, 3000) }.iter().all(|&x| x == 0));
+        let r = unsafe { c.realloc(p, 200_000, 8) };
+        assert_eq!(unsafe { r.add(99_999).read() }, 1);
+        unsafe {
+            c.free(r);
+            c.free(q);
+            c.free(z);
+        }
+        assert_eq!(heap.stats().large_blocks, 0);
     }
 }

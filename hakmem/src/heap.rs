@@ -10,7 +10,7 @@
 //! pooled is kept only while fewer than [`MAX_EMPTY_REGIONS`] such regions exist, and unmapped
 //! otherwise. So a steady workload reuses its slabs, and a shrinking one gives its memory back.
 
-use crate::cache::{CacheInner, ThreadCache};
+use crate::cache::{CacheSlot, ThreadCache};
 use crate::layout::{region_base, region_offset, round_up, PAGE, REGION_SIZE};
 use crate::list::List;
 use crate::lock::SpinLock;
@@ -176,8 +176,8 @@ impl<P: Policy> Heap<P> {
 
     /// Storage for a new cache, from the heap's own arena so that creating a cache never calls
     /// back into an allocator (the global one may be this very heap).
-    pub(crate) fn alloc_cache_slot(&self) -> *mut CacheInner<P> {
-        const { assert!(core::mem::size_of::<CacheInner<Release>>() <= CACHE_SLOT) };
+    pub(crate) fn alloc_cache_slot(&self) -> *mut u8 {
+        const { assert!(core::mem::size_of::<CacheSlot<Release>>() <= CACHE_SLOT) };
         let mut st = self.state.lock();
         if st.arena_free.is_null() {
             let chunk = self.map(ARENA_CHUNK, PAGE);
@@ -199,18 +199,18 @@ impl<P: Policy> Heap<P> {
         // SAFETY: free arena slots hold the next free slot in their first word.
         st.arena_free = unsafe { slot.cast::<*mut u8>().read() };
         self.stats.caches.fetch_add(1, Relaxed);
-        slot.cast()
+        slot
     }
 
     /// Returns a cache's storage to the arena.
     ///
     /// # Safety
     /// `slot` came from `alloc_cache_slot` and is no longer used.
-    pub(crate) unsafe fn free_cache_slot(&self, slot: *mut CacheInner<P>) {
+    pub(crate) unsafe fn free_cache_slot(&self, slot: *mut u8) {
         let mut st = self.state.lock();
         // SAFETY: the slot is ours again.
         unsafe { slot.cast::<*mut u8>().write(st.arena_free) };
-        st.arena_free = slot.cast();
+        st.arena_free = slot;
         self.stats.caches.fetch_sub(1, Relaxed);
     }
 

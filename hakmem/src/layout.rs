@@ -170,8 +170,9 @@ mod tests {
     #[test]
     fn link_round_trips() {
         let mut words = [0u64; 2];
-        let a = unsafe { BasePtr::new_unchecked(words.as_mut_ptr().cast()) };
-        let b = unsafe { BasePtr::new_unchecked(words.as_mut_ptr().add(1).cast()) };
+        let w = words.as_mut_ptr();
+        let a = unsafe { BasePtr::new_unchecked(w.cast()) };
+        let b = unsafe { BasePtr::new_unchecked(w.add(1).cast()) };
         unsafe {
             a.set_link(Some(b));
             b.set_link(None);
@@ -182,7 +183,7 @@ mod tests {
 
     #[test]
     fn geometry_masks() {
-        let p = (REGION_SIZE * 3 + SLAB_SIZE * 5 + 48) as *mut u8;
+        let p = core::ptr::without_provenance_mut::<u8>(REGION_SIZE * 3 + SLAB_SIZE * 5 + 48);
         assert_eq!(region_base(p).addr(), REGION_SIZE * 3);
         assert_eq!(slab_index(p), 5);
         assert_eq!(round_up(4097, PAGE), Some(8192));

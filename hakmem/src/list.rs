@@ -46,11 +46,6 @@ impl<T, A: Adapter<T>> List<T, A> {
         self.len
     }
 
-    /// True when the list holds no node.
-    pub fn is_empty(&self) -> bool {
-        self.head.is_null()
-    }
-
     /// First node, or null.
     pub fn head(&self) -> *mut T {
         self.head
@@ -190,7 +185,7 @@ mod tests {
             l.remove(p[3]);
             assert_eq!(l.len(), 1);
             assert_eq!(l.pop_front(), p[1]);
-            assert!(l.is_empty());
+            assert!(l.head().is_null());
             assert!(l.pop_front().is_null());
         }
     }

@@ -261,23 +261,21 @@ mod tests {
     fn carve_pop_push_hand_out_each_slot_once() {
         let mut buf = vec![0u64; 64];
         let mut s = slab_over(&mut buf, 32);
-        let mut seen = std::collections::BTreeSet::new();
-        let first = unsafe { s.local.carve() };
-        seen.insert(first.as_ptr().addr());
+        let mut slots = vec![unsafe { s.local.carve() }];
         while let Some(b) = s.local.pop() {
-            assert!(seen.insert(b.as_ptr().addr()));
+            slots.push(b);
         }
         assert!(!s.local.can_carve());
-        assert_eq!(seen.len(), 16);
+        assert_eq!(slots.len(), 16);
         assert_eq!(s.local.used, 16);
-        let addrs: Vec<usize> = seen.iter().copied().collect();
-        for w in addrs.windows(2) {
-            assert_eq!(w[1] - w[0], 32);
+        // Handed out in address order, one stride apart, each once.
+        for w in slots.windows(2) {
+            assert_eq!(w[1].as_ptr().addr() - w[0].as_ptr().addr(), 32);
         }
-        for &a in &addrs[..15] {
-            assert!(!unsafe { s.local.push(BasePtr::new_unchecked(a as *mut u8)) });
+        for &b in &slots[..15] {
+            assert!(!unsafe { s.local.push(b) });
         }
-        assert!(unsafe { s.local.push(BasePtr::new_unchecked(addrs[15] as *mut u8)) });
+        assert!(unsafe { s.local.push(slots[15]) });
     }
 
     #[test]
@@ -305,20 +303,24 @@ mod tests {
     fn remote_pushes_from_many_threads_all_arrive() {
         let mut buf = vec![0u64; 8 * 512];
         let mut s = slab_over(&mut buf, 64);
-        let first = unsafe { s.local.carve() };
-        let mut slots = vec![first.as_ptr() as usize];
+        struct Slots(Vec<BasePtr>);
+        // SAFETY: each chunk of slots is handed to exactly one pushing thread.
+        unsafe impl Send for Slots {}
+        let mut slots = vec![unsafe { s.local.carve() }];
         while slots.len() < 512 {
             match s.local.pop() {
-                Some(b) => slots.push(b.as_ptr() as usize),
-                None => slots.push(unsafe { s.local.carve() }.as_ptr() as usize),
+                Some(b) => slots.push(b),
+                None => slots.push(unsafe { s.local.carve() }),
             }
         }
         let shared = &s.remote;
         std::thread::scope(|sc| {
             for chunk in slots.chunks(128) {
+                let chunk = Slots(chunk.to_vec());
                 sc.spawn(move || {
-                    for &a in chunk {
-                        unsafe { shared.push(BasePtr::new_unchecked(a as *mut u8)) };
+                    let chunk = chunk;
+                    for b in chunk.0 {
+                        unsafe { shared.push(b) };
                     }
                 });
             }

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs what hakmem's jobs need on a fresh machine; each step is a no-op when already done.
+# Usage: scripts/setup.sh [just] [miri] ...   (sourced by the other scripts, or run directly)
+set -euo pipefail
+
+ensure_just() {
+    if ! command -v just >/dev/null 2>&1; then
+        echo "setup: installing just (pip rust-just)"
+        python3 -m pip install --quiet --disable-pip-version-check rust-just 2>&1 | grep -v "as the 'root' user" || true
+        local bin
+        bin="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')"
+        export PATH="$bin:$PATH"
+        hash -r
+    fi
+    command -v just >/dev/null || { echo "setup: just is not on PATH after install" >&2; exit 1; }
+}
+
+ensure_nightly() {
+    # Components are added only when missing: `rustup component add` is slow even as a no-op.
+    local have
+    have="$(rustup +nightly component list --installed 2>/dev/null || true)"
+    [ -n "$have" ] || { echo "setup: installing nightly toolchain"; rustup toolchain install nightly --profile minimal; }
+    local missing=()
+    for c in "$@"; do
+        grep -q "^$c" <<<"$have" || missing+=("$c")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        echo "setup: adding nightly components: ${missing[*]}"
+        rustup component add --toolchain nightly "${missing[@]}"
+    fi
+}
+
+ensure_miri() {
+    ensure_nightly miri rust-src
+    cargo +nightly miri setup >/dev/null 2>&1 || cargo +nightly miri setup
+}
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+    for what in "${@:-just}"; do
+        "ensure_$what"
+    done
+fi
