@@ -4,19 +4,23 @@
 //! bookkeeping (Vecs, channels, strings) uses the system allocator equally for everyone.
 
 mod allocators;
+mod chart;
 mod guard;
 mod heap;
+mod memory;
 mod report;
 mod rng;
 mod workloads;
 
 use std::io::IsTerminal;
 use std::panic::{self, AssertUnwindSafe};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use allocators::{Allocator, ALLOCATORS};
-use report::{Machine, Outcome};
+use memory::MemOutcome;
+use report::{Machine, Outcome, RunInfo};
 use workloads::{Workload, WORKLOADS};
 
 const NOTE: &str = "Figures are medians of interleaved rounds measured in one process on a \
@@ -26,6 +30,7 @@ differences under ~10% as noise.";
 const USAGE: &str = "\
 usage: hakmem-bench [options]
        hakmem-bench --pair-loop N --alloc NAME
+       hakmem-bench --rss-child WORKLOAD ALLOC --ops N
 
 options:
   --quick            few-second smoke run (1/10 of the operations, 3 rounds)
@@ -34,9 +39,16 @@ options:
   --only W[,W..]     run only these workloads
   --alloc A[,A..]    run only these allocators
   --json PATH        also write the results as JSON to PATH
+  --no-rss           skip the memory table (peak/final RSS, one child process per cell)
+  --out-dir DIR      write DIR/latest.md, DIR/latest.png (chart) and DIR/latest.json;
+                     a full run (no --quick, --only, --alloc or --scale) defaults to
+                     bench/results, any other run writes nothing unless this is given
+  --no-out           write no result files even for a full run
   --timeout SECS     abort (exit 3) if one run exceeds SECS (default 120)
   --pair-loop N      do exactly N alloc/free pairs of 64 B on the one --alloc and exit
                      (for callgrind: --toggle-collect='*pair_loop*', divide by N)
+  --rss-child W A    internal: run workload W once on allocator A with --ops N operations
+                     and print peak/final RSS (the parent's memory table runs this)
   --list             list workloads and allocators
   -h, --help         this text
 
@@ -54,6 +66,11 @@ struct Options {
     timeout: Duration,
     pair_loop: Option<u64>,
     list: bool,
+    rss: bool,
+    out_dir: Option<PathBuf>,
+    no_out: bool,
+    rss_child: Option<(&'static Workload, &'static Allocator)>,
+    ops: Option<u64>,
 }
 
 fn parse_list<T>(
@@ -81,6 +98,11 @@ fn parse_args() -> Result<Options, String> {
         timeout: Duration::from_secs(120),
         pair_loop: None,
         list: false,
+        rss: true,
+        out_dir: None,
+        no_out: false,
+        rss_child: None,
+        ops: None,
     };
     let workload_names: Vec<&str> = WORKLOADS.iter().map(|w| w.name).collect();
     let alloc_names: Vec<&str> = ALLOCATORS.iter().map(|a| a.name).collect();
@@ -141,6 +163,21 @@ fn parse_args() -> Result<Options, String> {
                 )?)
             }
             "--json" => o.json = Some(value()?),
+            "--no-rss" => o.rss = false,
+            "--no-out" => o.no_out = true,
+            "--out-dir" => o.out_dir = Some(PathBuf::from(value()?)),
+            "--ops" => o.ops = Some(value()?.parse().map_err(|e| format!("--ops: {e}"))?),
+            "--rss-child" => {
+                let w = value()?;
+                let w = workloads::by_name(&w)
+                    .ok_or_else(|| format!("--rss-child: unknown workload '{w}'"))?;
+                let a = args
+                    .next()
+                    .ok_or("--rss-child needs a workload and an allocator")?;
+                let a = allocators::by_name(&a)
+                    .ok_or_else(|| format!("--rss-child: unknown allocator '{a}'"))?;
+                o.rss_child = Some((w, a));
+            }
             _ => return Err(format!("unknown argument '{arg}'\n\n{USAGE}")),
         }
     }
@@ -173,6 +210,15 @@ fn main() -> ExitCode {
     guard::install_panic_hook();
     if let Some(n) = opts.pair_loop {
         return pair_loop(&opts, n);
+    }
+    if let Some((w, a)) = opts.rss_child {
+        let Some(ops) = opts.ops else {
+            eprintln!("hakmem-bench: --rss-child needs --ops N");
+            return ExitCode::from(2);
+        };
+        guard::start_watchdog(opts.timeout);
+        guard::enter(index_of(WORKLOADS, w), index_of(ALLOCATORS, a), 1);
+        return memory::child_main(w, a, ops);
     }
     run_all(&opts)
 }
@@ -242,8 +288,9 @@ fn run_all(opts: &Options) -> ExitCode {
         .collect();
     println!("{}", report::table_header(&refs));
 
+    let ops_of = |w: &Workload| ((w.default_ops as f64 * scale).round() as u64).max(1000);
     for w in &chosen_workloads {
-        let ops = ((w.default_ops as f64 * scale).round() as u64).max(1000);
+        let ops = ops_of(w);
         let wi = index_of(WORKLOADS, *w);
         if progress {
             eprint!("running {:<14}\r", w.name);
@@ -305,22 +352,109 @@ fn run_all(opts: &Options) -> ExitCode {
     println!();
     let names: Vec<&str> = chosen_allocs.iter().map(|a| a.name).collect();
     print!("{}", report::summary(&all, &names, &refs));
+
+    let mut mem: Vec<MemOutcome> = Vec::new();
+    if opts.rss {
+        println!();
+        println!(
+            "memory: each workload once per allocator, each in its own process; peak = VmHWM, \
+             final = VmRSS after everything was freed (MiB, including the process baseline)"
+        );
+        let mem_refs: Vec<&str> = refs.iter().copied().filter(|r| *r == "mimalloc").collect();
+        println!("{}", memory::table_header(&mem_refs));
+        for w in &chosen_workloads {
+            if progress {
+                eprint!("memory {:<14}\r", w.name);
+            }
+            for a in &chosen_allocs {
+                mem.push(memory::measure(w, a, ops_of(w), opts.timeout.as_secs()));
+            }
+            for row in mem.iter().filter(|o| o.workload == w.name) {
+                println!("{}", memory::table_row(&mem, row, &mem_refs));
+            }
+        }
+        if progress {
+            eprint!("{:<30}\r", "");
+        }
+        println!();
+    }
     println!(
         "total time {:.1} s; {NOTE}",
         started.elapsed().as_secs_f64()
     );
 
     if let Some(path) = &opts.json {
-        let json = report::to_json(&machine, rounds, opts.quick, NOTE, &all);
+        let json = report::to_json(&machine, rounds, opts.quick, NOTE, &all, &mem);
         if let Err(e) = std::fs::write(path, json) {
             eprintln!("hakmem-bench: cannot write {path}: {e}");
             return ExitCode::from(2);
         }
         println!("wrote {path}");
     }
-    if all.iter().any(|o| o.error.is_some()) {
+    let full_run = !opts.quick && opts.only.is_none() && opts.allocs.is_none() && opts.scale == 1.0;
+    let out_dir = match (&opts.out_dir, opts.no_out) {
+        (_, true) => None,
+        (Some(d), false) => Some(d.clone()),
+        // Only a full default run may overwrite the published results.
+        (None, false) if full_run => {
+            Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("results"))
+        }
+        (None, false) => None,
+    };
+    if let Some(dir) = out_dir {
+        let workload_names: Vec<&str> = chosen_workloads.iter().map(|w| w.name).collect();
+        let info = RunInfo {
+            machine: &machine,
+            rounds,
+            quick: opts.quick,
+            scale,
+            note: NOTE,
+            workloads: &workload_names,
+            allocs: &names,
+            chart: Some("latest.png"),
+        };
+        if let Err(e) = write_results(&dir, &info, &all, &mem) {
+            eprintln!("hakmem-bench: {e}");
+            return ExitCode::from(2);
+        }
+        println!("wrote {}/latest.{{md,png,json}}", dir.display());
+    }
+    if all.iter().any(|o| o.error.is_some()) || mem.iter().any(|m| m.rss.is_err()) {
         println!("some runs FAILED; see the table above");
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
+}
+
+fn write_results(
+    dir: &std::path::Path,
+    info: &RunInfo,
+    all: &[Outcome],
+    mem: &[MemOutcome],
+) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let subtitle = format!(
+        "median of {} rounds; {}; {} CPUs; {}{}",
+        info.rounds,
+        info.machine.cpu_model,
+        info.machine.nproc,
+        info.machine.libc,
+        if info.quick { "; QUICK RUN" } else { "" }
+    );
+    chart::write_png(
+        &dir.join("latest.png"),
+        all,
+        info.workloads,
+        info.allocs,
+        &subtitle,
+    )?;
+    let write = |name: &str, text: String| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).map_err(|e| format!("cannot write {}: {e}", p.display()))
+    };
+    write("latest.md", report::markdown(info, all, mem))?;
+    write(
+        "latest.json",
+        report::to_json(info.machine, info.rounds, info.quick, info.note, all, mem),
+    )
 }

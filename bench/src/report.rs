@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 
 use crate::allocators::REFERENCES;
+use crate::memory::{self, MemOutcome};
 
 /// Facts about the machine printed in the header and stored in JSON.
 pub struct Machine {
@@ -12,6 +13,10 @@ pub struct Machine {
     pub cpu_model: String,
     /// Kernel release, or "unknown".
     pub kernel: String,
+    /// MemTotal from /proc/meminfo in GiB, or 0 if unreadable.
+    pub mem_gib: f64,
+    /// glibc version, which is what "system" means here.
+    pub libc: String,
 }
 
 impl Machine {
@@ -30,10 +35,27 @@ impl Machine {
         let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .map(|s| s.trim().to_string())
             .unwrap_or_else(|_| "unknown".into());
+        let mem_gib = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("MemTotal:"))?
+                    .split_whitespace()
+                    .nth(1)?
+                    .parse::<f64>()
+                    .ok()
+            })
+            .map_or(0.0, |kib| kib / (1024.0 * 1024.0));
+        // SAFETY: gnu_get_libc_version returns a static NUL-terminated string.
+        let libc = unsafe { std::ffi::CStr::from_ptr(libc::gnu_get_libc_version()) }
+            .to_string_lossy()
+            .into_owned();
         Machine {
             nproc,
             cpu_model,
             kernel,
+            mem_gib,
+            libc: format!("glibc {libc}"),
         }
     }
 }
@@ -191,6 +213,7 @@ pub fn to_json(
     quick: bool,
     note: &str,
     all: &[Outcome],
+    mem: &[MemOutcome],
 ) -> String {
     let mut s = String::from("{\n");
     let _ = writeln!(
@@ -224,8 +247,211 @@ pub fn to_json(
         let _ = write!(s, ", \"error\": {err}}}");
         s.push_str(if i + 1 == all.len() { "\n" } else { ",\n" });
     }
+    s.push_str("  ],\n  \"memory\": [\n");
+    for (i, m) in mem.iter().enumerate() {
+        let _ = write!(
+            s,
+            "    {{\"workload\": {}, \"allocator\": {}",
+            json_str(m.workload),
+            json_str(m.allocator)
+        );
+        match &m.rss {
+            Ok(r) => {
+                let _ = write!(
+                    s,
+                    ", \"base_kib\": {}, \"peak_kib\": {}, \"final_kib\": {}, \"error\": null}}",
+                    r.base_kib, r.peak_kib, r.final_kib
+                );
+            }
+            Err(e) => {
+                let _ = write!(s, ", \"error\": {}}}", json_str(e));
+            }
+        }
+        s.push_str(if i + 1 == mem.len() { "\n" } else { ",\n" });
+    }
     s.push_str("  ]\n}\n");
     s
+}
+
+/// What the markdown report is about, beyond the results themselves.
+pub struct RunInfo<'a> {
+    /// Machine facts.
+    pub machine: &'a Machine,
+    /// Timed rounds per allocator and workload.
+    pub rounds: usize,
+    /// Whether this was a `--quick` run.
+    pub quick: bool,
+    /// Operation-count multiplier in force.
+    pub scale: f64,
+    /// The caveat printed with every table.
+    pub note: &'a str,
+    /// Workloads in report order.
+    pub workloads: &'a [&'a str],
+    /// Allocators in report order.
+    pub allocs: &'a [&'a str],
+    /// File name of the chart beside the markdown, if one was written.
+    pub chart: Option<&'a str>,
+}
+
+fn md_cell(x: Option<f64>, digits: usize) -> String {
+    x.map_or("–".into(), |v| format!("{v:.digits$}"))
+}
+
+/// The whole run as a markdown page: machine facts, throughput, memory.
+pub fn markdown(info: &RunInfo, all: &[Outcome], mem: &[MemOutcome]) -> String {
+    let m = info.machine;
+    let mut s = String::from("# hakmem-bench results\n\n");
+    let _ = writeln!(
+        s,
+        "Produced by `hakmem-bench`{}; {} timed rounds per cell, operation counts x{}.\n",
+        if info.quick { " --quick" } else { "" },
+        info.rounds,
+        info.scale
+    );
+    s.push_str("## Machine\n\n| fact | value |\n|---|---|\n");
+    let _ = writeln!(s, "| CPU | {} |", m.cpu_model);
+    let _ = writeln!(s, "| CPUs available | {} |", m.nproc);
+    let _ = writeln!(s, "| memory | {:.1} GiB |", m.mem_gib);
+    let _ = writeln!(s, "| kernel | {} |", m.kernel);
+    let _ = writeln!(s, "| system allocator | {} |", m.libc);
+    let _ = writeln!(s, "| allocators | {} |", info.allocs.join(", "));
+    let _ = writeln!(s, "\n{}\n", info.note);
+    if let Some(chart) = info.chart {
+        let _ = writeln!(s, "![throughput relative to system]({chart})\n");
+    }
+
+    // The ratio in each cell is to mimalloc when it ran (the strongest common peer), else to
+    // system, so one table answers "how far from the best-known allocator".
+    let reference = if info.allocs.contains(&"mimalloc") {
+        "mimalloc"
+    } else {
+        "system"
+    };
+    s.push_str("## Throughput\n\n");
+    let _ = writeln!(
+        s,
+        "Million operations per second (median), and in parentheses the ratio to {reference} \
+         (>1 = faster).\n"
+    );
+    md_header(&mut s, info.allocs);
+    for w in info.workloads {
+        let _ = write!(s, "| {w} |");
+        for a in info.allocs {
+            let row = all.iter().find(|o| o.workload == *w && o.allocator == *a);
+            let cell = match row {
+                Some(o) => match (o.median(), &o.error) {
+                    (Some(v), _) => with_ratio(v, ratio(all, o, reference)),
+                    (None, Some(_)) => "FAILED".into(),
+                    (None, None) => "–".into(),
+                },
+                None => "–".into(),
+            };
+            let _ = write!(s, " {cell} |");
+        }
+        s.push('\n');
+    }
+    let _ = write!(s, "| geometric mean vs {reference} |");
+    for a in info.allocs {
+        let logs: Vec<f64> = all
+            .iter()
+            .filter(|o| o.allocator == *a)
+            .filter_map(|o| ratio(all, o, reference))
+            .map(f64::ln)
+            .collect();
+        let g = (!logs.is_empty()).then(|| (logs.iter().sum::<f64>() / logs.len() as f64).exp());
+        let _ = write!(s, " {}x |", md_cell(g, 2));
+    }
+    s.push_str("\n\n");
+
+    // The question the project asks of every run: where does hakmem trail which peer.
+    let peers: Vec<&str> = info
+        .allocs
+        .iter()
+        .copied()
+        .filter(|a| *a != "hakmem")
+        .collect();
+    if info.allocs.contains(&"hakmem") && !peers.is_empty() {
+        s.push_str("### hakmem relative to each allocator\n\n");
+        s.push_str("hakmem's throughput over the other's (>1 = hakmem faster).\n\n");
+        md_header(&mut s, &peers);
+        for w in info.workloads {
+            let _ = write!(s, "| {w} |");
+            let hak = all
+                .iter()
+                .find(|o| o.workload == *w && o.allocator == "hakmem");
+            for p in &peers {
+                let _ = write!(s, " {}x |", md_cell(hak.and_then(|h| ratio(all, h, p)), 2));
+            }
+            s.push('\n');
+        }
+        s.push('\n');
+    }
+
+    if !mem.is_empty() {
+        let mref = if info.allocs.contains(&"mimalloc") {
+            "mimalloc"
+        } else {
+            "system"
+        };
+        s.push_str("## Memory\n\n");
+        let base = mem
+            .iter()
+            .filter_map(|m| m.rss.as_ref().ok().map(|r| r.base_kib))
+            .min();
+        let _ = writeln!(
+            s,
+            "Each cell is a separate process that ran the workload once (the same operation \
+             count as one timed round). Peak is VmHWM; final is VmRSS after the workload freed \
+             every block and its threads exited. Both include the process's baseline of about \
+             {} MiB before the workload. In parentheses: the ratio to {mref} (<1 = less memory).\n",
+            md_cell(base.map(memory::mib), 1)
+        );
+        for (title, pick) in [
+            ("Peak RSS (MiB)", memory::peak as fn(&memory::Rss) -> u64),
+            ("Final RSS (MiB)", memory::fin),
+        ] {
+            let _ = writeln!(s, "### {title}\n");
+            md_header(&mut s, info.allocs);
+            for w in info.workloads {
+                let _ = write!(s, "| {w} |");
+                for a in info.allocs {
+                    let cell = match mem.iter().find(|o| o.workload == *w && o.allocator == *a) {
+                        Some(o) => match &o.rss {
+                            Ok(r) => {
+                                with_ratio(memory::mib(pick(r)), memory::ratio(mem, o, mref, pick))
+                            }
+                            Err(_) => "FAILED".into(),
+                        },
+                        None => "–".into(),
+                    };
+                    let _ = write!(s, " {cell} |");
+                }
+                s.push('\n');
+            }
+            s.push('\n');
+        }
+    }
+    s
+}
+
+// A figure with its ratio in parentheses, or alone when there is nothing to compare with.
+fn with_ratio(v: f64, r: Option<f64>) -> String {
+    match r {
+        Some(r) => format!("{v:.1} ({r:.2}x)"),
+        None => format!("{v:.1}"),
+    }
+}
+
+fn md_header(s: &mut String, allocs: &[&str]) {
+    s.push_str("| workload |");
+    for a in allocs {
+        let _ = write!(s, " {a} |");
+    }
+    s.push_str("\n|---|");
+    for _ in allocs {
+        s.push_str("---:|");
+    }
+    s.push('\n');
 }
 
 #[cfg(test)]
@@ -253,6 +479,35 @@ mod tests {
         let all = vec![outcome("system", &[2.0]), outcome("x", &[3.0])];
         assert_eq!(ratio(&all, &all[1], "system"), Some(1.5));
         assert_eq!(ratio(&all, &all[1], "mimalloc"), None);
+    }
+
+    #[test]
+    fn markdown_has_every_table() {
+        let machine = Machine::detect();
+        let all = vec![outcome("system", &[2.0]), outcome("hakmem", &[3.0])];
+        let mem = vec![MemOutcome {
+            workload: "w",
+            allocator: "hakmem",
+            rss: Ok(memory::Rss {
+                base_kib: 1024,
+                peak_kib: 4096,
+                final_kib: 2048,
+            }),
+        }];
+        let info = RunInfo {
+            machine: &machine,
+            rounds: 1,
+            quick: true,
+            scale: 1.0,
+            note: "n",
+            workloads: &["w"],
+            allocs: &["system", "hakmem"],
+            chart: None,
+        };
+        let md = markdown(&info, &all, &mem);
+        assert!(md.contains("| w | 2.0 (1.00x) | 3.0 (1.50x) |"), "{md}");
+        assert!(md.contains("### hakmem relative to each allocator"));
+        assert!(md.contains("| w | – | 4.0 |"), "{md}");
     }
 
     #[test]
