@@ -63,6 +63,13 @@ pub struct SlabLocal {
     pub state: SlabState,
 }
 
+/// Orderings of the remote-free handoff: Release on push, Acquire on the owner's swap.
+/// SANITIZER CONTROL ONLY: the off-by-default feature `weak-remote-ordering` makes both Relaxed,
+/// which is a real data race on the slot links; `just tsan` builds it to prove TSan reports it
+/// (see sanitizers/README.md). Never enable it anywhere else.
+const PUSH_ORDER: Ordering = if cfg!(feature = "weak-remote-ordering") { Ordering::Relaxed } else { Ordering::Release };
+const TAKE_ORDER: Ordering = if cfg!(feature = "weak-remote-ordering") { Ordering::Relaxed } else { Ordering::Acquire };
+
 /// The multi-producer, single-consumer queue of remotely freed slots.
 #[repr(C, align(64))]
 pub struct RemoteQueue {
@@ -212,7 +219,7 @@ impl RemoteQueue {
             // SAFETY: the slot is ours until the CAS publishes it.
             unsafe { b.set_link(BasePtr::from_raw(head)) };
             // Release: the link written above must be visible to the owner's acquiring swap.
-            match self.head.compare_exchange_weak(head, b.as_ptr(), Ordering::Release, Ordering::Relaxed) {
+            match self.head.compare_exchange_weak(head, b.as_ptr(), PUSH_ORDER, Ordering::Relaxed) {
                 Ok(_) => return,
                 Err(h) => head = h,
             }
@@ -226,7 +233,7 @@ impl RemoteQueue {
             return None;
         }
         // Acquire pairs with the Release of every push, making their links readable.
-        BasePtr::from_raw(self.head.swap(null_mut(), Ordering::Acquire))
+        BasePtr::from_raw(self.head.swap(null_mut(), TAKE_ORDER))
     }
 
     /// True if a remote free is waiting (a hint; the owner drains to be sure).
