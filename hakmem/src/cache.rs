@@ -9,6 +9,7 @@
 //! harness replays multi-thread schedules that way), and one can be sent to another thread. The
 //! global allocator keeps one per OS thread in TLS.
 
+use crate::check;
 use crate::heap::Heap;
 use crate::layout::{region_base, slot_needed, usable, BasePtr, UserPtr};
 use crate::list::List;
@@ -35,6 +36,8 @@ pub struct CacheInner<P: Policy> {
     empty: *mut Slab,
     others: [List<Slab, SlabLinks>; NUM_CLASSES],
     heap: *const Heap<P>,
+    /// Names this cache in reports.
+    id: u32,
 }
 
 /// What a cache occupies in the heap's arena. The empty slab sits beside the cache rather than
@@ -62,6 +65,7 @@ impl<P: Policy> CacheInner<P> {
                 empty,
                 others: [const { List::new() }; NUM_CLASSES],
                 heap,
+                id: heap.new_cache_id(),
             });
             &raw mut (*slot).inner
         }
@@ -100,8 +104,8 @@ impl<P: Policy> CacheInner<P> {
     /// Allocates `size` bytes aligned to `align` (a power of two); null when out of memory.
     #[inline(always)]
     pub fn alloc(&mut self, size: usize, align: usize) -> *mut u8 {
-        if size <= TINY_MAX - P::HEADER && align <= 8 {
-            self.alloc_class(tiny_class(slot_needed::<P>(size)))
+        if size <= Self::TINY_REQUEST && align <= 8 {
+            self.alloc_class(tiny_class(slot_needed::<P>(size)), size)
         } else {
             self.alloc_generic(size, align, false)
         }
@@ -112,8 +116,8 @@ impl<P: Policy> CacheInner<P> {
     pub fn malloc(&mut self, size: usize) -> *mut u8 {
         // Every class above the 8-byte one is a multiple of 16 (asserted in size_class), so
         // lifting tiny requests to 9 bytes is all 16-byte alignment takes.
-        if size <= TINY_MAX - P::HEADER {
-            self.alloc_class(tiny_class(slot_needed::<P>(size.max(9))))
+        if size <= Self::TINY_REQUEST {
+            self.alloc_class(tiny_class(slot_needed::<P>(size.max(9))), size)
         } else {
             self.alloc_generic(size, 16, false)
         }
@@ -124,19 +128,38 @@ impl<P: Policy> CacheInner<P> {
         self.alloc_generic(size, align, true)
     }
 
+    /// Largest request the tiny fast path serves.
+    const TINY_REQUEST: usize = TINY_MAX - P::HEADER - P::MIN_TAIL;
+
     #[inline(always)]
-    fn alloc_class(&mut self, class: usize) -> *mut u8 {
+    fn alloc_class(&mut self, class: usize, size: usize) -> *mut u8 {
         // SAFETY: bins always point at a slab this cache owns, or at `empty`, whose free list is
         // empty; `local` is only ever borrowed by the owner.
         unsafe {
             let slab = *self.bins.get_unchecked(class);
-            if let Some(b) = (*slab).local.pop() {
-                return b.to_user::<P>().as_ptr();
+            if let Some(b) = (*slab).local.pop::<P>() {
+                return self.hand_out(slab, b, size);
             }
         }
         match self.alloc_slow(class) {
-            Some((b, _)) => b.to_user::<P>().as_ptr(),
+            // SAFETY: alloc_slow took `b` from the class's current slab.
+            Some((b, _)) => unsafe { self.hand_out(self.bins[class], b, size) },
             None => ptr::null_mut(),
+        }
+    }
+
+    /// Turns a slot just taken from `slab` into the client's pointer (checked mode verifies and
+    /// stamps it first, and may refuse it).
+    ///
+    /// # Safety
+    /// The cache owns `slab` and just took `b` from it.
+    #[inline(always)]
+    unsafe fn hand_out(&self, slab: *mut Slab, b: BasePtr, size: usize) -> *mut u8 {
+        if P::CHECKED {
+            // SAFETY: forwarded.
+            unsafe { check::hand_out(slab, b, size, self.id) }
+        } else {
+            b.to_user::<P>().as_ptr()
         }
     }
 
@@ -153,21 +176,25 @@ impl<P: Policy> CacheInner<P> {
             return self.heap().alloc_large(size, align);
         };
         if !zero {
-            return self.alloc_class(class);
+            return self.alloc_class(class, size);
         }
         // SAFETY: as in alloc_class.
-        let (b, fresh) = unsafe {
+        let (user, fresh) = unsafe {
             let slab = self.bins[class];
-            match (*slab).local.pop() {
-                Some(b) => (b, false),
+            match (*slab).local.pop::<P>() {
+                Some(b) => (self.hand_out(slab, b, size), false),
                 None => match self.alloc_slow(class) {
-                    Some(r) => r,
+                    Some((b, fresh)) => (self.hand_out(self.bins[class], b, size), fresh),
                     None => return ptr::null_mut(),
                 },
             }
         };
-        let user = b.to_user::<P>().as_ptr();
-        if !fresh {
+        // A checked slot is never fresh: it held poison; and only the requested bytes are the
+        // client's (the rest is tail canary).
+        if P::CHECKED && !user.is_null() {
+            // SAFETY: the block is ours and has `size` client bytes.
+            unsafe { ptr::write_bytes(user, 0, size) };
+        } else if !fresh && !user.is_null() {
             // SAFETY: the slot is ours and has this many client bytes.
             unsafe { ptr::write_bytes(user, 0, usable::<P>(CLASS_SIZES[class])) };
         }
@@ -184,12 +211,12 @@ impl<P: Policy> CacheInner<P> {
                 // SAFETY: the cache owns `slab`; `local` and `remote` are disjoint fields.
                 unsafe {
                     let local = &mut (*slab).local;
-                    local.drain(&(*slab).remote);
-                    if let Some(b) = local.pop() {
+                    local.drain::<P>(&(*slab).remote);
+                    if let Some(b) = local.pop::<P>() {
                         return Some((b, false));
                     }
                     if local.can_carve() {
-                        return Some((local.carve(), local.zero_tail));
+                        return Some((local.carve::<P>(), local.zero_tail));
                     }
                     self.others[class].push_back(slab);
                 }
@@ -217,7 +244,7 @@ impl<P: Policy> CacheInner<P> {
             let s = list.head();
             // SAFETY: members of `others` are slabs this cache owns.
             unsafe {
-                (*s).local.drain(&(*s).remote);
+                (*s).local.drain::<P>(&(*s).remote);
                 if (*s).local.has_room() {
                     return s;
                 }
@@ -236,17 +263,25 @@ impl<P: Policy> CacheInner<P> {
     /// `p` must be a live block of this cache's heap; it is dead afterwards.
     #[inline(always)]
     pub unsafe fn free(&mut self, p: *mut u8) {
-        // SAFETY: the caller promises a live block; slab metadata is shared through atomics
-        // except `local`, which only the owner (checked just before) borrows.
+        // SAFETY: the caller promises a live block (checked mode proves it); slab metadata is
+        // shared through atomics except `local`, which only the owner (checked just before) borrows.
         unsafe {
-            match locate::<P>(p) {
+            let block = if P::CHECKED {
+                match check::before_free(self.heap(), p, self.token(), self.id) {
+                    Some(b) => b,
+                    None => return,
+                }
+            } else {
+                locate::<P>(p)
+            };
+            match block {
                 Block::Small(slab, base) => {
                     if (*slab).owner.load(Relaxed) == self.token() {
-                        if (*slab).local.push(base) {
+                        if (*slab).local.push::<P>(base) {
                             self.retire(slab);
                         }
                     } else {
-                        (*slab).remote.push(base);
+                        (*slab).remote.push::<P>(base);
                     }
                 }
                 Block::Large => self.heap().free_large(p),
@@ -284,7 +319,7 @@ impl<P: Policy> CacheInner<P> {
                 // SAFETY: members of `others` are owned by this cache.
                 unsafe {
                     let next = self.others[class].next(s);
-                    (*s).local.drain(&(*s).remote);
+                    (*s).local.drain::<P>(&(*s).remote);
                     if (*s).local.used == 0 {
                         self.others[class].remove(s);
                         self.heap().release_slab(s);
@@ -306,7 +341,7 @@ impl<P: Policy> CacheInner<P> {
     /// `p` must be a live block of this cache's heap.
     pub unsafe fn usable_size(&self, p: *mut u8) -> usize {
         // SAFETY: forwarded contract.
-        unsafe { usable_size(self.heap(), p) }
+        unsafe { usable_size(self.heap(), p, self.id) }
     }
 
     /// Resizes block `p` to `new_size` bytes aligned to `align`, in place when it can; null (and
@@ -315,6 +350,10 @@ impl<P: Policy> CacheInner<P> {
     /// # Safety
     /// `p` must be a live block of this cache's heap; on success it is dead unless returned.
     pub unsafe fn realloc(&mut self, p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
+        if P::CHECKED {
+            // SAFETY: forwarded contract; the check proves `p` live before it is read.
+            return unsafe { self.realloc_checked(p, new_size, align) };
+        }
         // SAFETY: forwarded contract.
         unsafe {
             let old = self.usable_size(p);
@@ -334,10 +373,33 @@ impl<P: Policy> CacheInner<P> {
             q
         }
     }
+
+    /// Checked realloc: always moves a slab block, so the new block gets fresh canaries and the
+    /// old one is checked and poisoned like any free; copies only the requested bytes.
+    ///
+    /// # Safety
+    /// As for [`CacheInner::realloc`], except that a bad `p` is reported rather than trusted.
+    unsafe fn realloc_checked(&mut self, p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
+        // SAFETY: requested_size proves `p` live before anything reads it.
+        unsafe {
+            let Some(old) = check::requested_size(self.heap(), p, self.id, "realloc of a freed block") else {
+                return ptr::null_mut();
+            };
+            if old > SMALL_MAX && p.addr() & (align - 1) == 0 && new_size > SMALL_MAX && self.heap().grow_large(p, new_size) {
+                return p;
+            }
+            let q = self.alloc(new_size, align);
+            if !q.is_null() {
+                ptr::copy_nonoverlapping(p, q, old.min(new_size));
+                self.free(p);
+            }
+            q
+        }
+    }
 }
 
 /// Where a live block lives.
-enum Block {
+pub(crate) enum Block {
     /// A slab slot: its slab and its base.
     Small(*mut Slab, BasePtr),
     /// A block mapped on its own.
@@ -349,7 +411,7 @@ enum Block {
 /// # Safety
 /// `p` must be a live block of a heap with policy `P`.
 #[inline(always)]
-unsafe fn locate<P: Policy>(p: *mut u8) -> Block {
+pub(crate) unsafe fn locate<P: Policy>(p: *mut u8) -> Block {
     let region = region_base(p);
     // A slab slot never starts at a region's first byte (the header is there), and a large block
     // starts there only when aligned to a region or more; otherwise the region starts with the
@@ -367,7 +429,11 @@ unsafe fn locate<P: Policy>(p: *mut u8) -> Block {
 ///
 /// # Safety
 /// `p` must be a live block of `heap`.
-pub(crate) unsafe fn usable_size<P: Policy>(heap: &Heap<P>, p: *mut u8) -> usize {
+pub(crate) unsafe fn usable_size<P: Policy>(heap: &Heap<P>, p: *mut u8, thread: u32) -> usize {
+    if P::CHECKED {
+        // SAFETY: the check proves `p` live before reading it.
+        return unsafe { check::requested_size(heap, p, thread, "size of a freed block") }.unwrap_or(0);
+    }
     // SAFETY: forwarded contract.
     unsafe {
         match locate::<P>(p) {
@@ -388,8 +454,16 @@ pub(crate) unsafe fn usable_size<P: Policy>(heap: &Heap<P>, p: *mut u8) -> usize
 pub(crate) unsafe fn free_unowned<P: Policy>(heap: &Heap<P>, p: *mut u8) {
     // SAFETY: forwarded contract; only the shared parts of the slab are touched.
     unsafe {
-        match locate::<P>(p) {
-            Block::Small(slab, base) => (*slab).remote.push(base),
+        let block = if P::CHECKED {
+            match check::before_free(heap, p, crate::slab::NO_OWNER, 0) {
+                Some(b) => b,
+                None => return,
+            }
+        } else {
+            locate::<P>(p)
+        };
+        match block {
+            Block::Small(slab, base) => (*slab).remote.push::<P>(base),
             Block::Large => heap.free_large(p),
         }
     }
@@ -457,6 +531,11 @@ impl<'h, P: Policy> ThreadCache<'h, P> {
     pub unsafe fn usable_size(&mut self, p: *mut u8) -> usize {
         // SAFETY: forwarded.
         unsafe { self.inner().usable_size(p) }
+    }
+
+    /// This cache's id, as reports name it (ids start at 1 per heap).
+    pub fn id(&mut self) -> u32 {
+        self.inner().id
     }
 
     /// Collects remote frees and returns entirely free slabs to the heap.

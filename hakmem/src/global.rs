@@ -129,7 +129,8 @@ fn install_fork_handlers() {
     unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_release), Some(fork_release)) };
 }
 
-fn fatal(msg: &str) -> ! {
+/// Writes `msg` to stderr without allocating and aborts.
+pub(crate) fn fatal(msg: &str) -> ! {
     // SAFETY: writing a static buffer to stderr; abort never returns.
     unsafe {
         libc::write(2, msg.as_ptr().cast(), msg.len());
@@ -310,7 +311,7 @@ pub unsafe fn malloc_usable_size(p: *mut u8) -> usize {
         return 0;
     }
     // SAFETY: forwarded.
-    unsafe { usable_size(&GLOBAL, p) }
+    unsafe { usable_size(&GLOBAL, p, 0) }
 }
 
 /// Writes the global heap's statistics to stderr as one `hakmem:` line, allocating nothing.

@@ -11,6 +11,7 @@
 //! otherwise. So a steady workload reuses its slabs, and a shrinking one gives its memory back.
 
 use crate::cache::{CacheSlot, ThreadCache};
+use crate::check::{self, CheckState};
 use crate::layout::{region_base, region_offset, round_up, PAGE, REGION_SIZE};
 use crate::list::List;
 use crate::lock::SpinLock;
@@ -21,7 +22,8 @@ use crate::size_class::{CLASS_SIZES, NUM_CLASSES};
 use crate::slab::{Slab, SlabLinks, SlabState, NO_OWNER};
 use core::marker::PhantomData;
 use core::ptr::null_mut;
-use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use crate::report::Report;
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering::{AcqRel, Acquire, Relaxed}};
 
 /// Pooled slabs allowed to keep their dirty pages before returned slabs get purged.
 pub const DIRTY_POOL_LIMIT: usize = 64;
@@ -36,6 +38,10 @@ const ARENA_CHUNK: usize = 64 * 1024;
 pub struct Heap<P: Policy = Release> {
     state: SpinLock<State>,
     stats: Counters,
+    /// Checked heaps: secret, reports, region table; made on first use.
+    checks: AtomicPtr<CheckState>,
+    /// Id of the next thread cache (ids start at 1; 0 means "no cache").
+    next_cache_id: AtomicU32,
     _policy: PhantomData<P>,
 }
 
@@ -114,6 +120,8 @@ impl<P: Policy> Heap<P> {
                 caches: AtomicUsize::new(0),
                 purges: AtomicUsize::new(0),
             },
+            checks: AtomicPtr::new(null_mut()),
+            next_cache_id: AtomicU32::new(1),
             _policy: PhantomData,
         }
     }
@@ -121,6 +129,58 @@ impl<P: Policy> Heap<P> {
     /// A new thread cache on this heap. Several may exist on one OS thread.
     pub fn cache(&self) -> ThreadCache<'_, P> {
         ThreadCache::new(self)
+    }
+
+    /// From now on this heap records its checked-mode reports (see [`Heap::take_reports`])
+    /// instead of printing them and aborting; the operation that failed a check is skipped.
+    /// A release heap never reports.
+    pub fn capture_reports(&self) {
+        if P::CHECKED {
+            self.check_state().capture();
+        }
+    }
+
+    /// The reports recorded since the last call, oldest first.
+    pub fn take_reports(&self) -> Vec<Report> {
+        if P::CHECKED {
+            self.check_state().take()
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// The check state of a checked heap, made on first use.
+    pub(crate) fn check_state(&self) -> &CheckState {
+        let mut s = self.checks.load(Acquire);
+        if s.is_null() {
+            let new = check::create_state();
+            if new.is_null() {
+                crate::global::fatal("hakmem: out of memory creating a checked heap's state\n");
+            }
+            s = match self.checks.compare_exchange(null_mut(), new, AcqRel, Acquire) {
+                Ok(_) => new,
+                Err(other) => {
+                    // SAFETY: `new` lost the race and was never shared.
+                    unsafe { check::destroy_state(new) };
+                    other
+                }
+            };
+        }
+        // SAFETY: the state lives until the heap is dropped.
+        unsafe { &*s }
+    }
+
+    /// Drops a cache handle without giving its slabs back, for tests that broke its state on
+    /// purpose; the heap still unmaps everything when dropped.
+    #[cfg(test)]
+    pub(crate) fn forget_cache(&self, c: ThreadCache<'_, P>) {
+        core::mem::forget(c);
+        self.stats.caches.fetch_sub(1, Relaxed);
+    }
+
+    /// A new cache's id.
+    pub(crate) fn new_cache_id(&self) -> u32 {
+        self.next_cache_id.fetch_add(1, Relaxed)
     }
 
     /// Current bookkeeping figures.
@@ -240,6 +300,9 @@ impl<P: Policy> Heap<P> {
                 let zero = (*r).dirty & (1 << i) == 0;
                 (*r).dirty |= 1 << i;
                 (*slab).local.assign(class, CLASS_SIZES[class], start, limit, zero);
+                if P::CHECKED {
+                    check::slab_assigned(r, i, class, CLASS_SIZES[class]);
+                }
                 (*slab).local.state = SlabState::Owned;
                 (*slab).owner.store(token, Relaxed);
             }
@@ -260,6 +323,12 @@ impl<P: Policy> Heap<P> {
                 }
                 // SAFETY: a fresh region-aligned mapping of REGION_SIZE bytes.
                 let r = unsafe { SmallRegion::init(base) };
+                // SAFETY: r is fresh; the state lives as long as the heap.
+                if P::CHECKED && !unsafe { check::region_created((self.check_state() as *const CheckState).cast_mut(), r) } {
+                    // SAFETY: the region was never shared.
+                    unsafe { self.unmap(base, REGION_SIZE, REGION_SIZE) };
+                    return null_mut();
+                }
                 // SAFETY: r is a new region in no list.
                 unsafe {
                     st.regions.push_back(r);
@@ -302,6 +371,9 @@ impl<P: Policy> Heap<P> {
         // SAFETY: the caller owns the slab; its region is live; the lock covers region fields.
         unsafe {
             debug_assert!((*slab).local.used == 0 && (*slab).remote.is_empty());
+            if P::CHECKED {
+                check::slab_released(slab);
+            }
             (*slab).local.state = SlabState::Pool;
             (*slab).owner.store(NO_OWNER, Relaxed);
             let r = SmallRegion::of_slab(slab);
@@ -338,6 +410,9 @@ impl<P: Policy> Heap<P> {
             } else {
                 st.dirty_pooled -= (*r).dirty.count_ones() as usize;
                 st.regions.remove(r);
+                if P::CHECKED {
+                    check::region_released(r);
+                }
                 self.unmap(r.cast(), REGION_SIZE, REGION_SIZE);
             }
         }
@@ -367,7 +442,7 @@ impl<P: Policy> Heap<P> {
                 // SAFETY: abandoned slabs are live and owned by the heap under its lock.
                 unsafe {
                     let next = st.abandoned[class].next(s);
-                    (*s).local.drain(&(*s).remote);
+                    (*s).local.drain::<P>(&(*s).remote);
                     if (*s).local.used == 0 {
                         st.abandoned[class].remove(s);
                         self.release_locked(st, s);
@@ -388,7 +463,9 @@ impl<P: Policy> Heap<P> {
         // Alignments of a region or more cannot keep the header at the masked address, so those
         // blocks are found by searching the large list instead (see `find_large`).
         let (offset, map_align) = if align < REGION_SIZE { (align.max(PAGE), REGION_SIZE) } else { (align, align) };
-        let Some(total) = offset.checked_add(size).and_then(|n| round_up(n, PAGE)) else {
+        // A zero-byte block still gets a byte, or its pointer would be one past the mapping: the
+        // start of whatever is mapped next (found by the checked heap's region table).
+        let Some(total) = offset.checked_add(size.max(1)).and_then(|n| round_up(n, PAGE)) else {
             return null_mut();
         };
         let base = self.map(total, map_align);
@@ -404,8 +481,14 @@ impl<P: Policy> Heap<P> {
                 map_align,
                 user_offset: offset,
                 large_links: crate::list::Links::new(),
+                link_key: 0,
+                checks: null_mut(),
             });
-            self.state.lock().large.push_back(hdr);
+            let mut st = self.state.lock();
+            if P::CHECKED {
+                check::large_mapped(self.check_state(), region_base(base.add(offset)).addr());
+            }
+            st.large.push_back(hdr);
         }
         self.stats.large_allocs.fetch_add(1, Relaxed);
         // SAFETY: offset < total.
@@ -420,14 +503,7 @@ impl<P: Policy> Heap<P> {
         if region_offset(p) != 0 {
             return region_base(p).cast();
         }
-        let st = self.state.lock();
-        let mut h = st.large.head();
-        // SAFETY: every node of the large list is a live header.
-        unsafe {
-            while !h.is_null() && h.cast::<u8>().add((*h).user_offset) != p {
-                h = st.large.next(h);
-            }
-        }
+        let h = self.large_header(p);
         assert!(!h.is_null(), "hakmem: free of {p:p}, which is no block of this heap");
         h
     }
@@ -440,9 +516,28 @@ impl<P: Policy> Heap<P> {
         // SAFETY: forwarded; after unlinking the mapping is ours alone.
         unsafe {
             let h = self.find_large(p);
-            self.state.lock().large.remove(h);
+            let mut st = self.state.lock();
+            st.large.remove(h);
+            if P::CHECKED {
+                check::large_unmapped(self.check_state(), region_base(p).addr());
+            }
+            drop(st);
             self.unmap(h.cast(), (*h).map_size, (*h).map_align);
         }
+    }
+
+    /// The header of the large block that starts exactly at `p`, or null: a search of the large
+    /// list, for checked mode's validation of arbitrary pointers.
+    pub(crate) fn large_header(&self, p: *mut u8) -> *mut RegionHeader {
+        let st = self.state.lock();
+        let mut h = st.large.head();
+        // SAFETY: every node of the large list is a live header.
+        unsafe {
+            while !h.is_null() && h.cast::<u8>().add((*h).user_offset) != p {
+                h = st.large.next(h);
+            }
+        }
+        h
     }
 
     /// Tries to make the large block `p` hold `new_size` bytes without moving it.
@@ -483,6 +578,9 @@ impl<P: Policy> Drop for Heap<P> {
                 if r.is_null() {
                     break;
                 }
+                if P::CHECKED {
+                    check::region_dropped(r);
+                }
                 os::unmap(r.cast(), REGION_SIZE, REGION_SIZE);
             }
             loop {
@@ -496,6 +594,10 @@ impl<P: Policy> Drop for Heap<P> {
                 let c = st.arena_chunks;
                 st.arena_chunks = c.cast::<*mut u8>().read();
                 os::unmap(c, ARENA_CHUNK, PAGE);
+            }
+            let cs = *self.checks.get_mut();
+            if !cs.is_null() {
+                check::destroy_state(cs);
             }
         }
     }

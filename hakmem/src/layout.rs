@@ -16,9 +16,33 @@
 //! a client's one-byte overflow lands (failure 4 of the C history). So in release mode the user
 //! pointer *is* the base pointer and the slot holds nothing but the client's bytes, or, once free,
 //! the link. The checked policy adds a header of `P::HEADER` bytes; only this module applies it.
+//!
+//! # Checked slots
+//! ```text
+//! base                 user = base + 16                 user + requested          base + slot
+//! | word0 | word1      | client bytes ...               | tail canary bytes ...    |
+//! ```
+//! `word0` holds the requested size and allocation number while the slot is allocated, and the
+//! (encoded) free-list link while it is free: the link lives at the base in both modes. `word1`
+//! holds the keyed canary, the state, the class and the thread. A free slot's client bytes and
+//! tail hold the poison pattern. In checked mode links are stored XOR-ed with a per-region key and
+//! the slot's own address, so a stray write cannot forge a pointer to where it likes.
 
 use crate::policy::Policy;
+use crate::region::RegionHeader;
 use core::ptr::NonNull;
+
+/// Header bytes of a slot under the checked policy.
+pub const CHECKED_HEADER: usize = core::mem::size_of::<BlockHeader>();
+
+/// The header in front of a checked slot's client bytes.
+#[repr(C)]
+pub struct BlockHeader {
+    /// Requested size and allocation number while allocated; the free-list link while free.
+    pub word0: u64,
+    /// Canary, state, class and thread.
+    pub word1: u64,
+}
 
 /// Page size assumed for mapping, purging and page-aligned requests.
 pub const PAGE: usize = 4096;
@@ -95,24 +119,64 @@ impl BasePtr {
         UserPtr(unsafe { self.0.add(P::HEADER) })
     }
 
-    /// Reads the free-list link stored in this free slot.
+    /// Reads the free-list link stored in this free slot. A checked link is decoded but not
+    /// validated: the caller checks where it points (see `check::link_ok`).
     ///
     /// # Safety
-    /// The slot must be free and its link written by [`BasePtr::set_link`].
+    /// The slot must be free and its link written by [`BasePtr::set_link`] with the same policy;
+    /// for checked slots, the slot must lie in a live region.
     #[inline(always)]
-    pub unsafe fn link(self) -> Option<BasePtr> {
+    pub unsafe fn link<P: Policy>(self) -> Option<BasePtr> {
         // SAFETY: a free slot is at least 8 bytes and 8-aligned; its first word is the link.
-        unsafe { self.as_ptr().cast::<Option<BasePtr>>().read() }
+        unsafe {
+            if !P::CHECKED {
+                return self.as_ptr().cast::<Option<BasePtr>>().read();
+            }
+            let addr = self.as_ptr().cast::<usize>().read() ^ self.link_mask();
+            // The decoded address is in the same region (or the check rejects it before use), so
+            // it takes the slot's provenance rather than inventing one from an integer.
+            BasePtr::from_raw(if addr == 0 { core::ptr::null_mut() } else { self.as_ptr().with_addr(addr) })
+        }
     }
 
     /// Stores the free-list link in this free slot.
     ///
     /// # Safety
-    /// The slot must be owned by the caller and not in use by the client.
+    /// The slot must be owned by the caller and not in use by the client; for checked slots, the
+    /// slot must lie in a live region.
     #[inline(always)]
-    pub unsafe fn set_link(self, next: Option<BasePtr>) {
+    pub unsafe fn set_link<P: Policy>(self, next: Option<BasePtr>) {
         // SAFETY: as for `link`.
-        unsafe { self.as_ptr().cast::<Option<BasePtr>>().write(next) }
+        unsafe {
+            if !P::CHECKED {
+                return self.as_ptr().cast::<Option<BasePtr>>().write(next);
+            }
+            let addr = next.map_or(0, |n| n.as_ptr().addr());
+            self.as_ptr().cast::<usize>().write(addr ^ self.link_mask());
+        }
+    }
+
+    /// What a checked link is XOR-ed with: the region's secret key and the slot's address.
+    ///
+    /// # Safety
+    /// The slot must lie in a live small region.
+    #[inline(always)]
+    unsafe fn link_mask(self) -> usize {
+        let region = region_base(self.as_ptr()).cast::<RegionHeader>();
+        // SAFETY: the caller promises a live region, whose header starts at the masked address.
+        unsafe { (*region).link_key ^ self.as_ptr().addr().rotate_left(23) }
+    }
+
+    /// The checked header at the start of this slot.
+    #[inline(always)]
+    pub fn header(self) -> *mut BlockHeader {
+        self.as_ptr().cast()
+    }
+
+    /// Wraps a raw pointer that is either null or a slot start.
+    #[inline(always)]
+    pub fn from_raw(p: *mut u8) -> Option<BasePtr> {
+        NonNull::new(p).map(BasePtr)
     }
 }
 
@@ -146,10 +210,17 @@ pub const fn usable<P: Policy>(slot_size: usize) -> usize {
     slot_size - P::HEADER
 }
 
-/// Bytes a slot must have to serve `size` client bytes under policy `P`.
+/// Bytes a slot must have to serve `size` client bytes under policy `P`; callers keep `size`
+/// below [`crate::size_class::SMALL_MAX`], so this cannot overflow.
 #[inline(always)]
 pub const fn slot_needed<P: Policy>(size: usize) -> usize {
-    size + P::HEADER
+    size + P::HEADER + P::MIN_TAIL
+}
+
+/// Largest request a slot of `slot_size` bytes serves under policy `P`.
+#[inline(always)]
+pub const fn max_request<P: Policy>(slot_size: usize) -> usize {
+    slot_size - P::HEADER - P::MIN_TAIL
 }
 
 #[cfg(test)]
@@ -174,10 +245,10 @@ mod tests {
         let a = unsafe { BasePtr::new_unchecked(w.cast()) };
         let b = unsafe { BasePtr::new_unchecked(w.add(1).cast()) };
         unsafe {
-            a.set_link(Some(b));
-            b.set_link(None);
-            assert_eq!(a.link(), Some(b));
-            assert_eq!(b.link(), None);
+            a.set_link::<Release>(Some(b));
+            b.set_link::<Release>(None);
+            assert_eq!(a.link::<Release>(), Some(b));
+            assert_eq!(b.link::<Release>(), None);
         }
     }
 

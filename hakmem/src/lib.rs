@@ -5,13 +5,15 @@
 //! - the block layout and pointer types: [`layout`];
 //! - slabs and the lock-free remote-free queue: `slab`; regions: `region`;
 //! - the heap (slab pool, abandonment, large blocks, returning memory): [`heap`];
-//! - the global allocator, TLS caches, and C malloc semantics: [`global`].
+//! - the global allocator, TLS caches, and C malloc semantics: [`global`];
+//! - the checked mode (canaries, poison, shadow map) and its reports: [`check`], [`report`].
 //!
 //! A [`Heap`] is an ordinary value: make one, take [`ThreadCache`]s from it (several per OS
 //! thread if you like), drop it and every byte goes back to the OS. [`HakMem`] is the process-wide
 //! allocator for `#[global_allocator]`; the `hakmem-preload` crate exports it as C malloc.
 
 pub mod cache;
+pub mod check;
 pub mod global;
 pub mod heap;
 pub mod layout;
@@ -19,6 +21,7 @@ mod list;
 mod lock;
 pub mod os;
 pub mod policy;
+pub mod report;
 mod region;
 pub mod size_class;
 mod slab;
@@ -26,4 +29,5 @@ mod slab;
 pub use cache::ThreadCache;
 pub use global::HakMem;
 pub use heap::{Heap, HeapStats};
-pub use policy::{Policy, Release};
+pub use policy::{Checked, Policy, Release};
+pub use report::{Identity, Report, ReportKind};

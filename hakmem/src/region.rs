@@ -26,6 +26,10 @@ pub struct RegionHeader {
     pub user_offset: usize,
     /// Large regions: links in the heap's list of large blocks.
     pub large_links: Links<RegionHeader>,
+    /// Checked heaps: the key free-list links of this region are encoded with.
+    pub link_key: usize,
+    /// Checked heaps: the heap's check state (reports, secret), reachable from any slot.
+    pub checks: *mut u8,
 }
 
 /// A region cut into slabs.
@@ -41,6 +45,8 @@ pub struct SmallRegion {
     pub pooled: u64,
     /// Bit `i` set: slab `i` may hold non-zero bytes.
     pub dirty: u64,
+    /// Checked heaps: the region's shadow map (a separate mapping), else null.
+    pub shadow: *mut u8,
     /// Per-slab metadata.
     pub slabs: [Slab; SLABS_PER_REGION],
 }
@@ -99,7 +105,10 @@ impl SmallRegion {
                 map_align: REGION_SIZE,
                 user_offset: 0,
                 large_links: Links::new(),
+                link_key: 0,
+                checks: core::ptr::null_mut(),
             });
+            (&raw mut (*r).shadow).write(core::ptr::null_mut());
             (&raw mut (*r).all_links).write(Links::new());
             (&raw mut (*r).avail_links).write(Links::new());
             (&raw mut (*r).pooled).write(ALL_SLABS);

@@ -8,7 +8,9 @@
 //! A slot is therefore in exactly one place: handed out, on `free`, or on `remote` (failure 6 of
 //! the C history was a slot in two of those at once).
 
+use crate::check;
 use crate::layout::BasePtr;
+use crate::policy::Policy;
 use crate::list::{Adapter, Links};
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
@@ -127,10 +129,12 @@ impl SlabLocal {
 
     /// Pops a free slot; the owner's fast path.
     #[inline(always)]
-    pub fn pop(&mut self) -> Option<BasePtr> {
+    pub fn pop<P: Policy>(&mut self) -> Option<BasePtr> {
         let b = self.free?;
-        // SAFETY: slots on `free` are free and carry a valid link.
-        self.free = unsafe { b.link() };
+        // SAFETY: slots on `free` are free and carry a link written with the same policy.
+        let next = unsafe { b.link::<P>() };
+        // SAFETY: b is a slot of this slab, in its live region.
+        self.free = if P::CHECKED { unsafe { check::next_free(self, b, next) } } else { next };
         self.used += 1;
         Some(b)
     }
@@ -140,9 +144,9 @@ impl SlabLocal {
     /// # Safety
     /// `b` must be a slot of this slab that is handed out, and the caller must own the slab.
     #[inline(always)]
-    pub unsafe fn push(&mut self, b: BasePtr) -> bool {
+    pub unsafe fn push<P: Policy>(&mut self, b: BasePtr) -> bool {
         // SAFETY: the client gave the slot back, so its first word is ours to write.
-        unsafe { b.set_link(self.free) };
+        unsafe { b.set_link::<P>(self.free) };
         self.free = Some(b);
         self.used -= 1;
         self.used == 0
@@ -159,7 +163,7 @@ impl SlabLocal {
     ///
     /// # Safety
     /// The caller must own the slab, `free` must be empty and [`Slab::can_carve`] true.
-    pub unsafe fn carve(&mut self) -> BasePtr {
+    pub unsafe fn carve<P: Policy>(&mut self) -> BasePtr {
         debug_assert!(self.free.is_none() && self.can_carve());
         let size = self.slot_size as usize;
         let left = (self.end.addr() - self.bump.addr()) / size;
@@ -171,8 +175,11 @@ impl SlabLocal {
             // Link back to front so the list hands slots out in address order.
             for i in (1..n).rev() {
                 let b = BasePtr::new_unchecked(first.add(i * size));
-                b.set_link(next);
+                b.set_link::<P>(next);
                 next = Some(b);
+            }
+            if P::CHECKED {
+                check::fresh_slots(self, BasePtr::new_unchecked(first), n);
             }
             self.free = next;
             self.bump = first.add(n * size);
@@ -182,18 +189,29 @@ impl SlabLocal {
     }
 
     /// Moves every slot queued on `q` (this slab's remote queue) onto `free`; returns how many.
-    pub fn drain(&mut self, q: &RemoteQueue) -> u32 {
+    pub fn drain<P: Policy>(&mut self, q: &RemoteQueue) -> u32 {
         let Some(first) = q.take_all() else { return 0 };
         let mut n = 1;
         let mut last = first;
-        // SAFETY: every slot on the queue was published with a valid link, and take_all made
-        // them ours.
+        // SAFETY: every slot on the queue was published with a link written with the same policy,
+        // and take_all made them ours.
         unsafe {
-            while let Some(next) = last.link() {
+            if P::CHECKED && !check::drained(self, first) {
+                return 0;
+            }
+            loop {
+                let mut next = last.link::<P>();
+                if P::CHECKED {
+                    next = check::next_free(self, last, next);
+                }
+                let Some(next) = next else { break };
+                if P::CHECKED && !check::drained(self, next) {
+                    break;
+                }
                 last = next;
                 n += 1;
             }
-            last.set_link(self.free);
+            last.set_link::<P>(self.free);
         }
         self.free = Some(first);
         self.used -= n;
@@ -213,11 +231,11 @@ impl RemoteQueue {
     /// # Safety
     /// `b` must be a handed-out slot of the slab this queue belongs to; the caller gives it up.
     #[inline]
-    pub unsafe fn push(&self, b: BasePtr) {
+    pub unsafe fn push<P: Policy>(&self, b: BasePtr) {
         let mut head = self.head.load(Ordering::Relaxed);
         loop {
             // SAFETY: the slot is ours until the CAS publishes it.
-            unsafe { b.set_link(BasePtr::from_raw(head)) };
+            unsafe { b.set_link::<P>(BasePtr::from_raw(head)) };
             // Release: the link written above must be visible to the owner's acquiring swap.
             match self.head.compare_exchange_weak(head, b.as_ptr(), PUSH_ORDER, Ordering::Relaxed) {
                 Ok(_) => return,
@@ -243,18 +261,10 @@ impl RemoteQueue {
     }
 }
 
-impl BasePtr {
-    /// Wraps a raw pointer that is either null or a slot start.
-    #[inline(always)]
-    pub fn from_raw(p: *mut u8) -> Option<BasePtr> {
-        // SAFETY: non-null was checked; the caller promises a slot start.
-        (!p.is_null()).then(|| unsafe { BasePtr::new_unchecked(p) })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::Release;
 
     fn slab_over(buf: &mut [u64], slot: usize) -> Slab {
         let mut s = Slab::unassigned();
@@ -268,8 +278,8 @@ mod tests {
     fn carve_pop_push_hand_out_each_slot_once() {
         let mut buf = vec![0u64; 64];
         let mut s = slab_over(&mut buf, 32);
-        let mut slots = vec![unsafe { s.local.carve() }];
-        while let Some(b) = s.local.pop() {
+        let mut slots = vec![unsafe { s.local.carve::<Release>() }];
+        while let Some(b) = s.local.pop::<Release>() {
             slots.push(b);
         }
         assert!(!s.local.can_carve());
@@ -280,29 +290,29 @@ mod tests {
             assert_eq!(w[1].as_ptr().addr() - w[0].as_ptr().addr(), 32);
         }
         for &b in &slots[..15] {
-            assert!(!unsafe { s.local.push(b) });
+            assert!(!unsafe { s.local.push::<Release>(b) });
         }
-        assert!(unsafe { s.local.push(slots[15]) });
+        assert!(unsafe { s.local.push::<Release>(slots[15]) });
     }
 
     #[test]
     fn remote_frees_come_back_through_drain() {
         let mut buf = vec![0u64; 64];
         let mut s = slab_over(&mut buf, 64);
-        let a = unsafe { s.local.carve() };
-        let b = s.local.pop().unwrap();
+        let a = unsafe { s.local.carve::<Release>() };
+        let b = s.local.pop::<Release>().unwrap();
         assert_eq!(s.local.used, 2);
         unsafe {
-            s.remote.push(a);
-            s.remote.push(b);
+            s.remote.push::<Release>(a);
+            s.remote.push::<Release>(b);
         }
         assert!(!s.remote.is_empty());
         let before = s.local.free;
-        assert_eq!(s.local.drain(&s.remote), 2);
+        assert_eq!(s.local.drain::<Release>(&s.remote), 2);
         assert_eq!(s.local.used, 0);
         assert!(s.remote.is_empty());
-        assert_eq!(s.local.pop(), Some(b));
-        assert_eq!(s.local.pop(), Some(a));
+        assert_eq!(s.local.pop::<Release>(), Some(b));
+        assert_eq!(s.local.pop::<Release>(), Some(a));
         assert_eq!(s.local.free, before);
     }
 
@@ -313,11 +323,11 @@ mod tests {
         struct Slots(Vec<BasePtr>);
         // SAFETY: each chunk of slots is handed to exactly one pushing thread.
         unsafe impl Send for Slots {}
-        let mut slots = vec![unsafe { s.local.carve() }];
+        let mut slots = vec![unsafe { s.local.carve::<Release>() }];
         while slots.len() < 512 {
-            match s.local.pop() {
+            match s.local.pop::<Release>() {
                 Some(b) => slots.push(b),
-                None => slots.push(unsafe { s.local.carve() }),
+                None => slots.push(unsafe { s.local.carve::<Release>() }),
             }
         }
         let shared = &s.remote;
@@ -327,12 +337,12 @@ mod tests {
                 sc.spawn(move || {
                     let chunk = chunk;
                     for b in chunk.0 {
-                        unsafe { shared.push(b) };
+                        unsafe { shared.push::<Release>(b) };
                     }
                 });
             }
         });
-        assert_eq!(s.local.drain(&s.remote), 512);
+        assert_eq!(s.local.drain::<Release>(&s.remote), 512);
         assert_eq!(s.local.used, 0);
     }
 }

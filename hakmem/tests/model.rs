@@ -2,7 +2,7 @@
 //! heap, checked after every step against a model of the live blocks: blocks are aligned, never
 //! overlap, are at least as large as asked, keep their contents, and calloc memory is zero.
 
-use hakmem::{Heap, ThreadCache};
+use hakmem::{Checked, Heap, Policy, Release, ThreadCache};
 use quickcheck::{Arbitrary, Gen, QuickCheck};
 use std::collections::BTreeMap;
 
@@ -58,9 +58,11 @@ struct Live {
 }
 
 /// Interprets `ops` on a fresh heap, checking the model after every step.
-fn run(ops: &[Op]) -> Result<(), String> {
-    let heap: Heap = Heap::new();
-    let mut caches: Vec<ThreadCache<'_>> = (0..CACHES).map(|_| heap.cache()).collect();
+fn run<P: Policy>(ops: &[Op]) -> Result<(), String> {
+    let heap: Heap<P> = Heap::new();
+    // A checked heap must find nothing wrong with a correct program.
+    heap.capture_reports();
+    let mut caches: Vec<ThreadCache<'_, P>> = (0..CACHES).map(|_| heap.cache()).collect();
     let mut live: BTreeMap<usize, Live> = BTreeMap::new();
     let mut seed = 0u8;
     let fill = |p: *mut u8, n: usize, s: u8| unsafe {
@@ -77,9 +79,9 @@ fn run(ops: &[Op]) -> Result<(), String> {
         }
         Ok(())
     };
-    let mut insert = |live: &mut BTreeMap<usize, Live>, c: &mut ThreadCache<'_>, p: *mut u8, l: Live| {
+    let insert = |live: &mut BTreeMap<usize, Live>, c: &mut ThreadCache<'_, P>, p: *mut u8, l: Live| {
         if p.is_null() {
-            return Err(format!("allocation of {} bytes failed", l.size));
+            return Err(format!("allocation of {} bytes failed; reports: {:?}", l.size, heap.take_reports()));
         }
         if p.addr() % l.align.max(1) != 0 {
             return Err(format!("{p:p} not aligned to {}", l.align));
@@ -121,6 +123,9 @@ fn run(ops: &[Op]) -> Result<(), String> {
                 check(p, &l)?;
                 if let Op::Realloc { size, .. } = *op {
                     let q = unsafe { caches[cache].realloc(p, size, l.align) };
+                    if q.is_null() {
+                        return Err(format!("realloc to {size} failed; reports: {:?}", heap.take_reports()));
+                    }
                     let kept = Live { size: size.min(l.size), ..l };
                     check(q, &kept)?;
                     seed = seed.wrapping_add(1);
@@ -139,15 +144,19 @@ fn run(ops: &[Op]) -> Result<(), String> {
         check(a as *mut u8, l)?;
         unsafe { caches[0].free(a as *mut u8) };
     }
-    Ok(())
+    drop(caches);
+    match heap.take_reports().first() {
+        Some(r) => Err(format!("{} heap reported: {r}", P::NAME)),
+        None => Ok(()),
+    }
 }
 
 #[test]
 fn random_programs_keep_the_model() {
     fn prop(ops: Vec<Op>) -> Result<(), String> {
-        run(&ops)
+        run::<Release>(&ops)
     }
-    QuickCheck::new().gen(Gen::new(400)).tests(300).quickcheck(prop as fn(Vec<Op>) -> Result<(), String>);
+    QuickCheck::new().rng(Gen::new(400)).tests(300).quickcheck(prop as fn(Vec<Op>) -> Result<(), String>);
 }
 
 #[test]
@@ -156,5 +165,20 @@ fn a_long_program_keeps_the_model() {
     // regaining room through remote frees, regions emptied and reused.
     let mut g = Gen::new(100);
     let ops: Vec<Op> = (0..60_000).map(|_| Op::arbitrary(&mut g)).collect();
-    run(&ops).unwrap();
+    run::<Release>(&ops).unwrap();
+}
+
+#[test]
+fn random_programs_keep_the_model_checked() {
+    fn prop(ops: Vec<Op>) -> Result<(), String> {
+        run::<Checked>(&ops)
+    }
+    QuickCheck::new().rng(Gen::new(400)).tests(150).quickcheck(prop as fn(Vec<Op>) -> Result<(), String>);
+}
+
+#[test]
+fn a_long_program_keeps_the_model_checked() {
+    let mut g = Gen::new(100);
+    let ops: Vec<Op> = (0..30_000).map(|_| Op::arbitrary(&mut g)).collect();
+    run::<Checked>(&ops).unwrap();
 }

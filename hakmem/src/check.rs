@@ -1,0 +1,1012 @@
+//! The checked mode: every per-block check, and the state they keep.
+//!
+//! Nothing here runs for [`crate::Release`]: each call site is behind `if P::CHECKED`, a
+//! constant. A checked heap ([`crate::Checked`]) keeps, per block:
+//! - a header (see [`crate::layout`]) with a canary keyed by a per-heap secret and mixed with the
+//!   slot address, class, state, thread, and (while allocated) requested size and number;
+//! - a tail canary from the requested size to the end of the slot, so a one-byte overflow shows;
+//! - while free, the poison pattern over the client bytes, verified when the slot is handed out
+//!   again or its slab goes back to the pool, so a write after free shows;
+//! - free-list links encoded with a per-region key, validated at every pop (same slab, on a slot
+//!   boundary, pointing at a free slot);
+//! - an entry in the region's shadow map, a separate mapping the client's writes cannot reach
+//!   through a block: state, class, requested size, and who allocated and freed it, when.
+//!
+//! Every state change goes through the shadow map with a compare-and-swap, so a double free is
+//! caught even when two threads race to free one block. A pointer is checked against the heap's
+//! table of regions before anything behind it is read, so a wild pointer is reported, not followed.
+
+use crate::cache::Block;
+use crate::heap::Heap;
+use crate::layout::{region_base, region_offset, BasePtr, PAGE, REGION_SIZE, SLABS_PER_REGION, SLAB_SIZE};
+use crate::os;
+use crate::policy::{Checked, Policy};
+use crate::region::{RegionHeader, SmallRegion};
+use crate::report::{print_and_abort, Identity, Report, ReportKind};
+use crate::slab::{Slab, SlabLocal};
+use core::ptr::null_mut;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
+use std::sync::Mutex;
+
+/// Fill of a free slot's client bytes.
+pub const POISON: u8 = 0xDF;
+/// Fill of the bytes between the requested size and the end of an allocated slot.
+pub const TAIL: u8 = 0xCB;
+
+/// Smallest checked slot: a header, a byte, a tail byte, rounded to the 16-byte classes.
+const MIN_SLOT: usize = 32;
+/// Shadow entries reserved per slab.
+const SLOTS_PER_SLAB: usize = SLAB_SIZE / MIN_SLOT;
+
+// Block states in the shadow map.
+const NEVER: u64 = 0;
+const ALLOCATED: u64 = 1;
+/// On its slab's free list (the slab's owner holds it).
+const FREE: u64 = 2;
+/// On its slab's remote queue.
+const REMOTE: u64 = 3;
+/// Set aside after a failed check in capture mode; never handed out again.
+const QUARANTINED: u64 = 4;
+
+// Header states (word1's low byte): distinct from each other and from zeroed memory.
+const HDR_ALLOCATED: u64 = 0xA1;
+const HDR_FREE: u64 = 0xF2;
+
+fn state_name(s: u64) -> &'static str {
+    match s {
+        NEVER => "never allocated",
+        ALLOCATED => "allocated",
+        FREE => "free",
+        REMOTE => "queued for a remote free",
+        QUARANTINED => "quarantined",
+        _ => "unknown",
+    }
+}
+
+// ---- per-heap state ----------------------------------------------------------------------
+
+/// Entries in a heap's region table (open addressing; a heap with more regions than this in use
+/// at once is far beyond what checked mode is for).
+const TABLE_LEN: usize = 8192;
+const EMPTY: usize = 0;
+const TOMBSTONE: usize = 1;
+const TAG_SMALL: usize = 1;
+const TAG_LARGE: usize = 2;
+const TAG_LARGE_FREED: usize = 3;
+
+/// A checked heap's secret, sequence counter, report sink and region table. It lives in its
+/// own mapping so regions can point at it even if the `Heap` value moves.
+pub(crate) struct CheckState {
+    secret: u64,
+    seq: AtomicU64,
+    capture: AtomicBool,
+    reports: Mutex<Vec<Report>>,
+    /// `region base | tag`; written under the heap lock, read without it.
+    table: [AtomicUsize; TABLE_LEN],
+}
+
+const STATE_BYTES: usize = match crate::layout::round_up(core::mem::size_of::<CheckState>(), PAGE) {
+    Some(n) => n,
+    None => panic!(),
+};
+
+/// Lazily creates the check state of a heap; null if the OS refuses memory.
+pub(crate) fn create_state() -> *mut CheckState {
+    // SAFETY: a page multiple; the mapping is fresh, zeroed and ours.
+    unsafe {
+        let p = os::map_aligned(STATE_BYTES, PAGE).cast::<CheckState>();
+        if !p.is_null() {
+            (&raw mut (*p).secret).write(random_secret(p.addr()));
+            (&raw mut (*p).seq).write(AtomicU64::new(1));
+            (&raw mut (*p).capture).write(AtomicBool::new(false));
+            (&raw mut (*p).reports).write(Mutex::new(Vec::new()));
+            // The table is zeroed memory, which is what EMPTY atomics are.
+        }
+        p
+    }
+}
+
+/// Frees a state made by [`create_state`].
+///
+/// # Safety
+/// Nothing may use the state afterwards.
+pub(crate) unsafe fn destroy_state(s: *mut CheckState) {
+    // SAFETY: per the contract; the Mutex and Vec are dropped before their memory goes.
+    unsafe {
+        core::ptr::drop_in_place(&raw mut (*s).reports);
+        os::unmap(s.cast(), STATE_BYTES, PAGE);
+    }
+}
+
+fn random_secret(salt: usize) -> u64 {
+    let mut v = 0u64;
+    // SAFETY: writing 8 bytes into a local.
+    let got = unsafe { libc::getrandom((&raw mut v).cast(), 8, libc::GRND_NONBLOCK) };
+    if got != 8 {
+        // No entropy yet (early boot): the address still differs between runs under ASLR.
+        v = salt as u64 ^ 0x9e37_79b9_7f4a_7c15;
+    }
+    mix(v) | 1
+}
+
+/// A 64-bit finaliser (murmur3's): every input bit affects every output bit.
+#[inline]
+fn mix(mut x: u64) -> u64 {
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^ (x >> 33)
+}
+
+impl CheckState {
+    /// Switches this heap from print-and-abort to recording reports.
+    pub(crate) fn capture(&self) {
+        self.capture.store(true, Relaxed);
+    }
+
+    /// Takes the recorded reports.
+    pub(crate) fn take(&self) -> Vec<Report> {
+        core::mem::take(&mut *self.reports.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Delivers a report: recorded in capture mode, else printed with an abort.
+    #[cold]
+    #[inline(never)]
+    fn report(&self, r: Report) {
+        if !self.capture.load(Relaxed) {
+            print_and_abort(&r);
+        }
+        self.reports.lock().unwrap_or_else(|e| e.into_inner()).push(r);
+    }
+
+    fn next_seq(&self) -> u64 {
+        self.seq.fetch_add(1, Relaxed)
+    }
+
+    fn hash(base: usize) -> usize {
+        (mix((base / REGION_SIZE) as u64) as usize) & (TABLE_LEN - 1)
+    }
+
+    /// The tag under which `base` (a region-aligned address) is known, or 0.
+    fn lookup(&self, base: usize) -> usize {
+        let mut i = Self::hash(base);
+        for _ in 0..TABLE_LEN {
+            let v = self.table[i].load(Acquire);
+            if v == EMPTY {
+                return 0;
+            }
+            if v != TOMBSTONE && v & !3 == base {
+                return v & 3;
+            }
+            i = (i + 1) & (TABLE_LEN - 1);
+        }
+        0
+    }
+
+    /// Records `base` with `tag`. Called under the heap lock, which serialises writers.
+    fn register(&self, base: usize, tag: usize) {
+        for evict_freed in [false, true] {
+            let mut i = Self::hash(base);
+            let mut free_slot = None;
+            for _ in 0..TABLE_LEN {
+                let v = self.table[i].load(Relaxed);
+                if v != EMPTY && v != TOMBSTONE && v & !3 == base {
+                    free_slot = Some(i);
+                    break;
+                }
+                if evict_freed && v != TOMBSTONE && v & 3 == TAG_LARGE_FREED {
+                    self.table[i].store(TOMBSTONE, Relaxed);
+                    free_slot = free_slot.or(Some(i));
+                } else if v == EMPTY || v == TOMBSTONE {
+                    free_slot = free_slot.or(Some(i));
+                    if v == EMPTY {
+                        break;
+                    }
+                }
+                i = (i + 1) & (TABLE_LEN - 1);
+            }
+            if let Some(i) = free_slot {
+                self.table[i].store(base | tag, Release);
+                return;
+            }
+        }
+        print_and_abort(&Report {
+            detail: "the checked heap's region table is full",
+            ..Report::new(ReportKind::Invariant, base, 0)
+        });
+    }
+
+    /// Replaces the record of `base` by `tag` (0 removes it).
+    fn reregister(&self, base: usize, tag: usize) {
+        let mut i = Self::hash(base);
+        for _ in 0..TABLE_LEN {
+            let v = self.table[i].load(Relaxed);
+            if v == EMPTY {
+                return;
+            }
+            if v != TOMBSTONE && v & !3 == base {
+                self.table[i].store(if tag == 0 { TOMBSTONE } else { base | tag }, Release);
+                return;
+            }
+            i = (i + 1) & (TABLE_LEN - 1);
+        }
+    }
+}
+
+// ---- shadow map --------------------------------------------------------------------------
+
+/// One block's record.
+#[derive(Default)]
+struct Entry {
+    /// state (bits 0-7) | class (8-15) | allocating thread (16-39) | freeing thread (40-63).
+    meta: AtomicU64,
+    requested: AtomicU64,
+    alloc_seq: AtomicU64,
+    free_seq: AtomicU64,
+}
+
+fn meta_state(m: u64) -> u64 {
+    m & 0xff
+}
+fn meta_alloc_thread(m: u64) -> u32 {
+    ((m >> 16) & 0xff_ffff) as u32
+}
+fn meta_free_thread(m: u64) -> u32 {
+    (m >> 40) as u32
+}
+
+/// A small region's shadow: per slab its geometry, per slot an [`Entry`].
+struct Shadow {
+    /// `class << 32 | slot_size` of each slab's current assignment; 0 before the first.
+    geometry: [AtomicU64; SLABS_PER_REGION],
+    entries: [Entry; SLABS_PER_REGION * SLOTS_PER_SLAB],
+}
+
+const SHADOW_BYTES: usize = match crate::layout::round_up(core::mem::size_of::<Shadow>(), PAGE) {
+    Some(n) => n,
+    None => panic!(),
+};
+
+/// Where a slab address lies: its region, slab and that slab's first slot.
+#[derive(Clone, Copy)]
+struct Place {
+    region: *mut SmallRegion,
+    slab: usize,
+    start: usize,
+}
+
+impl Place {
+    /// # Safety
+    /// `p` must lie in a live small region of a checked heap.
+    unsafe fn of(p: *mut u8) -> Place {
+        let region = region_base(p).cast::<SmallRegion>();
+        let slab = crate::layout::slab_index(p);
+        // SAFETY: per the contract.
+        let (start, _) = unsafe { SmallRegion::slab_span(region, slab) };
+        Place { region, slab, start: start.addr() }
+    }
+
+    /// # Safety
+    /// As for [`Place::of`].
+    unsafe fn shadow(self) -> &'static Shadow {
+        // SAFETY: a checked region's shadow lives until the region is released.
+        unsafe { &*(*self.region).shadow.cast::<Shadow>() }
+    }
+
+    /// # Safety
+    /// As for [`Place::of`].
+    unsafe fn state(self) -> &'static CheckState {
+        // SAFETY: the check state outlives the heap's regions.
+        unsafe { &*(*self.region).hdr.checks.cast::<CheckState>() }
+    }
+
+    /// (class, slot size) of the slab's current assignment; None before its first.
+    ///
+    /// # Safety
+    /// As for [`Place::of`].
+    unsafe fn geometry(self) -> Option<(usize, usize)> {
+        // SAFETY: forwarded.
+        let g = unsafe { self.shadow() }.geometry[self.slab].load(Acquire);
+        (g != 0).then_some(((g >> 32) as usize, (g & 0xffff_ffff) as usize))
+    }
+
+    /// # Safety
+    /// As for [`Place::of`]; `slot < SLOTS_PER_SLAB`.
+    unsafe fn entry(self, slot: usize) -> &'static Entry {
+        // SAFETY: forwarded.
+        unsafe { &self.shadow().entries[self.slab * SLOTS_PER_SLAB + slot] }
+    }
+
+    fn base(self, slot: usize, slot_size: usize) -> BasePtr {
+        let addr = self.start + slot * slot_size;
+        // SAFETY: within the live region (callers pass a slot of the slab's geometry).
+        unsafe { BasePtr::new_unchecked(self.region.cast::<u8>().with_addr(addr)) }
+    }
+
+    /// A report about slot `slot` of this slab with what the shadow knows of it.
+    ///
+    /// # Safety
+    /// As for [`Place::entry`].
+    unsafe fn report(self, kind: ReportKind, slot: usize, class: usize, slot_size: usize, thread: u32) -> Report {
+        // SAFETY: forwarded.
+        let e = unsafe { self.entry(slot) };
+        let m = e.meta.load(Acquire);
+        let alloc_seq = e.alloc_seq.load(Relaxed);
+        let free_seq = e.free_seq.load(Relaxed);
+        let user = self.base(slot, slot_size).to_user::<Checked>();
+        Report {
+            class: Some(class),
+            class_size: Some(slot_size),
+            requested: (alloc_seq != 0).then(|| e.requested.load(Relaxed) as usize),
+            region: Some(self.region.addr()),
+            slab: Some(self.slab),
+            alloc: (alloc_seq != 0).then_some(Identity { seq: alloc_seq, thread: meta_alloc_thread(m) }),
+            free: (free_seq != 0).then_some(Identity { seq: free_seq, thread: meta_free_thread(m) }),
+            ..Report::new(kind, user.as_ptr().addr(), thread)
+        }
+    }
+}
+
+// ---- header, tail and poison -------------------------------------------------------------
+
+fn canary(secret: u64, base: usize, word0: u64, low: u64) -> u64 {
+    mix(secret ^ base as u64 ^ mix(word0 ^ low.rotate_left(29))) & !0xffff_ffff
+}
+
+/// The header word1 for a slot in `state` (HDR_*), and its word0 (which the canary covers only
+/// while allocated: a free slot's word0 is its link).
+fn word1(secret: u64, base: usize, word0: u64, state: u64, class: usize, thread: u32) -> u64 {
+    let low = ((thread as u64 & 0xffff) << 16) | ((class as u64) << 8) | state;
+    let covered = if state == HDR_ALLOCATED { word0 } else { 0 };
+    canary(secret, base, covered, low) | low
+}
+
+/// Index of the first byte in `[p, p + len)` that is not `byte`.
+///
+/// # Safety
+/// The range must be readable.
+unsafe fn first_mismatch(p: *const u8, len: usize, byte: u8) -> Option<usize> {
+    let word = u64::from_ne_bytes([byte; 8]);
+    let mut i = 0;
+    // SAFETY: every read is within the range.
+    unsafe {
+        while i + 8 <= len {
+            if p.add(i).cast::<u64>().read_unaligned() != word {
+                break;
+            }
+            i += 8;
+        }
+        (i..len).find(|&j| *p.add(j) != byte)
+    }
+}
+
+/// What went wrong with a slot's header, blaming its lower neighbour when that one overflowed
+/// (or was written after free) into it: the likeliest way a header changes.
+///
+/// # Safety
+/// `slot` is a carved slot of `at`'s slab, whose geometry is `(class, size)`.
+unsafe fn header_report(at: Place, slot: usize, class: usize, size: usize, thread: u32, found: u64, expected: u64) -> Report {
+    // SAFETY: per the contract; slot - 1 is carved too.
+    unsafe {
+        if slot > 0 {
+            let prev = slot - 1;
+            let e = at.entry(prev);
+            let user = at.base(prev, size).to_user::<Checked>().as_ptr();
+            let usable = size - Checked::HEADER;
+            match meta_state(e.meta.load(Acquire)) {
+                ALLOCATED => {
+                    let req = e.requested.load(Relaxed) as usize;
+                    if let Some(o) = first_mismatch(user.add(req), usable - req, TAIL) {
+                        return Report {
+                            offset: Some(req + o),
+                            expected: TAIL as u64,
+                            found: *user.add(req + o) as u64,
+                            detail: "overflowed into the next block's header",
+                            ..at.report(ReportKind::Overflow, prev, class, size, thread)
+                        };
+                    }
+                }
+                FREE | REMOTE => {
+                    if let Some(o) = first_mismatch(user, usable, POISON) {
+                        return Report {
+                            offset: Some(o),
+                            expected: POISON as u64,
+                            found: *user.add(o) as u64,
+                            detail: "and into the next block's header",
+                            ..at.report(ReportKind::WriteAfterFree, prev, class, size, thread)
+                        };
+                    }
+                }
+                _ => {}
+            }
+        }
+        Report { expected, found, ..at.report(ReportKind::HeaderCorrupt, slot, class, size, thread) }
+    }
+}
+
+// ---- hooks: regions, slabs ---------------------------------------------------------------
+
+/// A small region was mapped for a checked heap: give it a shadow and a link key, register it.
+/// Returns false if the OS refuses the shadow's memory. Called under the heap lock.
+///
+/// # Safety
+/// `r` is a freshly initialised region; `cs` the heap's live check state.
+pub(crate) unsafe fn region_created(cs: *mut CheckState, r: *mut SmallRegion) -> bool {
+    // SAFETY: per the contract.
+    unsafe {
+        let shadow = os::map_aligned(SHADOW_BYTES, PAGE);
+        if shadow.is_null() {
+            return false;
+        }
+        (*r).shadow = shadow;
+        (*r).hdr.checks = cs.cast();
+        (*r).hdr.link_key = mix((*cs).secret ^ r.addr() as u64) as usize;
+        (*cs).register(r.addr(), TAG_SMALL);
+    }
+    true
+}
+
+/// A small region is about to be unmapped: no block of it may be allocated or queued
+/// (failure 7 of the C history). Called under the heap lock.
+///
+/// # Safety
+/// `r` is a live checked region whose slabs are all pooled.
+pub(crate) unsafe fn region_released(r: *mut SmallRegion) {
+    // SAFETY: per the contract.
+    unsafe {
+        let cs = &*(*r).hdr.checks.cast::<CheckState>();
+        for slab in 0..SLABS_PER_REGION {
+            let at = Place { region: r, slab, start: SmallRegion::slab_span(r, slab).0.addr() };
+            if let Some((class, size)) = at.geometry() {
+                if let Some((slot, state)) = live_slot(at, size) {
+                    cs.report(Report {
+                        detail: state_name(state),
+                        ..at.report(ReportKind::Invariant, slot, class, size, 0)
+                    });
+                }
+            }
+        }
+        cs.reregister(r.addr(), 0);
+        region_dropped(r);
+    }
+}
+
+/// Frees a region's shadow, when the region goes with its heap.
+///
+/// # Safety
+/// `r` is a live checked region that is being unmapped.
+pub(crate) unsafe fn region_dropped(r: *mut SmallRegion) {
+    // SAFETY: per the contract; the shadow was mapped by region_created.
+    unsafe {
+        if !(*r).shadow.is_null() {
+            os::unmap((*r).shadow, SHADOW_BYTES, PAGE);
+            (*r).shadow = null_mut();
+        }
+    }
+}
+
+/// The first slot of a slab that is allocated or queued, and its state.
+///
+/// # Safety
+/// `at` is a slab of a live checked region with slots of `size` bytes.
+unsafe fn live_slot(at: Place, size: usize) -> Option<(usize, u64)> {
+    let slots = (SLAB_SIZE - (at.start - at.region.addr()) % SLAB_SIZE) / size;
+    (0..slots.min(SLOTS_PER_SLAB)).find_map(|i| {
+        // SAFETY: forwarded.
+        let s = meta_state(unsafe { at.entry(i) }.meta.load(Acquire));
+        matches!(s, ALLOCATED | REMOTE).then_some((i, s))
+    })
+}
+
+/// A pooled slab starts serving `class`: its slots start over as never allocated. Called under
+/// the heap lock.
+///
+/// # Safety
+/// `slab` is slab `i` of the live checked region `r`, just assigned.
+pub(crate) unsafe fn slab_assigned(r: *mut SmallRegion, i: usize, class: usize, slot_size: usize) {
+    // SAFETY: per the contract.
+    unsafe {
+        let at = Place { region: r, slab: i, start: SmallRegion::slab_span(r, i).0.addr() };
+        if let Some((old_class, old_size)) = at.geometry() {
+            if let Some((slot, state)) = live_slot(at, old_size) {
+                at.state().report(Report {
+                    detail: "slab reassigned while this block is live",
+                    found: state,
+                    ..at.report(ReportKind::Invariant, slot, old_class, old_size, 0)
+                });
+            }
+            for s in 0..SLOTS_PER_SLAB.min(SLAB_SIZE / old_size) {
+                let e = at.entry(s);
+                e.meta.store(NEVER, Relaxed);
+                e.alloc_seq.store(0, Relaxed);
+                e.free_seq.store(0, Relaxed);
+            }
+        }
+        debug_assert!(slot_size >= MIN_SLOT);
+        at.shadow().geometry[i].store(((class as u64) << 32) | slot_size as u64, Release);
+    }
+}
+
+/// A slab goes back to the pool: every slot on its free list must still carry an intact header
+/// and poison (this is where a write after free into a block never handed out again shows), and
+/// the list must hold every carved slot. Called under the heap lock.
+///
+/// # Safety
+/// The caller owns `slab`, a checked slab with no live or queued slot.
+pub(crate) unsafe fn slab_released(slab: *mut Slab) {
+    // SAFETY: per the contract.
+    unsafe {
+        let local = &(*slab).local;
+        let Some(first) = local.free else { return };
+        let at = Place::of(first.as_ptr());
+        let cs = at.state();
+        let (class, size) = (local.class as usize, local.slot_size as usize);
+        let carved = (local.bump.addr() - at.start) / size;
+        let mut n = 0;
+        let mut cur = Some(first);
+        while let Some(b) = cur {
+            if n == carved {
+                cs.report(Report {
+                    detail: "free list longer than the slots carved (a cycle?)",
+                    ..at.report(ReportKind::Invariant, (b.as_ptr().addr() - at.start) / size, class, size, 0)
+                });
+                return;
+            }
+            let slot = (b.as_ptr().addr() - at.start) / size;
+            if !verify_free_slot(cs, at, slot, class, size, 0) {
+                return;
+            }
+            n += 1;
+            cur = next_free(local, b, b.link::<Checked>());
+        }
+        if n != carved {
+            cs.report(Report {
+                class: Some(class),
+                class_size: Some(size),
+                region: Some(at.region.addr()),
+                slab: Some(at.slab),
+                expected: carved as u64,
+                found: n as u64,
+                detail: "free slab's list does not hold every slot it carved",
+                ..Report::new(ReportKind::Invariant, at.start, 0)
+            });
+        }
+    }
+}
+
+/// Checks a free slot's header and poison; false (after a report) if either changed.
+///
+/// # Safety
+/// `slot` is a carved slot of `at`'s slab, whose geometry is `(class, size)`.
+unsafe fn verify_free_slot(cs: &CheckState, at: Place, slot: usize, class: usize, size: usize, thread: u32) -> bool {
+    // SAFETY: per the contract.
+    unsafe {
+        let b = at.base(slot, size);
+        let h = b.header();
+        let e = at.entry(slot);
+        let expect = word1(cs.secret, b.as_ptr().addr(), 0, HDR_FREE, class, meta_free_thread(e.meta.load(Relaxed)));
+        if (*h).word1 != expect {
+            cs.report(header_report(at, slot, class, size, thread, (*h).word1, expect));
+            return false;
+        }
+        let user = b.to_user::<Checked>().as_ptr();
+        if let Some(o) = first_mismatch(user, size - Checked::HEADER, POISON) {
+            cs.report(Report {
+                offset: Some(o),
+                expected: POISON as u64,
+                found: *user.add(o) as u64,
+                ..at.report(ReportKind::WriteAfterFree, slot, class, size, thread)
+            });
+            return false;
+        }
+        true
+    }
+}
+
+// ---- hooks: free lists -------------------------------------------------------------------
+
+/// Validates the link `next` read from the free slot `b`: it must be null or a carved slot of
+/// the same slab that is free (or queued, on a remote queue). On failure, reports and ends the
+/// list there.
+///
+/// # Safety
+/// `b` is a slot of the checked slab whose owner's part is `local`.
+pub(crate) unsafe fn next_free(local: &SlabLocal, b: BasePtr, next: Option<BasePtr>) -> Option<BasePtr> {
+    let n = next?;
+    // SAFETY: per the contract.
+    unsafe {
+        let at = Place::of(b.as_ptr());
+        let size = local.slot_size as usize;
+        let a = n.as_ptr().addr();
+        let ok_place = a >= at.start && a < local.bump.addr() && (a - at.start) % size == 0;
+        let slot = (a.wrapping_sub(at.start)) / size;
+        if ok_place && matches!(meta_state(at.entry(slot).meta.load(Acquire)), FREE | REMOTE) {
+            return next;
+        }
+        let from = (b.as_ptr().addr() - at.start) / size;
+        at.state().report(Report {
+            expected: 0,
+            found: a as u64,
+            detail: if ok_place { "link names a slot that is not free" } else { "link points outside the slab's slots" },
+            ..at.report(ReportKind::CorruptLink, from, local.class as usize, size, 0)
+        });
+        None
+    }
+}
+
+/// Freshly carved slots go on the free list: free headers, poison, shadow "free".
+///
+/// # Safety
+/// `first` and the `n - 1` slots after it were just carved from the checked slab of `local`.
+pub(crate) unsafe fn fresh_slots(local: &SlabLocal, first: BasePtr, n: usize) {
+    // SAFETY: per the contract.
+    unsafe {
+        let at = Place::of(first.as_ptr());
+        let cs = at.state();
+        let (class, size) = (local.class as usize, local.slot_size as usize);
+        let slot0 = (first.as_ptr().addr() - at.start) / size;
+        for slot in slot0..slot0 + n {
+            let b = at.base(slot, size);
+            let e = at.entry(slot);
+            let m = e.meta.load(Relaxed);
+            if meta_state(m) != NEVER {
+                cs.report(Report {
+                    detail: "carved a slot the shadow map already knows",
+                    found: meta_state(m),
+                    ..at.report(ReportKind::Invariant, slot, class, size, 0)
+                });
+            }
+            (*b.header()).word1 = word1(cs.secret, b.as_ptr().addr(), 0, HDR_FREE, class, 0);
+            b.to_user::<Checked>().as_ptr().write_bytes(POISON, size - Checked::HEADER);
+            e.meta.store(FREE | ((class as u64) << 8), Release);
+        }
+    }
+}
+
+/// A slot came off its slab's remote queue onto the free list: queued → free. False (after a
+/// report) if it was not queued; the drain stops there rather than splice it in.
+///
+/// # Safety
+/// `b` is a slot of the checked slab of `local`, just taken from its remote queue.
+pub(crate) unsafe fn drained(local: &SlabLocal, b: BasePtr) -> bool {
+    // SAFETY: per the contract.
+    unsafe {
+        let at = Place::of(b.as_ptr());
+        let size = local.slot_size as usize;
+        let slot = (b.as_ptr().addr() - at.start) / size;
+        let e = at.entry(slot);
+        let m = e.meta.load(Acquire);
+        if meta_state(m) != REMOTE {
+            at.state().report(Report {
+                detail: "slot on the remote queue is not queued there (is it in two lists?)",
+                found: meta_state(m),
+                expected: REMOTE,
+                ..at.report(ReportKind::Invariant, slot, local.class as usize, size, 0)
+            });
+            return false;
+        }
+        e.meta.store((m & !0xff) | FREE, Relaxed);
+        true
+    }
+}
+
+// ---- hooks: allocation and free ----------------------------------------------------------
+
+/// The allocation hook: `b` was just taken from `slab`'s free list for a request of `size`
+/// bytes by cache `thread`. Verifies the slot, stamps it allocated; returns the client pointer,
+/// or null (after a captured report) if the slot failed a check.
+///
+/// # Safety
+/// The caller owns `slab`, a checked slab, and just popped or carved `b` from it.
+pub(crate) unsafe fn hand_out(slab: *mut Slab, b: BasePtr, size: usize, thread: u32) -> *mut u8 {
+    // SAFETY: per the contract.
+    unsafe {
+        let local = &(*slab).local;
+        let at = Place::of(b.as_ptr());
+        let cs = at.state();
+        let (class, slot_size) = (local.class as usize, local.slot_size as usize);
+        let slot = (b.as_ptr().addr() - at.start) / slot_size;
+        let e = at.entry(slot);
+        let m = e.meta.load(Acquire);
+        if meta_state(m) != FREE {
+            cs.report(Report {
+                detail: "handed out a block that is not free",
+                expected: FREE,
+                found: meta_state(m),
+                ..at.report(ReportKind::Invariant, slot, class, slot_size, thread)
+            });
+            e.meta.store((m & !0xff) | QUARANTINED, Relaxed);
+            return null_mut();
+        }
+        if !verify_free_slot(cs, at, slot, class, slot_size, thread) {
+            e.meta.store((m & !0xff) | QUARANTINED, Relaxed);
+            return null_mut();
+        }
+        let seq = cs.next_seq();
+        let word0 = (size as u64) | (seq << 32);
+        let h = b.header();
+        (*h).word0 = word0;
+        (*h).word1 = word1(cs.secret, b.as_ptr().addr(), word0, HDR_ALLOCATED, class, thread);
+        let user = b.to_user::<Checked>().as_ptr();
+        user.add(size).write_bytes(TAIL, slot_size - Checked::HEADER - size);
+        e.requested.store(size as u64, Relaxed);
+        e.alloc_seq.store(seq, Relaxed);
+        e.free_seq.store(0, Relaxed);
+        let meta = ALLOCATED | ((class as u64) << 8) | ((thread as u64 & 0xff_ffff) << 16);
+        e.meta.store(meta, Release);
+        user
+    }
+}
+
+/// Where a pointer handed to free, realloc or usable_size lies, once proven to be a live block.
+enum Live {
+    Small { at: Place, slot: usize, class: usize, size: usize, meta: u64 },
+    Large(*mut RegionHeader),
+}
+
+/// Finds the live block `p` of `heap`, or reports why it is not one.
+fn find_live<P: Policy>(heap: &Heap<P>, cs: &CheckState, p: *mut u8, thread: u32, op: &'static str) -> Option<Live> {
+    let base = region_base(p);
+    let fail = |kind, detail| {
+        cs.report(Report { detail, ..Report::new(kind, p.addr(), thread) });
+        None
+    };
+    match cs.lookup(base.addr()) {
+        TAG_SMALL => {}
+        TAG_LARGE => {
+            let h = heap.large_header(p);
+            return if h.is_null() { fail(ReportKind::InvalidFree, "inside a large block, not at its start") } else { Some(Live::Large(h)) };
+        }
+        TAG_LARGE_FREED => return fail(ReportKind::DoubleFree, "a large block that was already freed"),
+        _ => return fail(ReportKind::ForeignPointer, "not in any region of this heap"),
+    }
+    if region_offset(p) < crate::region::SMALL_HEADER {
+        return fail(ReportKind::InvalidFree, "points into a region's metadata");
+    }
+    // SAFETY: p lies in a live small region of this heap (the table says so).
+    unsafe {
+        let at = Place::of(p);
+        let Some((class, size)) = at.geometry() else {
+            return fail(ReportKind::InvalidFree, "in a slab that never held blocks");
+        };
+        let off = p.addr() - at.start;
+        let slot = off / size;
+        let within = off % size;
+        let end = (SLAB_SIZE - (at.start - at.region.addr()) % SLAB_SIZE) / size;
+        if within != Checked::HEADER || slot >= end {
+            let mut r = Report { detail: "not the start of a block", ..Report::new(ReportKind::InvalidFree, p.addr(), thread) };
+            if slot < end {
+                r = Report { addr: p.addr(), detail: r.detail, ..at.report(ReportKind::InvalidFree, slot, class, size, thread) };
+                r.offset = within.checked_sub(Checked::HEADER);
+            }
+            cs.report(r);
+            return None;
+        }
+        let meta = at.entry(slot).meta.load(Acquire);
+        match meta_state(meta) {
+            ALLOCATED => Some(Live::Small { at, slot, class, size, meta }),
+            FREE | REMOTE if at.entry(slot).alloc_seq.load(Relaxed) != 0 => {
+                cs.report(Report { detail: op, ..at.report(ReportKind::DoubleFree, slot, class, size, thread) });
+                None
+            }
+            FREE | REMOTE => {
+                cs.report(Report { detail: "never allocated", ..at.report(ReportKind::InvalidFree, slot, class, size, thread) });
+                None
+            }
+            s => {
+                cs.report(Report { detail: state_name(s), ..at.report(ReportKind::InvalidFree, slot, class, size, thread) });
+                None
+            }
+        }
+    }
+}
+
+/// Checks a live small block's header and tail; false after a report.
+///
+/// # Safety
+/// The block is live (`find_live` said so).
+unsafe fn verify_allocated(cs: &CheckState, at: Place, slot: usize, class: usize, size: usize, thread: u32) -> bool {
+    // SAFETY: per the contract.
+    unsafe {
+        let b = at.base(slot, size);
+        let h = b.header();
+        let e = at.entry(slot);
+        let req = e.requested.load(Relaxed) as usize;
+        let word0 = (req as u64) | (e.alloc_seq.load(Relaxed) << 32);
+        let expect = word1(cs.secret, b.as_ptr().addr(), word0, HDR_ALLOCATED, class, meta_alloc_thread(e.meta.load(Relaxed)));
+        if (*h).word0 != word0 || (*h).word1 != expect {
+            let (found, expected) = if (*h).word0 != word0 { ((*h).word0, word0) } else { ((*h).word1, expect) };
+            cs.report(header_report(at, slot, class, size, thread, found, expected));
+            return false;
+        }
+        let user = b.to_user::<Checked>().as_ptr();
+        if let Some(o) = first_mismatch(user.add(req), size - Checked::HEADER - req, TAIL) {
+            cs.report(Report {
+                offset: Some(req + o),
+                expected: TAIL as u64,
+                found: *user.add(req + o) as u64,
+                ..at.report(ReportKind::Overflow, slot, class, size, thread)
+            });
+            return false;
+        }
+        true
+    }
+}
+
+/// The free hook: proves `p` is a live block of `heap`, checks its header and tail, marks it
+/// free (owned by `token`'s slab list or queued remote), poisons it. None (after a captured
+/// report) when the free must not happen.
+///
+/// # Safety
+/// `token` and `thread` identify the calling cache (0 for none).
+pub(crate) unsafe fn before_free<P: Policy>(heap: &Heap<P>, p: *mut u8, token: usize, thread: u32) -> Option<Block> {
+    let cs = heap.check_state();
+    let (at, slot, class, size, meta) = match find_live(heap, cs, p, thread, "")? {
+        Live::Large(_) => return Some(Block::Large),
+        Live::Small { at, slot, class, size, meta } => (at, slot, class, size, meta),
+    };
+    // SAFETY: find_live proved the block live and its place.
+    unsafe {
+        if !verify_allocated(cs, at, slot, class, size, thread) {
+            return None;
+        }
+        let slab = SmallRegion::slab_of(at.region, p);
+        let local = (*slab).owner.load(Relaxed) == token;
+        let e = at.entry(slot);
+        let new = (meta & !0xff & !(0xff_ffff << 40)) | if local { FREE } else { REMOTE } | ((thread as u64) << 40);
+        // The CAS makes two racing frees of one block end in one free and one report.
+        if e.meta.compare_exchange(meta, new, AcqRel, Acquire).is_err() {
+            cs.report(Report { detail: "raced with another free", ..at.report(ReportKind::DoubleFree, slot, class, size, thread) });
+            return None;
+        }
+        e.free_seq.store(cs.next_seq(), Relaxed);
+        let b = at.base(slot, size);
+        (*b.header()).word1 = word1(cs.secret, b.as_ptr().addr(), 0, HDR_FREE, class, thread);
+        b.to_user::<Checked>().as_ptr().write_bytes(POISON, size - Checked::HEADER);
+        Some(Block::Small(slab, b))
+    }
+}
+
+/// The bytes the client asked for in the live block `p` (checked mode's usable size: using the
+/// tail is an overflow). None after a captured report.
+///
+/// # Safety
+/// None beyond `heap` being a checked heap's; `p` is checked before anything behind it is read.
+pub(crate) unsafe fn requested_size<P: Policy>(heap: &Heap<P>, p: *mut u8, thread: u32, op: &'static str) -> Option<usize> {
+    let cs = heap.check_state();
+    // SAFETY: find_live proved the block live.
+    unsafe {
+        match find_live(heap, cs, p, thread, op)? {
+            Live::Large(h) => Some((*h).map_size - (*h).user_offset),
+            Live::Small { at, slot, class, size, .. } => {
+                verify_allocated(cs, at, slot, class, size, thread).then(|| at.entry(slot).requested.load(Relaxed) as usize)
+            }
+        }
+    }
+}
+
+/// A large block was mapped; `base` is the region-aligned address at or below its client
+/// pointer, which is what a free's lookup masks to (under the heap lock).
+pub(crate) fn large_mapped(cs: &CheckState, base: usize) {
+    cs.register(base, TAG_LARGE);
+}
+
+/// The large block registered at `base` is being unmapped (under the heap lock); its address is remembered
+/// so that freeing it again reads as a double free.
+pub(crate) fn large_unmapped(cs: &CheckState, base: usize) {
+    cs.reregister(base, TAG_LARGE_FREED);
+}
+
+/// Whether every checked slot size fits the shadow map's slot budget.
+const _: () = {
+    let mut i = 0;
+    while i < crate::size_class::NUM_CLASSES {
+        let s = crate::size_class::CLASS_SIZES[i];
+        assert!(s < MIN_SLOT || s % 16 == 0);
+        i += 1;
+    }
+};
+
+#[cfg(test)]
+mod tests {
+    //! Allocator invariants cannot be broken through the public API (that is the point), so these
+    //! tests plant the bugs of the C history directly in the internals and watch the checks fire.
+    use super::*;
+    use crate::cache::locate;
+
+    fn checked_heap() -> Heap<Checked> {
+        let h = Heap::new();
+        h.capture_reports();
+        h
+    }
+
+    /// The slab and slot of a live small block.
+    fn slot_of(p: *mut u8) -> (*mut Slab, BasePtr) {
+        // SAFETY: callers pass live small blocks of a checked heap.
+        match unsafe { locate::<Checked>(p) } {
+            Block::Small(s, b) => (s, b),
+            Block::Large => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn a_slot_pushed_twice_is_never_handed_out_twice() {
+        let h = checked_heap();
+        let mut c = h.cache();
+        let p = c.alloc(40, 8);
+        let _q = c.alloc(40, 8);
+        let (slab, base) = slot_of(p);
+        unsafe {
+            c.free(p);
+            // Planted bug: the slot goes onto the free list a second time.
+            (*slab).local.push::<Checked>(base);
+        }
+        let first = c.alloc(40, 8);
+        assert_eq!(first, p);
+        let second = c.alloc(40, 8);
+        assert_ne!(second, p, "the same block was handed out twice");
+        let reports = h.take_reports();
+        assert!(
+            reports.iter().any(|r| r.addr == p.addr() && matches!(r.kind, ReportKind::Invariant | ReportKind::CorruptLink)),
+            "{reports:#?}"
+        );
+        h.forget_cache(c);
+    }
+
+    #[test]
+    fn a_free_slot_on_the_remote_queue_is_a_block_in_two_lists() {
+        let h = checked_heap();
+        let mut c = h.cache();
+        let p = c.alloc(100, 8);
+        let _keep = c.alloc(100, 8);
+        let (slab, base) = slot_of(p);
+        unsafe {
+            c.free(p);
+            // Planted bug (failure 6): the slot is also queued as a remote free.
+            (*slab).remote.push::<Checked>(base);
+        }
+        c.flush();
+        let r = h.take_reports();
+        assert_eq!(r.len(), 1, "{r:#?}");
+        assert_eq!((r[0].kind, r[0].addr), (ReportKind::Invariant, p.addr()));
+        assert!(r[0].detail.contains("two lists"), "{}", r[0]);
+        h.forget_cache(c);
+    }
+
+    #[test]
+    fn releasing_a_region_with_a_live_block_is_reported() {
+        let h = checked_heap();
+        let mut c = h.cache();
+        let p = c.alloc(64, 8);
+        // Planted bug (failure 7): the region goes while a block of it is live.
+        unsafe { region_released(region_base(p).cast()) };
+        let r = h.take_reports();
+        assert_eq!(r.len(), 1, "{r:#?}");
+        assert_eq!((r[0].kind, r[0].addr, r[0].detail), (ReportKind::Invariant, p.addr(), "allocated"));
+        // The region's shadow is gone; the cache must not touch it again.
+        h.forget_cache(c);
+    }
+
+    #[test]
+    fn a_link_from_another_slab_is_rejected() {
+        let h = checked_heap();
+        let mut c = h.cache();
+        let a = c.alloc(40, 8);
+        let b = c.alloc(40, 8);
+        let other = c.alloc(3000, 8); // a slot of another class's slab
+        let (_, other_base) = slot_of(other);
+        let (_, b_base) = slot_of(b);
+        unsafe {
+            c.free(a);
+            c.free(b);
+            // Planted bug (failure 5): b's link names a block of another class, correctly encoded.
+            b_base.set_link::<Checked>(Some(other_base));
+        }
+        assert_eq!(c.alloc(40, 8), b);
+        let r = h.take_reports();
+        assert_eq!(r.len(), 1, "{r:#?}");
+        assert_eq!((r[0].kind, r[0].addr), (ReportKind::CorruptLink, b.addr()));
+        h.forget_cache(c);
+    }
+}

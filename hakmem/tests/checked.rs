@@ -1,0 +1,344 @@
+//! Checked mode: every check fires on the misuse or corruption it exists for, with the right
+//! kind and fields, and never on correct use. Each test plants exactly one bug.
+
+use hakmem::check::{POISON, TAIL};
+use hakmem::{Checked, Heap, Release, Report, ReportKind, ThreadCache};
+
+type Cache<'h> = ThreadCache<'h, Checked>;
+
+/// A checked heap that records its reports.
+fn heap() -> Heap<Checked> {
+    let h = Heap::new();
+    h.capture_reports();
+    h
+}
+
+/// The single report the heap made, asserting there was exactly one.
+fn only_report(h: &Heap<Checked>) -> Report {
+    let mut r = h.take_reports();
+    assert_eq!(r.len(), 1, "expected one report, got {r:#?}");
+    r.remove(0)
+}
+
+fn filled(c: &mut Cache<'_>, size: usize) -> *mut u8 {
+    let p = c.alloc(size, 8);
+    assert!(!p.is_null());
+    unsafe { p.write_bytes(0x5a, size) };
+    p
+}
+
+#[test]
+fn correct_use_reports_nothing() {
+    let h = heap();
+    let mut a = h.cache();
+    let mut b = h.cache();
+    let mut v = Vec::new();
+    for i in 0..2000usize {
+        v.push(filled(&mut a, 1 + i * 37 % 5000));
+    }
+    for (i, p) in v.drain(..).enumerate() {
+        unsafe {
+            if i % 3 == 0 {
+                b.free(p)
+            } else {
+                a.free(p)
+            }
+        };
+    }
+    let z = a.alloc_zeroed(3000, 16);
+    assert!(unsafe { core::slice::from_raw_parts(z, 3000) }.iter().all(|&x| x == 0));
+    let r = unsafe { a.realloc(z, 9000, 16) };
+    unsafe { a.free(r) };
+    drop((a, b));
+    assert_eq!(h.take_reports(), vec![]);
+}
+
+#[test]
+fn double_free_names_both_frees() {
+    let h = heap();
+    let mut c = h.cache();
+    let id = c.id();
+    let p = filled(&mut c, 40);
+    unsafe {
+        c.free(p);
+        c.free(p);
+    }
+    let r = only_report(&h);
+    assert_eq!(r.kind, ReportKind::DoubleFree);
+    assert_eq!(r.addr, p.addr());
+    assert_eq!(r.requested, Some(40));
+    assert_eq!(r.class_size, Some(64));
+    let (a, f) = (r.alloc.unwrap(), r.free.unwrap());
+    assert_eq!((a.thread, f.thread, r.thread), (id, id, id));
+    assert!(a.seq < f.seq);
+    let text = r.to_string();
+    assert!(text.starts_with(&format!("double free of {p:p} (class ")), "{text}");
+    assert!(text.contains(&format!("allocated at #{} by thread {id}, first freed at #{} by thread {id}", a.seq, f.seq)), "{text}");
+}
+
+#[test]
+fn double_free_through_another_cache_is_caught_before_the_remote_queue() {
+    let h = heap();
+    let mut a = h.cache();
+    let mut b = h.cache();
+    let p = filled(&mut a, 100);
+    unsafe {
+        b.free(p); // remote: queued on a's slab
+        b.free(p);
+    }
+    let r = only_report(&h);
+    assert_eq!(r.kind, ReportKind::DoubleFree);
+    assert_eq!(r.free.unwrap().thread, b.id());
+    // The queue holds the block once: a drains it and hands it out again, no report.
+    let q = a.alloc(100, 8);
+    unsafe { a.free(q) };
+    assert_eq!(h.take_reports(), vec![]);
+}
+
+#[test]
+fn interior_pointer_is_an_invalid_free_with_its_offset() {
+    let h = heap();
+    let mut c = h.cache();
+    let p = filled(&mut c, 200);
+    unsafe { c.free(p.add(24)) };
+    let r = only_report(&h);
+    assert_eq!(r.kind, ReportKind::InvalidFree);
+    assert_eq!(r.addr, p.addr() + 24);
+    assert_eq!(r.offset, Some(24));
+    unsafe { c.free(p) };
+    assert_eq!(h.take_reports(), vec![]);
+}
+
+#[test]
+fn slot_never_handed_out_is_an_invalid_free() {
+    let h = heap();
+    let mut c = h.cache();
+    let p = filled(&mut c, 48);
+    let q = filled(&mut c, 48);
+    let stride = q.addr() - p.addr();
+    let never = unsafe { q.add(stride) };
+    unsafe { c.free(never) };
+    let r = only_report(&h);
+    assert_eq!(r.kind, ReportKind::InvalidFree);
+    assert_eq!(r.detail, "never allocated");
+    assert_eq!(r.alloc, None);
+}
+
+#[test]
+fn wild_and_foreign_pointers_are_reported_without_being_followed() {
+    let h = heap();
+    let mut c = h.cache();
+    let _warm = filled(&mut c, 10);
+    let mut local = [0u64; 4];
+    unsafe { c.free(local.as_mut_ptr().cast()) };
+    let r = only_report(&h);
+    assert_eq!(r.kind, ReportKind::ForeignPointer);
+    assert_eq!(r.addr, local.as_ptr().addr());
+
+    let other = heap();
+    let mut oc = other.cache();
+    let theirs = filled(&mut oc, 10);
+    unsafe { c.free(theirs) };
+    assert_eq!(only_report(&h).kind, ReportKind::ForeignPointer);
+    let boxed = Box::into_raw(Box::new([0u8; 64]));
+    unsafe { c.free(boxed.cast()) };
+    assert_eq!(only_report(&h).kind, ReportKind::ForeignPointer);
+    unsafe { drop(Box::from_raw(boxed)) };
+    unsafe { oc.free(theirs) };
+    assert_eq!(other.take_reports(), vec![]);
+}
+
+#[test]
+fn one_byte_overflow_is_caught_at_free_with_its_offset() {
+    let h = heap();
+    let mut c = h.cache();
+    for size in [1usize, 13, 64, 100, 1000, 5000, 30000] {
+        let p = filled(&mut c, size);
+        unsafe {
+            p.add(size).write(0);
+            c.free(p);
+        }
+        let r = only_report(&h);
+        assert_eq!(r.kind, ReportKind::Overflow, "{r}");
+        assert_eq!((r.addr, r.offset, r.requested), (p.addr(), Some(size), Some(size)));
+        assert_eq!((r.expected, r.found), (TAIL as u64, 0));
+    }
+}
+
+#[test]
+fn overflow_into_the_next_header_blames_the_block_that_overflowed() {
+    let h = heap();
+    let mut c = h.cache();
+    let p = filled(&mut c, 40);
+    let q = filled(&mut c, 40);
+    let stride = q.addr() - p.addr();
+    let fill = stride - 16; // the whole slot after p's header: tail and q's header word0
+    unsafe {
+        p.write_bytes(0x77, fill + 16); // runs through p's tail and all of q's header
+        c.free(q);
+    }
+    let r = only_report(&h);
+    assert_eq!(r.kind, ReportKind::Overflow, "{r}");
+    assert_eq!(r.addr, p.addr());
+    assert_eq!(r.offset, Some(40));
+}
+
+#[test]
+fn write_after_free_is_caught_when_the_slot_comes_back() {
+    let h = heap();
+    let mut c = h.cache();
+    let p = filled(&mut c, 72);
+    unsafe {
+        c.free(p);
+        p.add(30).write(1);
+    }
+    let q = c.alloc(72, 8);
+    assert!(q.is_null(), "the damaged slot must not be handed out");
+    let r = only_report(&h);
+    assert_eq!(r.kind, ReportKind::WriteAfterFree);
+    assert_eq!((r.addr, r.offset), (p.addr(), Some(30)));
+    assert_eq!((r.expected, r.found), (POISON as u64, 1));
+    assert!(r.free.is_some());
+}
+
+#[test]
+fn write_after_free_is_caught_when_the_slab_retires_unused() {
+    let h = heap();
+    let mut c = h.cache();
+    let p = filled(&mut c, 500);
+    let other = filled(&mut c, 3000); // keeps the 500-B slab out of the bin when it empties
+    unsafe {
+        c.free(p);
+        p.write(9);
+    }
+    drop(c); // flushes: the empty slab goes back to the pool and is checked on the way
+    let r = only_report(&h);
+    assert_eq!(r.kind, ReportKind::WriteAfterFree);
+    assert_eq!((r.addr, r.offset), (p.addr(), Some(0)));
+    let mut c = h.cache();
+    unsafe { c.free(other) };
+}
+
+#[test]
+fn forged_free_list_link_is_rejected_at_pop() {
+    let h = heap();
+    let mut c = h.cache();
+    let p = filled(&mut c, 24);
+    let q = filled(&mut c, 24);
+    let target = [0u8; 64];
+    unsafe {
+        c.free(q);
+        c.free(p); // p is now the head; its link (in the header's first word) names q
+        // A stray write stores a raw pointer there, as an attacker or a bug would.
+        p.sub(16).cast::<usize>().write(target.as_ptr().addr());
+    }
+    let a = c.alloc(24, 8); // pops p and validates the link it leaves as the head
+    assert_eq!(a, p);
+    let r = only_report(&h);
+    assert_eq!(r.kind, ReportKind::CorruptLink);
+    assert_eq!(r.addr, p.addr());
+    assert_eq!(r.detail, "link points outside the slab's slots");
+}
+
+#[test]
+fn header_corruption_is_caught_at_free() {
+    let h = heap();
+    let mut c = h.cache();
+    let p = filled(&mut c, 24);
+    unsafe {
+        p.sub(3).write(0xee); // word1 of the header: canary, state, class, thread
+        c.free(p);
+    }
+    let r = only_report(&h);
+    assert_eq!(r.kind, ReportKind::HeaderCorrupt);
+    assert_eq!(r.addr, p.addr());
+}
+
+#[test]
+fn large_blocks_double_and_interior_frees() {
+    let h = heap();
+    let mut c = h.cache();
+    let p = c.alloc(200_000, 8);
+    unsafe { c.free(p.add(4096)) };
+    assert_eq!(only_report(&h).kind, ReportKind::InvalidFree);
+    unsafe {
+        c.free(p);
+        c.free(p);
+    }
+    assert_eq!(only_report(&h).kind, ReportKind::DoubleFree);
+}
+
+#[test]
+fn realloc_and_usable_size_of_freed_blocks() {
+    let h = heap();
+    let mut c = h.cache();
+    let p = filled(&mut c, 50);
+    unsafe { c.free(p) };
+    assert!(unsafe { c.realloc(p, 80, 8) }.is_null());
+    let r = only_report(&h);
+    assert_eq!((r.kind, r.detail), (ReportKind::DoubleFree, "realloc of a freed block"));
+    assert_eq!(unsafe { c.usable_size(p) }, 0);
+    assert_eq!(only_report(&h).kind, ReportKind::DoubleFree);
+}
+
+#[test]
+fn usable_size_is_the_requested_size_so_using_it_is_no_overflow() {
+    let h = heap();
+    let mut c = h.cache();
+    let p = c.alloc(37, 8);
+    let n = unsafe { c.usable_size(p) };
+    assert_eq!(n, 37);
+    unsafe {
+        p.write_bytes(1, n);
+        c.free(p);
+    }
+    assert_eq!(h.take_reports(), vec![]);
+}
+
+#[test]
+fn release_blocks_carry_no_header_or_tail() {
+    // What the checks cost in memory is paid only by checked heaps: a 64-byte request fills a
+    // 64-byte release slot exactly, while a checked one needs a larger class.
+    let r: Heap<Release> = Heap::new();
+    let mut rc = r.cache();
+    let a = rc.alloc(64, 8);
+    let b = rc.alloc(64, 8);
+    assert_eq!(b.addr() - a.addr(), 64);
+    assert_eq!(unsafe { rc.usable_size(a) }, 64);
+    let h = heap();
+    let mut c = h.cache();
+    let x = c.alloc(64, 8);
+    let y = c.alloc(64, 8);
+    assert!(y.addr() - x.addr() >= 64 + 16 + 1);
+    unsafe {
+        rc.free(a);
+        rc.free(b);
+        c.free(x);
+        c.free(y);
+    }
+}
+
+#[test]
+fn default_action_prints_the_report_and_aborts() {
+    if std::env::var_os("HAKMEM_CHILD_DOUBLE_FREE").is_some() {
+        let h: Heap<Checked> = Heap::new();
+        let mut c = h.cache();
+        let p = c.alloc(40, 8);
+        unsafe {
+            c.free(p);
+            c.free(p);
+        }
+        unreachable!("the checked heap let a double free through");
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "default_action_prints_the_report_and_aborts", "--nocapture", "--test-threads=1"])
+        .env("HAKMEM_CHILD_DOUBLE_FREE", "1")
+        .output()
+        .unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.signal(), Some(libc::SIGABRT), "child: {:?}\n{err}", out.status);
+    let line = err.lines().find(|l| l.starts_with("hakmem: ")).unwrap_or_else(|| panic!("no report in:\n{err}"));
+    assert!(line.starts_with("hakmem: double free of 0x"), "{line}");
+    assert!(line.contains("(class ") && line.contains("40 B requested") && line.contains("first freed at #"), "{line}");
+}
