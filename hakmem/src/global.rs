@@ -1,5 +1,7 @@
-//! The process-wide allocator: one [`Heap`], one cache per OS thread in TLS, and C malloc
-//! semantics on top (used by `#[global_allocator]` and by the `hakmem-preload` library).
+//! The process-wide allocators: per policy one [`Heap`], one cache per OS thread in TLS, and C
+//! malloc semantics on top (used by `#[global_allocator]` and by the preload libraries).
+//! [`HakMem`] is the release one, [`HakMemChecked`] the checked one; the C functions take the
+//! policy as a type parameter (`malloc::<Release>`).
 //!
 //! Setting up a thread's cache allocates nothing through hakmem: the cache lives in the heap's
 //! arena, the TLS slot is a plain pointer, and thread exit is caught by a pthread key (whose
@@ -15,38 +17,80 @@ use crate::cache::{free_unowned, usable_size, CacheInner};
 use crate::heap::Heap;
 use crate::layout::{round_up, PAGE};
 use crate::lock::SpinLock;
-use crate::policy::Release;
+use crate::policy::{Checked, Policy, Release};
 use core::alloc::{GlobalAlloc, Layout};
-use core::cell::Cell;
+use core::cell::{Cell, UnsafeCell};
 use core::ptr::null_mut;
 use std::sync::Once;
+use std::thread::LocalKey;
 
-/// The heap behind [`HakMem`] and the C functions.
-pub static GLOBAL: Heap<Release> = Heap::new();
-
-type Cache = CacheInner<Release>;
-
-thread_local! {
-    static CACHE: Cell<*mut Cache> = const { Cell::new(null_mut()) };
+/// The process-wide state of one policy's global allocator.
+pub struct Statics<P: Policy> {
+    /// The heap every thread's cache draws from.
+    pub heap: Heap<P>,
+    fallback: SpinLock<Fallback<P>>,
+    key_once: Once,
+    fork_once: Once,
+    key: UnsafeCell<libc::pthread_key_t>,
 }
+
+// SAFETY: `key` is written once under `key_once` and only read after it; the rest is Sync.
+unsafe impl<P: Policy> Sync for Statics<P> {}
+
+impl<P: Policy> Statics<P> {
+    const fn new() -> Self {
+        Statics {
+            heap: Heap::new(),
+            fallback: SpinLock::new(Fallback(null_mut())),
+            key_once: Once::new(),
+            fork_once: Once::new(),
+            key: UnsafeCell::new(0),
+        }
+    }
+}
+
+/// A policy with a process-wide allocator: its statics and its per-thread cache slot.
+pub trait Global: Policy {
+    /// This policy's process-wide state.
+    fn statics() -> &'static Statics<Self>;
+    /// This thread's cache pointer (or UNSET / SETTING_UP / GONE).
+    fn tls() -> &'static LocalKey<Cell<*mut CacheInner<Self>>>;
+}
+
+// Statics cannot be generic, so each policy gets its own by macro.
+macro_rules! global_for {
+    ($policy:ty, $statics:ident, $tls:ident) => {
+        static $statics: Statics<$policy> = Statics::new();
+        thread_local! {
+            static $tls: Cell<*mut CacheInner<$policy>> = const { Cell::new(null_mut()) };
+        }
+        impl Global for $policy {
+            #[inline(always)]
+            fn statics() -> &'static Statics<$policy> {
+                &$statics
+            }
+            #[inline(always)]
+            fn tls() -> &'static LocalKey<Cell<*mut CacheInner<$policy>>> {
+                &$tls
+            }
+        }
+    };
+}
+global_for!(Release, RELEASE, RELEASE_CACHE);
+global_for!(Checked, CHECKED, CHECKED_CACHE);
 
 const UNSET: usize = 0;
 const SETTING_UP: usize = 1;
 const GONE: usize = 2;
 
-struct Fallback(*mut Cache);
+struct Fallback<P: Policy>(*mut CacheInner<P>);
 // SAFETY: the fallback cache is only used under its lock.
-unsafe impl Send for Fallback {}
-static FALLBACK: SpinLock<Fallback> = SpinLock::new(Fallback(null_mut()));
-
-static KEY_ONCE: Once = Once::new();
-static FORK_ONCE: Once = Once::new();
-static mut KEY: libc::pthread_key_t = 0;
+unsafe impl<P: Policy> Send for Fallback<P> {}
 
 /// Runs `f` on this thread's cache, setting it up on first use.
 #[inline(always)]
-fn with_cache<R>(f: impl FnOnce(&mut Cache) -> R) -> R {
-    let c = CACHE.with(Cell::get);
+fn with_cache<G: Global, R>(f: impl FnOnce(&mut CacheInner<G>) -> R) -> R {
+    let c = G::tls().with(Cell::get);
     if c.addr() > GONE {
         // SAFETY: a valid TLS pointer is this thread's own live cache.
         f(unsafe { &mut *c })
@@ -57,10 +101,10 @@ fn with_cache<R>(f: impl FnOnce(&mut Cache) -> R) -> R {
 
 #[cold]
 #[inline(never)]
-fn with_cache_slow<R>(c: *mut Cache, f: impl FnOnce(&mut Cache) -> R) -> R {
+fn with_cache_slow<G: Global, R>(c: *mut CacheInner<G>, f: impl FnOnce(&mut CacheInner<G>) -> R) -> R {
     match c.addr() {
         UNSET => {
-            let c = setup_thread();
+            let c = setup_thread::<G>();
             if !c.is_null() {
                 // SAFETY: just created for this thread.
                 return f(unsafe { &mut *c });
@@ -69,9 +113,10 @@ fn with_cache_slow<R>(c: *mut Cache, f: impl FnOnce(&mut Cache) -> R) -> R {
         SETTING_UP => fatal("hakmem: allocation re-entered while setting up a thread cache\n"),
         _ => {}
     }
-    let mut fb = FALLBACK.lock();
+    let g = G::statics();
+    let mut fb = g.fallback.lock();
     if fb.0.is_null() {
-        fb.0 = CacheInner::create(&GLOBAL);
+        fb.0 = CacheInner::create(&g.heap);
         if fb.0.is_null() {
             fatal("hakmem: out of memory creating the fallback cache\n");
         }
@@ -80,53 +125,56 @@ fn with_cache_slow<R>(c: *mut Cache, f: impl FnOnce(&mut Cache) -> R) -> R {
     f(unsafe { &mut *fb.0 })
 }
 
-fn setup_thread() -> *mut Cache {
-    CACHE.with(|s| s.set(SETTING_UP as *mut Cache));
-    KEY_ONCE.call_once(|| {
-        // SAFETY: KEY is written once, here, before any reader passes the Once.
-        let rc = unsafe { libc::pthread_key_create(&raw mut KEY, Some(thread_exit)) };
+fn setup_thread<G: Global>() -> *mut CacheInner<G> {
+    let g = G::statics();
+    G::tls().with(|s| s.set(SETTING_UP as *mut _));
+    g.key_once.call_once(|| {
+        // SAFETY: the key is written once, here, before any reader passes the Once.
+        let rc = unsafe { libc::pthread_key_create(g.key.get(), Some(thread_exit::<G>)) };
         if rc != 0 {
             fatal("hakmem: pthread_key_create failed\n");
         }
     });
-    let c = CacheInner::create(&GLOBAL);
+    let c = CacheInner::create(&g.heap);
     if c.is_null() {
-        CACHE.with(|s| s.set(UNSET as *mut Cache));
+        G::tls().with(|s| s.set(UNSET as *mut _));
         return c;
     }
-    // SAFETY: KEY was created above; a non-null value makes the destructor run at thread exit.
-    unsafe { libc::pthread_setspecific(KEY, c.cast()) };
-    CACHE.with(|s| s.set(c));
+    // SAFETY: the key was created above; a non-null value makes the destructor run at thread exit.
+    unsafe { libc::pthread_setspecific(*g.key.get(), c.cast()) };
+    G::tls().with(|s| s.set(c));
     // Registration may allocate (glibc grows a list); the cache is usable by now, so that is fine.
-    FORK_ONCE.call_once(install_fork_handlers);
+    g.fork_once.call_once(install_fork_handlers::<G>);
     c
 }
 
-unsafe extern "C" fn thread_exit(c: *mut libc::c_void) {
-    CACHE.with(|s| s.set(GONE as *mut Cache));
+unsafe extern "C" fn thread_exit<G: Global>(c: *mut libc::c_void) {
+    G::tls().with(|s| s.set(GONE as *mut _));
     // SAFETY: `c` is the cache this thread set up; no one else uses it.
-    unsafe { Cache::destroy(c.cast()) };
+    unsafe { CacheInner::<G>::destroy(c.cast()) };
 }
 
 // fork() copies one thread; a lock held by another thread at that moment would never be released
 // in the child. Holding every allocator lock across the fork prevents that. Order: fallback, then
 // heap (the fallback path takes them in that order too).
-extern "C" fn fork_prepare() {
-    FALLBACK.acquire();
-    GLOBAL.lock_for_fork();
+extern "C" fn fork_prepare<G: Global>() {
+    let g = G::statics();
+    g.fallback.acquire();
+    g.heap.lock_for_fork();
 }
 
-extern "C" fn fork_release() {
+extern "C" fn fork_release<G: Global>() {
+    let g = G::statics();
     // SAFETY: fork_prepare took both locks in this thread (the only one left in the child).
     unsafe {
-        GLOBAL.unlock_after_fork();
-        FALLBACK.force_unlock();
+        g.heap.unlock_after_fork();
+        g.fallback.force_unlock();
     }
 }
 
-fn install_fork_handlers() {
+fn install_fork_handlers<G: Global>() {
     // SAFETY: the handlers are plain functions that live as long as the process.
-    unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_release), Some(fork_release)) };
+    unsafe { libc::pthread_atfork(Some(fork_prepare::<G>), Some(fork_release::<G>), Some(fork_release::<G>)) };
 }
 
 /// Writes `msg` to stderr without allocating and aborts.
@@ -142,31 +190,42 @@ pub(crate) fn fatal(msg: &str) -> ! {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct HakMem;
 
-// SAFETY: every method forwards to a cache that honours size and alignment, returns null on
-// failure, and accepts back exactly the blocks it handed out.
-unsafe impl GlobalAlloc for HakMem {
-    #[inline]
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        with_cache(|c| c.alloc(l.size(), l.align()))
-    }
+/// The checked global allocator: every misuse is reported (and aborts) instead of corrupting.
+/// `#[global_allocator] static A: hakmem::HakMemChecked = hakmem::HakMemChecked;`
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HakMemChecked;
 
-    #[inline]
-    unsafe fn dealloc(&self, p: *mut u8, _l: Layout) {
-        // SAFETY: GlobalAlloc's contract: p is a live block from this allocator.
-        unsafe { free(p) }
-    }
+macro_rules! global_alloc_for {
+    ($ty:ty, $policy:ty) => {
+        // SAFETY: every method forwards to a cache that honours size and alignment, returns null
+        // on failure, and accepts back exactly the blocks it handed out.
+        unsafe impl GlobalAlloc for $ty {
+            #[inline]
+            unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+                with_cache::<$policy, _>(|c| c.alloc(l.size(), l.align()))
+            }
 
-    #[inline]
-    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        with_cache(|c| c.alloc_zeroed(l.size(), l.align()))
-    }
+            #[inline]
+            unsafe fn dealloc(&self, p: *mut u8, _l: Layout) {
+                // SAFETY: GlobalAlloc's contract: p is a live block from this allocator.
+                unsafe { free::<$policy>(p) }
+            }
 
-    #[inline]
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: GlobalAlloc's contract: p is live and was allocated with layout l.
-        with_cache(|c| unsafe { c.realloc(p, new_size, l.align()) })
-    }
+            #[inline]
+            unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+                with_cache::<$policy, _>(|c| c.alloc_zeroed(l.size(), l.align()))
+            }
+
+            #[inline]
+            unsafe fn realloc(&self, p: *mut u8, l: Layout, new_size: usize) -> *mut u8 {
+                // SAFETY: GlobalAlloc's contract: p is live and was allocated with layout l.
+                with_cache::<$policy, _>(|c| unsafe { c.realloc(p, new_size, l.align()) })
+            }
+        }
+    };
 }
+global_alloc_for!(HakMem, Release);
+global_alloc_for!(HakMemChecked, Checked);
 
 // ---- C semantics ---------------------------------------------------------------------------
 // These follow glibc where the standards leave room (realloc(p, 0) frees and returns null;
@@ -186,8 +245,8 @@ fn enomem_if_null(p: *mut u8) -> *mut u8 {
 
 /// C `malloc`: at least `size` bytes, 16-byte aligned; null with `ENOMEM` on failure.
 #[inline]
-pub fn malloc(size: usize) -> *mut u8 {
-    enomem_if_null(with_cache(|c| c.malloc(size)))
+pub fn malloc<G: Global>(size: usize) -> *mut u8 {
+    enomem_if_null(with_cache::<G, _>(|c| c.malloc(size)))
 }
 
 /// C `free`.
@@ -195,25 +254,25 @@ pub fn malloc(size: usize) -> *mut u8 {
 /// # Safety
 /// `p` is null or a live block of the global heap.
 #[inline]
-pub unsafe fn free(p: *mut u8) {
+pub unsafe fn free<G: Global>(p: *mut u8) {
     if p.is_null() {
         return;
     }
-    let c = CACHE.with(Cell::get);
+    let c = G::tls().with(Cell::get);
     // SAFETY: the caller promises a live block; a valid TLS pointer is this thread's cache.
     unsafe {
         if c.addr() > GONE {
             (*c).free(p)
         } else {
-            free_unowned(&GLOBAL, p)
+            free_unowned(&G::statics().heap, p)
         }
     }
 }
 
 /// C `calloc`: zeroed `n * size` bytes; null with `ENOMEM` on overflow or failure.
-pub fn calloc(n: usize, size: usize) -> *mut u8 {
+pub fn calloc<G: Global>(n: usize, size: usize) -> *mut u8 {
     match n.checked_mul(size) {
-        Some(total) => enomem_if_null(with_cache(|c| c.alloc_zeroed(total, 16))),
+        Some(total) => enomem_if_null(with_cache::<G, _>(|c| c.alloc_zeroed(total, 16))),
         None => enomem_if_null(null_mut()),
     }
 }
@@ -222,45 +281,45 @@ pub fn calloc(n: usize, size: usize) -> *mut u8 {
 ///
 /// # Safety
 /// `p` is null or a live block of the global heap.
-pub unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
+pub unsafe fn realloc<G: Global>(p: *mut u8, size: usize) -> *mut u8 {
     if p.is_null() {
-        return malloc(size);
+        return malloc::<G>(size);
     }
     if size == 0 {
         // SAFETY: forwarded.
-        unsafe { free(p) };
+        unsafe { free::<G>(p) };
         return null_mut();
     }
     // SAFETY: forwarded.
-    enomem_if_null(with_cache(|c| unsafe { c.realloc(p, size, 16) }))
+    enomem_if_null(with_cache::<G, _>(|c| unsafe { c.realloc(p, size, 16) }))
 }
 
 /// C `reallocarray`: `realloc(p, n * size)` with overflow detection.
 ///
 /// # Safety
 /// `p` is null or a live block of the global heap.
-pub unsafe fn reallocarray(p: *mut u8, n: usize, size: usize) -> *mut u8 {
+pub unsafe fn reallocarray<G: Global>(p: *mut u8, n: usize, size: usize) -> *mut u8 {
     match n.checked_mul(size) {
         // SAFETY: forwarded.
-        Some(total) => unsafe { realloc(p, total) },
+        Some(total) => unsafe { realloc::<G>(p, total) },
         None => enomem_if_null(null_mut()),
     }
 }
 
 /// Allocation at `align` (a power of two), at least malloc's 16.
-fn alloc_aligned(size: usize, align: usize) -> *mut u8 {
-    enomem_if_null(with_cache(|c| c.alloc(size, align.max(16))))
+fn alloc_aligned<G: Global>(size: usize, align: usize) -> *mut u8 {
+    enomem_if_null(with_cache::<G, _>(|c| c.alloc(size, align.max(16))))
 }
 
 /// C `posix_memalign`: returns 0, `EINVAL` or `ENOMEM` (and leaves errno alone).
 ///
 /// # Safety
 /// `out` must be writable.
-pub unsafe fn posix_memalign(out: *mut *mut u8, align: usize, size: usize) -> i32 {
+pub unsafe fn posix_memalign<G: Global>(out: *mut *mut u8, align: usize, size: usize) -> i32 {
     if !align.is_power_of_two() || align % core::mem::size_of::<usize>() != 0 {
         return libc::EINVAL;
     }
-    let p = with_cache(|c| c.alloc(size, align.max(16)));
+    let p = with_cache::<G, _>(|c| c.alloc(size, align.max(16)));
     if p.is_null() {
         return libc::ENOMEM;
     }
@@ -270,18 +329,18 @@ pub unsafe fn posix_memalign(out: *mut *mut u8, align: usize, size: usize) -> i3
 }
 
 /// C11 `aligned_alloc`: null with `EINVAL` unless `align` is a power of two.
-pub fn aligned_alloc(align: usize, size: usize) -> *mut u8 {
+pub fn aligned_alloc<G: Global>(align: usize, size: usize) -> *mut u8 {
     if !align.is_power_of_two() {
         set_errno(libc::EINVAL);
         return null_mut();
     }
-    alloc_aligned(size, align)
+    alloc_aligned::<G>(size, align)
 }
 
 /// Obsolete `memalign`: like glibc, rounds a non-power-of-two alignment up.
-pub fn memalign(align: usize, size: usize) -> *mut u8 {
+pub fn memalign<G: Global>(align: usize, size: usize) -> *mut u8 {
     match align.checked_next_power_of_two() {
-        Some(a) => alloc_aligned(size, a),
+        Some(a) => alloc_aligned::<G>(size, a),
         None => {
             set_errno(libc::EINVAL);
             null_mut()
@@ -290,14 +349,14 @@ pub fn memalign(align: usize, size: usize) -> *mut u8 {
 }
 
 /// Obsolete `valloc`: page-aligned.
-pub fn valloc(size: usize) -> *mut u8 {
-    alloc_aligned(size, PAGE)
+pub fn valloc<G: Global>(size: usize) -> *mut u8 {
+    alloc_aligned::<G>(size, PAGE)
 }
 
 /// Obsolete `pvalloc`: page-aligned and rounded up to whole pages.
-pub fn pvalloc(size: usize) -> *mut u8 {
+pub fn pvalloc<G: Global>(size: usize) -> *mut u8 {
     match round_up(size.max(1), PAGE) {
-        Some(s) => alloc_aligned(s, PAGE),
+        Some(s) => alloc_aligned::<G>(s, PAGE),
         None => enomem_if_null(null_mut()),
     }
 }
@@ -306,16 +365,16 @@ pub fn pvalloc(size: usize) -> *mut u8 {
 ///
 /// # Safety
 /// `p` is null or a live block of the global heap.
-pub unsafe fn malloc_usable_size(p: *mut u8) -> usize {
+pub unsafe fn malloc_usable_size<G: Global>(p: *mut u8) -> usize {
     if p.is_null() {
         return 0;
     }
     // SAFETY: forwarded.
-    unsafe { usable_size(&GLOBAL, p, 0) }
+    unsafe { usable_size(&G::statics().heap, p, 0) }
 }
 
 /// Writes the global heap's statistics to stderr as one `hakmem:` line, allocating nothing.
-pub fn print_stats() {
+pub fn print_stats<G: Global>() {
     use core::fmt::Write;
     struct Buf {
         b: [u8; 512],
@@ -330,12 +389,12 @@ pub fn print_stats() {
             Ok(())
         }
     }
-    let s = GLOBAL.stats();
+    let s = G::statics().heap.stats();
     let mut out = Buf { b: [0; 512], n: 0 };
     let _ = writeln!(
         out,
         "hakmem: mapped {} KiB (peak {} KiB), {} small regions ({} empty), {} large blocks live of {} mapped, \
-         {} caches, {} abandoned slabs, {} dirty pooled slabs, {} purges",
+         {} caches, {} abandoned slabs, {} dirty pooled slabs, {} purges ({} heap)",
         s.mapped_bytes >> 10,
         s.peak_mapped_bytes >> 10,
         s.small_regions,
@@ -345,7 +404,8 @@ pub fn print_stats() {
         s.caches,
         s.abandoned_slabs,
         s.dirty_pooled_slabs,
-        s.purges
+        s.purges,
+        G::NAME
     );
     // SAFETY: writing an initialised buffer to stderr.
     unsafe { libc::write(2, out.b.as_ptr().cast(), out.n) };

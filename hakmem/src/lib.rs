@@ -27,7 +27,7 @@ pub mod size_class;
 mod slab;
 
 pub use cache::ThreadCache;
-pub use global::HakMem;
+pub use global::{HakMem, HakMemChecked};
 pub use heap::{Heap, HeapStats};
 pub use policy::{Checked, Policy, Release};
 pub use report::{Identity, Report, ReportKind};

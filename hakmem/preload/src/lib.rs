@@ -4,20 +4,33 @@
 //! only gives them C names. It is a separate crate so that linking the Rust library never
 //! replaces a program's malloc by accident.
 //!
+//! The same source builds two libraries: `libhakmem.so` (release policy) from this crate, and
+//! `libhakmem_checked.so` (checked policy: every misuse reported, then abort) from
+//! `hakmem/preload-checked`, which compiles this file with its `checked` feature.
+//!
 //! Environment: `HAKMEM_STATS=1` prints the heap's statistics to stderr at exit.
 
 use core::ffi::c_void;
 use hakmem::global as g;
 
+#[cfg(not(feature = "checked"))]
+type G = hakmem::Release;
+#[cfg(feature = "checked")]
+type G = hakmem::Checked;
+
 /// Rust code inside this library allocates through hakmem too, never through a malloc that might
 /// resolve back to the symbols below while they are being set up.
+#[cfg(not(feature = "checked"))]
 #[global_allocator]
 static ALLOC: hakmem::HakMem = hakmem::HakMem;
+#[cfg(feature = "checked")]
+#[global_allocator]
+static ALLOC: hakmem::HakMemChecked = hakmem::HakMemChecked;
 
 /// C `malloc`.
 #[no_mangle]
 pub extern "C" fn malloc(size: usize) -> *mut c_void {
-    g::malloc(size).cast()
+    g::malloc::<G>(size).cast()
 }
 
 /// C `free`.
@@ -27,7 +40,7 @@ pub extern "C" fn malloc(size: usize) -> *mut c_void {
 #[no_mangle]
 pub unsafe extern "C" fn free(p: *mut c_void) {
     // SAFETY: C's contract for free.
-    unsafe { g::free(p.cast()) }
+    unsafe { g::free::<G>(p.cast()) }
 }
 
 /// Old BSD alias of `free`.
@@ -37,13 +50,13 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
 #[no_mangle]
 pub unsafe extern "C" fn cfree(p: *mut c_void) {
     // SAFETY: C's contract for free.
-    unsafe { g::free(p.cast()) }
+    unsafe { g::free::<G>(p.cast()) }
 }
 
 /// C `calloc`.
 #[no_mangle]
 pub extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
-    g::calloc(n, size).cast()
+    g::calloc::<G>(n, size).cast()
 }
 
 /// C `realloc`.
@@ -53,7 +66,7 @@ pub extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
 #[no_mangle]
 pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
     // SAFETY: C's contract for realloc.
-    unsafe { g::realloc(p.cast(), size).cast() }
+    unsafe { g::realloc::<G>(p.cast(), size).cast() }
 }
 
 /// `reallocarray` (glibc, BSD).
@@ -63,7 +76,7 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
 #[no_mangle]
 pub unsafe extern "C" fn reallocarray(p: *mut c_void, n: usize, size: usize) -> *mut c_void {
     // SAFETY: C's contract for reallocarray.
-    unsafe { g::reallocarray(p.cast(), n, size).cast() }
+    unsafe { g::reallocarray::<G>(p.cast(), n, size).cast() }
 }
 
 /// POSIX `posix_memalign`.
@@ -73,31 +86,31 @@ pub unsafe extern "C" fn reallocarray(p: *mut c_void, n: usize, size: usize) -> 
 #[no_mangle]
 pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> i32 {
     // SAFETY: POSIX's contract for posix_memalign.
-    unsafe { g::posix_memalign(out.cast(), align, size) }
+    unsafe { g::posix_memalign::<G>(out.cast(), align, size) }
 }
 
 /// C11 `aligned_alloc`.
 #[no_mangle]
 pub extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
-    g::aligned_alloc(align, size).cast()
+    g::aligned_alloc::<G>(align, size).cast()
 }
 
 /// Obsolete `memalign`.
 #[no_mangle]
 pub extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
-    g::memalign(align, size).cast()
+    g::memalign::<G>(align, size).cast()
 }
 
 /// Obsolete `valloc`.
 #[no_mangle]
 pub extern "C" fn valloc(size: usize) -> *mut c_void {
-    g::valloc(size).cast()
+    g::valloc::<G>(size).cast()
 }
 
 /// Obsolete `pvalloc`.
 #[no_mangle]
 pub extern "C" fn pvalloc(size: usize) -> *mut c_void {
-    g::pvalloc(size).cast()
+    g::pvalloc::<G>(size).cast()
 }
 
 /// glibc `malloc_usable_size`.
@@ -107,11 +120,11 @@ pub extern "C" fn pvalloc(size: usize) -> *mut c_void {
 #[no_mangle]
 pub unsafe extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
     // SAFETY: glibc's contract for malloc_usable_size.
-    unsafe { g::malloc_usable_size(p.cast()) }
+    unsafe { g::malloc_usable_size::<G>(p.cast()) }
 }
 
 extern "C" fn print_stats_at_exit() {
-    g::print_stats();
+    g::print_stats::<G>();
 }
 
 /// Runs when the library is loaded: arms `HAKMEM_STATS`.
