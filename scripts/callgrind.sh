@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Instructions per 64-byte malloc/free pair, counted by callgrind (stable on noisy machines).
-# Usage: scripts/callgrind.sh [allocator...]   (default: system hakmem mimalloc jemalloc)
+# Usage: scripts/callgrind.sh [allocator...]   (default: system hakmem hakmem-checked mimalloc jemalloc)
 # Each count includes the benchmark loop and the dyn GlobalAlloc call (a few instructions, the
 # same for every allocator). snmalloc cannot run under valgrind: its start-up reservation of
 # the address space for its pagemap fails there ("Failed to initialise snmalloc").
@@ -14,7 +14,7 @@ out=${CALLGRIND_KEEP:-$(mktemp -d)}
 mkdir -p "$out"
 status=0
 printf '%-10s %12s   %s\n' allocator "instr/pair" "(64 B malloc + free, incl. loop and dyn call)"
-for name in ${@:-system hakmem mimalloc jemalloc}; do
+for name in ${@:-system hakmem hakmem-checked mimalloc jemalloc}; do
     file="$out/callgrind.out.$name"
     # The subshell keeps bash's "Aborted" job notice for a crashed run out of the table.
     if ! (valgrind --tool=callgrind --callgrind-out-file="$file" --toggle-collect='*pair_loop*' \

@@ -21,6 +21,7 @@ pub struct Allocator {
 
 static SYSTEM: System = System;
 static HAKMEM: hakmem::HakMem = hakmem::HakMem;
+static HAKMEM_CHECKED: hakmem::HakMemChecked = hakmem::HakMemChecked;
 static MIMALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 static JEMALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 static SNMALLOC: snmalloc_rs::SnMalloc = snmalloc_rs::SnMalloc;
@@ -34,6 +35,10 @@ pub static ALLOCATORS: &[Allocator] = &[
     Allocator {
         name: "hakmem",
         handle: &HAKMEM,
+    },
+    Allocator {
+        name: "hakmem-checked",
+        handle: &HAKMEM_CHECKED,
     },
     Allocator {
         name: "mimalloc",

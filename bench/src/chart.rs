@@ -17,6 +17,7 @@ fn colour(alloc: &str, i: usize) -> RGBColor {
     match alloc {
         "system" => RGBColor(150, 150, 150),
         "hakmem" => RGBColor(214, 39, 40),
+        "hakmem-checked" => RGBColor(240, 150, 150),
         "mimalloc" => RGBColor(31, 119, 180),
         "jemalloc" => RGBColor(44, 160, 44),
         "snmalloc" => RGBColor(255, 127, 14),

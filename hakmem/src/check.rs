@@ -852,7 +852,9 @@ pub(crate) unsafe fn before_free<P: Policy>(heap: &Heap<P>, p: *mut u8, token: u
             return None;
         }
         let slab = SmallRegion::slab_of(at.region, p);
-        let local = (*slab).owner.load(Relaxed) == token;
+        // An abandoned slab's owner is NO_OWNER, which is also the token of a free by no cache;
+        // such a free still goes through the remote queue.
+        let local = token != crate::slab::NO_OWNER && (*slab).owner.load(Relaxed) == token;
         let e = at.entry(slot);
         let new = (meta & !0xff & !(0xff_ffff << 40)) | if local { FREE } else { REMOTE } | ((thread as u64) << 40);
         // The CAS makes two racing frees of one block end in one free and one report.
@@ -986,6 +988,26 @@ mod tests {
         assert_eq!((r[0].kind, r[0].addr, r[0].detail), (ReportKind::Invariant, p.addr(), "allocated"));
         // The region's shadow is gone; the cache must not touch it again.
         h.forget_cache(c);
+    }
+
+    #[test]
+    fn a_free_by_no_cache_into_an_abandoned_slab_is_queued_remote() {
+        // Found by the benchmark: a thread whose first call is free has no cache, and the slab
+        // it frees into may be abandoned (owner NO_OWNER, equal to the no-cache token).
+        let h = checked_heap();
+        let mut a = h.cache();
+        let p = a.alloc(200, 8);
+        let q = a.alloc(200, 8);
+        drop(a);
+        unsafe { crate::cache::free_unowned(&h, p) };
+        let mut b = h.cache();
+        let r = b.alloc(200, 8); // adopts the slab and drains the queue
+        unsafe {
+            b.free(q);
+            b.free(r);
+        }
+        drop(b);
+        assert_eq!(h.take_reports(), vec![]);
     }
 
     #[test]
