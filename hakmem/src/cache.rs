@@ -14,6 +14,7 @@ use crate::heap::Heap;
 use crate::layout::{region_base, slot_needed, usable, BasePtr, UserPtr};
 use crate::list::List;
 use crate::policy::{Policy, Release};
+use crate::report::Identity;
 use crate::region::{RegionHeader, SmallRegion, SMALL_KIND};
 use crate::size_class::{class_for, tiny_class, CLASS_SIZES, NUM_CLASSES, SMALL_MAX, TINY_MAX};
 use crate::slab::{Slab, SlabLinks};
@@ -38,6 +39,8 @@ pub struct CacheInner<P: Policy> {
     heap: *const Heap<P>,
     /// Names this cache in reports.
     id: u32,
+    /// Operations this cache has done (checked mode numbers them for reports).
+    seq: u64,
 }
 
 /// What a cache occupies in the heap's arena. The empty slab sits beside the cache rather than
@@ -66,6 +69,7 @@ impl<P: Policy> CacheInner<P> {
                 others: [const { List::new() }; NUM_CLASSES],
                 heap,
                 id: heap.new_cache_id(),
+                seq: 0,
             });
             &raw mut (*slot).inner
         }
@@ -92,6 +96,12 @@ impl<P: Policy> CacheInner<P> {
     fn heap(&self) -> &Heap<P> {
         // SAFETY: the heap outlives its caches.
         unsafe { &*self.heap }
+    }
+
+    /// Who is doing this checked operation: this cache, and its next operation number.
+    fn next_op(&mut self) -> Identity {
+        self.seq += 1;
+        Identity { seq: self.seq, thread: self.id }
     }
 
     #[inline(always)]
@@ -154,10 +164,11 @@ impl<P: Policy> CacheInner<P> {
     /// # Safety
     /// The cache owns `slab` and just took `b` from it.
     #[inline(always)]
-    unsafe fn hand_out(&self, slab: *mut Slab, b: BasePtr, size: usize) -> *mut u8 {
+    unsafe fn hand_out(&mut self, slab: *mut Slab, b: BasePtr, size: usize) -> *mut u8 {
         if P::CHECKED {
+            let who = self.next_op();
             // SAFETY: forwarded.
-            unsafe { check::hand_out(slab, b, size, self.id) }
+            unsafe { check::hand_out(slab, b, size, who) }
         } else {
             b.to_user::<P>().as_ptr()
         }
@@ -267,7 +278,8 @@ impl<P: Policy> CacheInner<P> {
         // shared through atomics except `local`, which only the owner (checked just before) borrows.
         unsafe {
             let block = if P::CHECKED {
-                match check::before_free(self.heap(), p, self.token(), self.id) {
+                let who = self.next_op();
+                match check::before_free(self.heap(), p, self.token(), who) {
                     Some(b) => b,
                     None => return,
                 }
@@ -455,7 +467,8 @@ pub(crate) unsafe fn free_unowned<P: Policy>(heap: &Heap<P>, p: *mut u8) {
     // SAFETY: forwarded contract; only the shared parts of the slab are touched.
     unsafe {
         let block = if P::CHECKED {
-            match check::before_free(heap, p, crate::slab::NO_OWNER, 0) {
+            let who = Identity { seq: heap.check_state().next_seq(), thread: 0 };
+            match check::before_free(heap, p, crate::slab::NO_OWNER, who) {
                 Some(b) => b,
                 None => return,
             }

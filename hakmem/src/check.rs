@@ -33,6 +33,25 @@ pub const POISON: u8 = 0xDF;
 /// Fill of the bytes between the requested size and the end of an allocated slot.
 pub const TAIL: u8 = 0xCB;
 
+/// `ceil(2^32 / size)` per class: `(n * MAGIC[c]) >> 32 == n / size` for every `n <= 2^16`,
+/// which covers any offset in a slab, so slot arithmetic needs no division.
+const MAGIC: [u64; crate::size_class::NUM_CLASSES] = {
+    let mut m = [0u64; crate::size_class::NUM_CLASSES];
+    let mut i = 0;
+    while i < m.len() {
+        m[i] = (1u64 << 32).div_ceil(crate::size_class::CLASS_SIZES[i] as u64);
+        i += 1;
+    }
+    m
+};
+
+/// `off / CLASS_SIZES[class]` for an offset within a slab.
+#[inline(always)]
+fn slot_index(off: usize, class: usize) -> usize {
+    debug_assert!(off <= SLAB_SIZE);
+    ((off as u64 * MAGIC[class]) >> 32) as usize
+}
+
 /// Smallest checked slot: a header, a byte, a tail byte, rounded to the 16-byte classes.
 const MIN_SLOT: usize = 32;
 /// Shadow entries reserved per slab.
@@ -160,7 +179,8 @@ impl CheckState {
         self.reports.lock().unwrap_or_else(|e| e.into_inner()).push(r);
     }
 
-    fn next_seq(&self) -> u64 {
+    /// The next number for an operation by no cache (thread 0).
+    pub(crate) fn next_seq(&self) -> u64 {
         self.seq.fetch_add(1, Relaxed)
     }
 
@@ -350,8 +370,13 @@ impl Place {
 
 // ---- header, tail and poison -------------------------------------------------------------
 
+/// The keyed canary over a header's fields. Not a MAC (checked mode defends against bugs, not a
+/// determined attacker): odd multipliers spread every field over the high half, and the secret
+/// makes the value unpredictable to a stray write.
+#[inline(always)]
 fn canary(secret: u64, base: usize, word0: u64, low: u64) -> u64 {
-    mix(secret ^ base as u64 ^ mix(word0 ^ low.rotate_left(29))) & !0xffff_ffff
+    let x = secret ^ (base as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ word0.wrapping_mul(0xc2b2_ae3d_27d4_eb4f) ^ low.wrapping_mul(0x1656_67b1_9e37_79f9);
+    (x ^ (x << 29)) & !0xffff_ffff
 }
 
 /// The header word1 for a slot in `state` (HDR_*), and its word0 (which the canary covers only
@@ -366,19 +391,18 @@ fn word1(secret: u64, base: usize, word0: u64, state: u64, class: usize, thread:
 ///
 /// # Safety
 /// The range must be readable.
+#[inline]
 unsafe fn first_mismatch(p: *const u8, len: usize, byte: u8) -> Option<usize> {
+    // SAFETY: per the contract.
+    let bytes = unsafe { core::slice::from_raw_parts(p, len) };
     let word = u64::from_ne_bytes([byte; 8]);
-    let mut i = 0;
-    // SAFETY: every read is within the range.
-    unsafe {
-        while i + 8 <= len {
-            if p.add(i).cast::<u64>().read_unaligned() != word {
-                break;
-            }
-            i += 8;
-        }
-        (i..len).find(|&j| *p.add(j) != byte)
+    let (words, rest) = bytes.as_chunks::<8>();
+    // One OR over every word, which the compiler vectorises; the exact byte only on failure.
+    let diff = words.iter().fold(0, |acc, w| acc | (u64::from_ne_bytes(*w) ^ word));
+    if diff == 0 && rest.iter().all(|&b| b == byte) {
+        return None;
     }
+    bytes.iter().position(|&b| b != byte)
 }
 
 /// What went wrong with a slot's header, blaming its lower neighbour when that one overflowed
@@ -542,18 +566,18 @@ pub(crate) unsafe fn slab_released(slab: *mut Slab) {
         let at = Place::of(first.as_ptr());
         let cs = at.state();
         let (class, size) = (local.class as usize, local.slot_size as usize);
-        let carved = (local.bump.addr() - at.start) / size;
+        let carved = slot_index(local.bump.addr() - at.start, class);
         let mut n = 0;
         let mut cur = Some(first);
         while let Some(b) = cur {
             if n == carved {
                 cs.report(Report {
                     detail: "free list longer than the slots carved (a cycle?)",
-                    ..at.report(ReportKind::Invariant, (b.as_ptr().addr() - at.start) / size, class, size, 0)
+                    ..at.report(ReportKind::Invariant, slot_index(b.as_ptr().addr() - at.start, class), class, size, 0)
                 });
                 return;
             }
-            let slot = (b.as_ptr().addr() - at.start) / size;
+            let slot = slot_index(b.as_ptr().addr() - at.start, class);
             if !verify_free_slot(cs, at, slot, class, size, 0) {
                 return;
             }
@@ -617,14 +641,15 @@ pub(crate) unsafe fn next_free(local: &SlabLocal, b: BasePtr, next: Option<BaseP
     // SAFETY: per the contract.
     unsafe {
         let at = Place::of(b.as_ptr());
-        let size = local.slot_size as usize;
+        let (size, class) = (local.slot_size as usize, local.class as usize);
         let a = n.as_ptr().addr();
-        let ok_place = a >= at.start && a < local.bump.addr() && (a - at.start) % size == 0;
-        let slot = (a.wrapping_sub(at.start)) / size;
+        let in_range = a >= at.start && a < local.bump.addr();
+        let slot = if in_range { slot_index(a - at.start, class) } else { 0 };
+        let ok_place = in_range && at.start + slot * size == a;
         if ok_place && matches!(meta_state(at.entry(slot).meta.load(Acquire)), FREE | REMOTE) {
             return next;
         }
-        let from = (b.as_ptr().addr() - at.start) / size;
+        let from = slot_index(b.as_ptr().addr() - at.start, class);
         at.state().report(Report {
             expected: 0,
             found: a as u64,
@@ -645,7 +670,7 @@ pub(crate) unsafe fn fresh_slots(local: &SlabLocal, first: BasePtr, n: usize) {
         let at = Place::of(first.as_ptr());
         let cs = at.state();
         let (class, size) = (local.class as usize, local.slot_size as usize);
-        let slot0 = (first.as_ptr().addr() - at.start) / size;
+        let slot0 = slot_index(first.as_ptr().addr() - at.start, class);
         for slot in slot0..slot0 + n {
             let b = at.base(slot, size);
             let e = at.entry(slot);
@@ -674,7 +699,7 @@ pub(crate) unsafe fn drained(local: &SlabLocal, b: BasePtr) -> bool {
     unsafe {
         let at = Place::of(b.as_ptr());
         let size = local.slot_size as usize;
-        let slot = (b.as_ptr().addr() - at.start) / size;
+        let slot = slot_index(b.as_ptr().addr() - at.start, local.class as usize);
         let e = at.entry(slot);
         let m = e.meta.load(Acquire);
         if meta_state(m) != REMOTE {
@@ -699,14 +724,15 @@ pub(crate) unsafe fn drained(local: &SlabLocal, b: BasePtr) -> bool {
 ///
 /// # Safety
 /// The caller owns `slab`, a checked slab, and just popped or carved `b` from it.
-pub(crate) unsafe fn hand_out(slab: *mut Slab, b: BasePtr, size: usize, thread: u32) -> *mut u8 {
+pub(crate) unsafe fn hand_out(slab: *mut Slab, b: BasePtr, size: usize, who: Identity) -> *mut u8 {
+    let thread = who.thread;
     // SAFETY: per the contract.
     unsafe {
         let local = &(*slab).local;
         let at = Place::of(b.as_ptr());
         let cs = at.state();
         let (class, slot_size) = (local.class as usize, local.slot_size as usize);
-        let slot = (b.as_ptr().addr() - at.start) / slot_size;
+        let slot = slot_index(b.as_ptr().addr() - at.start, class);
         let e = at.entry(slot);
         let m = e.meta.load(Acquire);
         if meta_state(m) != FREE {
@@ -723,7 +749,7 @@ pub(crate) unsafe fn hand_out(slab: *mut Slab, b: BasePtr, size: usize, thread: 
             e.meta.store((m & !0xff) | QUARANTINED, Relaxed);
             return null_mut();
         }
-        let seq = cs.next_seq();
+        let seq = who.seq;
         let word0 = (size as u64) | (seq << 32);
         let h = b.header();
         (*h).word0 = word0;
@@ -771,12 +797,12 @@ fn find_live<P: Policy>(heap: &Heap<P>, cs: &CheckState, p: *mut u8, thread: u32
             return fail(ReportKind::InvalidFree, "in a slab that never held blocks");
         };
         let off = p.addr() - at.start;
-        let slot = off / size;
-        let within = off % size;
-        let end = (SLAB_SIZE - (at.start - at.region.addr()) % SLAB_SIZE) / size;
-        if within != Checked::HEADER || slot >= end {
+        let slot = slot_index(off, class);
+        let within = off - slot * size;
+        let whole = at.start + (slot + 1) * size <= at.region.addr() + (at.slab + 1) * SLAB_SIZE;
+        if within != Checked::HEADER || !whole {
             let mut r = Report { detail: "not the start of a block", ..Report::new(ReportKind::InvalidFree, p.addr(), thread) };
-            if slot < end {
+            if whole {
                 r = Report { addr: p.addr(), detail: r.detail, ..at.report(ReportKind::InvalidFree, slot, class, size, thread) };
                 r.offset = within.checked_sub(Checked::HEADER);
             }
@@ -839,9 +865,10 @@ unsafe fn verify_allocated(cs: &CheckState, at: Place, slot: usize, class: usize
 /// report) when the free must not happen.
 ///
 /// # Safety
-/// `token` and `thread` identify the calling cache (0 for none).
-pub(crate) unsafe fn before_free<P: Policy>(heap: &Heap<P>, p: *mut u8, token: usize, thread: u32) -> Option<Block> {
+/// `token` and `who` identify the calling cache (NO_OWNER and thread 0 for none).
+pub(crate) unsafe fn before_free<P: Policy>(heap: &Heap<P>, p: *mut u8, token: usize, who: Identity) -> Option<Block> {
     let cs = heap.check_state();
+    let thread = who.thread;
     let (at, slot, class, size, meta) = match find_live(heap, cs, p, thread, "")? {
         Live::Large(_) => return Some(Block::Large),
         Live::Small { at, slot, class, size, meta } => (at, slot, class, size, meta),
@@ -862,7 +889,7 @@ pub(crate) unsafe fn before_free<P: Policy>(heap: &Heap<P>, p: *mut u8, token: u
             cs.report(Report { detail: "raced with another free", ..at.report(ReportKind::DoubleFree, slot, class, size, thread) });
             return None;
         }
-        e.free_seq.store(cs.next_seq(), Relaxed);
+        e.free_seq.store(who.seq, Relaxed);
         let b = at.base(slot, size);
         (*b.header()).word1 = word1(cs.secret, b.as_ptr().addr(), 0, HDR_FREE, class, thread);
         b.to_user::<Checked>().as_ptr().write_bytes(POISON, size - Checked::HEADER);

@@ -53,7 +53,8 @@ impl ReportKind {
 /// Who did something to a block, and when.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
 pub struct Identity {
-    /// The heap's operation sequence number (every checked allocation and free takes one).
+    /// The operation's number among those of its thread cache (each checked allocation and free
+    /// takes the next); numbers of thread 0 (no cache) are shared by the heap.
     pub seq: u64,
     /// The id of the thread cache that did it ([`crate::ThreadCache::id`]; 0 for no cache).
     pub thread: u32,
