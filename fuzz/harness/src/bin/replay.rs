@@ -1,0 +1,56 @@
+//! Replays fuzz inputs: prints each as a readable program, runs it in deterministic mode on a
+//! checked heap, and prints what the run found. Exit status 1 if any input failed.
+//!
+//! Usage: replay [--target deterministic|free_running|misuse] FILE...
+//! Without --target, a file under a `misuse` directory decodes as a misuse program and any other
+//! file as a plain one.
+
+use hakmem_fuzz::{decode, flavor_of, replay_one, TARGETS};
+use std::path::Path;
+
+fn main() {
+    let mut target: Option<String> = None;
+    let mut files = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--target" => target = args.next(),
+            "-h" | "--help" => {
+                eprintln!("usage: replay [--target {}] FILE...", TARGETS.join("|"));
+                return;
+            }
+            _ => files.push(a),
+        }
+    }
+    if files.is_empty() {
+        eprintln!("usage: replay [--target {}] FILE...", TARGETS.join("|"));
+        std::process::exit(2);
+    }
+    let mut failed = false;
+    for f in &files {
+        let target = target.clone().unwrap_or_else(|| guess_target(Path::new(f)).to_owned());
+        let data = std::fs::read(f).unwrap_or_else(|e| panic!("{f}: {e}"));
+        println!("== {f} ({} bytes, as a {target} input)", data.len());
+        match decode(&data, flavor_of(&target)) {
+            Err(r) => println!("rejected by the decoder: {}", r.0),
+            Ok(prog) => {
+                print!("{prog}");
+                match replay_one(&target, &prog) {
+                    Ok(summary) => println!("PASS: {summary}"),
+                    Err(f) => {
+                        println!("FAIL {f}");
+                        failed = true;
+                    }
+                }
+            }
+        }
+    }
+    std::process::exit(failed as i32);
+}
+
+/// The target a file belongs to, from the directories in its path (`corpora/misuse/x`,
+/// `fuzz/artifacts/misuse/crash-...`, `corpora/regressions/misuse/...`).
+fn guess_target(path: &Path) -> &'static str {
+    let names: Vec<&str> = path.iter().filter_map(|c| c.to_str()).collect();
+    TARGETS.iter().rev().find(|t| names.contains(t)).copied().unwrap_or("deterministic")
+}

@@ -1,0 +1,505 @@
+//! Bytes to [`Program`] and back.
+//!
+//! The format is hand-written on top of `arbitrary::Unstructured` rather than derived, so that
+//! [`encode`] can be its exact inverse (seed corpora are written by `encode` and stay valid as the
+//! format evolves; `tests/format.rs` checks `decode(encode(p)) == p`). Layout:
+//!
+//! ```text
+//! header (threads-1 in bits 0-2; bit 7: release heap, plain programs only)
+//! then per step:   thread  kind  fields...
+//! thread = mod threads; for an op on a block, an index (mod count) into the threads holding one
+//! size  = tier byte + u16 LE   (tier, low 4 bits: 0-10: 0..=1024, 11-13: 1025..=32768,
+//!                               14: 32769..=557056, 15: edge table)
+//! align = one byte             (< 176: 1..=16; < 240: 32..=4096; else 8 KiB..=8 MiB)
+//! slot  = one byte, an index (mod count) into the blocks the acting thread holds
+//! ```
+//!
+//! The decoder replays each step on a [`Sim`] (which blocks are live, who holds them, how big they
+//! are) and rejects nonsense: a step naming a block when its thread holds none, a misuse outside
+//! a misuse program or a second one inside it, a misuse on a block it cannot be judged on, or
+//! limits exceeded. So every accepted program runs every step.
+
+use crate::program::{BlockId, Op, Program, Step, MAX_THREADS};
+use arbitrary::{Arbitrary, Unstructured};
+
+/// Most steps in a program; longer inputs are rejected to bound the time per input.
+pub const MAX_STEPS: usize = 1024;
+/// Most blocks one thread may hold at once (so a one-byte slot index reaches each of them).
+pub const MAX_HELD: usize = 256;
+/// Most requested bytes live at once, so that no input runs into the fuzzer's memory limit.
+pub const MAX_LIVE_BYTES: usize = 64 << 20;
+/// Bytes in the harness-owned buffer that `FreeWild` points into.
+pub const WILD_LEN: usize = 4096;
+/// Largest block a misuse may target: well inside the slab tiers under any header size, because
+/// large blocks are page-mapped and carry no canaries or poison.
+pub const MISUSE_SIZE_MAX: usize = 16 * 1024;
+/// Largest alignment (log2) of a misuse target: the checked policy sends alignments above 16 to
+/// the large path, since its header keeps slots aligned only to 16.
+pub const MISUSE_ALIGN_LOG2_MAX: u8 = 4;
+/// Most bytes an `Overflow` writes past the end.
+pub const MAX_OVERFLOW: usize = 8;
+/// Most elements of a calloc.
+pub const MAX_CALLOC_N: usize = 16;
+
+/// Sizes at tier boundaries and other corners, chosen by tier 15.
+pub const EDGE_SIZES: [usize; 28] = [
+    0,
+    1,
+    7,
+    8,
+    9,
+    15,
+    16,
+    17,
+    1023,
+    1024,
+    1025,
+    4095,
+    4096,
+    4097,
+    16384,
+    21760,
+    21761,
+    32767,
+    32768,
+    32769,
+    65535,
+    65536,
+    65537,
+    1 << 20,
+    (1 << 22) - 4096,
+    1 << 22,
+    (1 << 22) + 1,
+    8 << 20,
+];
+
+/// Which ops a decoder accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavor {
+    /// Well-behaved programs only (deterministic and free-running targets).
+    Plain,
+    /// Exactly one misuse op (misuse target).
+    Misuse,
+}
+
+/// Why an input was rejected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reject(pub &'static str);
+
+/// Op kinds as they sit in the kind byte; the table weights them (its length is a power of two
+/// so that every byte value maps to a kind). Misuse kinds live at `MISUSE_BASE..` instead.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Alloc,
+    Calloc,
+    Realloc,
+    Free,
+    RemoteFree,
+    Write,
+    Check,
+    Flush,
+    EndThread,
+}
+
+const KINDS: [Kind; 32] = {
+    use Kind::*;
+    [
+        Alloc, Alloc, Alloc, Alloc, Alloc, Alloc, Alloc, Alloc, // 8
+        Calloc, Calloc, // 2
+        Realloc, Realloc, Realloc, Realloc, // 4
+        Free, Free, Free, Free, Free, Free, // 6
+        RemoteFree, RemoteFree, RemoteFree, RemoteFree, RemoteFree, // 5
+        Write, Write, Check, Check, // 4
+        Flush, EndThread, EndThread, // 3
+    ]
+};
+
+/// Kind bytes from here up are misuse ops in a misuse program (and plain kinds, mod 32, in a
+/// plain one).
+const MISUSE_BASE: u8 = 0xF0;
+const MISUSE_KINDS: u8 = 5;
+
+/// What the decoder and encoder know about the program so far.
+#[derive(Default)]
+pub struct Sim {
+    threads: u8,
+    /// Per thread, the blocks it holds, in an order both sides agree on.
+    held: Vec<Vec<BlockId>>,
+    /// Per block: requested size, alignment, and holder while live.
+    blocks: Vec<SimBlock>,
+    live_bytes: usize,
+    misuses: usize,
+}
+
+#[derive(Clone, Copy)]
+struct SimBlock {
+    size: usize,
+    align_log2: u8,
+    holder: Option<u8>,
+}
+
+impl Sim {
+    /// State at the start of a program with `threads` threads.
+    pub fn new(threads: u8) -> Self {
+        Sim { threads, held: vec![Vec::new(); threads as usize], ..Default::default() }
+    }
+
+    /// The threads that hold a block, in thread order.
+    fn holders(&self) -> impl Iterator<Item = u8> + '_ {
+        (0..self.threads).filter(|&t| !self.held[t as usize].is_empty())
+    }
+
+    /// The acting thread that thread byte `b` names: for an op on a block, one of the threads
+    /// that hold a block (so that the op is never nonsense while any block is live).
+    fn thread(&self, b: u8, needs_block: bool) -> Result<u8, Reject> {
+        if !needs_block {
+            return Ok(b % self.threads);
+        }
+        let n = self.holders().count();
+        if n == 0 {
+            return Err(Reject("op on a block, but no block is live"));
+        }
+        Ok(self.holders().nth(b as usize % n).expect("n holders"))
+    }
+
+    /// The thread byte that names thread `t` for an op (the inverse of [`Sim::thread`]).
+    fn thread_byte(&self, t: u8, needs_block: bool) -> Result<u8, Reject> {
+        if !needs_block {
+            return Ok(t);
+        }
+        self.holders().position(|h| h == t).map(|i| i as u8).ok_or(Reject("block op by a thread that holds no block"))
+    }
+
+    /// The block that slot byte `b` names for thread `t`.
+    fn pick(&self, t: u8, b: u8) -> Result<BlockId, Reject> {
+        let held = &self.held[t as usize];
+        if held.is_empty() {
+            return Err(Reject("op on a block, but the thread holds none"));
+        }
+        Ok(held[b as usize % held.len()])
+    }
+
+    /// The slot byte that names block `id` for thread `t`.
+    fn slot_byte(&self, t: u8, id: BlockId) -> Result<u8, Reject> {
+        let i = self.held[t as usize].iter().position(|&x| x == id).ok_or(Reject("block not held by the acting thread"))?;
+        Ok(i as u8)
+    }
+
+    /// Requested size of live block `id`.
+    fn size(&self, id: BlockId) -> usize {
+        self.blocks[id as usize].size
+    }
+
+    /// Whether a misuse that writes into a block or frees inside it can be judged on block `id`
+    /// (slab tiers only).
+    fn misusable(&self, id: BlockId) -> Result<(), Reject> {
+        let b = self.blocks[id as usize];
+        if b.size > MISUSE_SIZE_MAX || b.align_log2 > MISUSE_ALIGN_LOG2_MAX {
+            return Err(Reject("misuse on a block outside the slab tiers"));
+        }
+        Ok(())
+    }
+
+    fn create(&mut self, t: u8, size: usize, align_log2: u8) -> Result<(), Reject> {
+        if self.held[t as usize].len() >= MAX_HELD {
+            return Err(Reject("thread holds too many blocks"));
+        }
+        self.live_bytes += size;
+        if self.live_bytes > MAX_LIVE_BYTES {
+            return Err(Reject("too many live bytes"));
+        }
+        self.held[t as usize].push(self.blocks.len() as BlockId);
+        self.blocks.push(SimBlock { size, align_log2, holder: Some(t) });
+        Ok(())
+    }
+
+    fn kill(&mut self, id: BlockId) {
+        let b = &mut self.blocks[id as usize];
+        let t = b.holder.take().expect("kill of a dead block") as usize;
+        self.live_bytes -= b.size;
+        let i = self.held[t].iter().position(|&x| x == id).expect("holder holds the block");
+        self.held[t].swap_remove(i);
+    }
+
+    /// Checks `step` against the state and applies it; both the decoder and the encoder call it
+    /// after resolving the step, so they agree on everything later steps depend on.
+    pub fn apply(&mut self, step: &Step, flavor: Flavor) -> Result<(), Reject> {
+        let t = step.thread;
+        if t >= self.threads {
+            return Err(Reject("thread out of range"));
+        }
+        let held = |s: &Self, id: BlockId| match s.blocks.get(id as usize) {
+            Some(b) if b.holder == Some(t) => Ok(()),
+            _ => Err(Reject("block not held by the acting thread")),
+        };
+        if step.op.is_misuse() {
+            if flavor == Flavor::Plain {
+                return Err(Reject("misuse in a plain program"));
+            }
+            self.misuses += 1;
+            if self.misuses > 1 {
+                return Err(Reject("more than one misuse"));
+            }
+        }
+        match step.op {
+            Op::Alloc { size, align_log2 } => self.create(t, size, align_log2)?,
+            Op::Calloc { n, size } => {
+                let total = n.checked_mul(size).ok_or(Reject("calloc overflow"))?;
+                self.create(t, total, 4)?
+            }
+            Op::Realloc { slot, size } => {
+                held(self, slot)?;
+                let b = &mut self.blocks[slot as usize];
+                self.live_bytes = self.live_bytes - b.size + size;
+                b.size = size;
+                if self.live_bytes > MAX_LIVE_BYTES {
+                    return Err(Reject("too many live bytes"));
+                }
+            }
+            Op::Free { slot } | Op::RemoteFree { slot, .. } | Op::DoubleFree { slot, .. } => {
+                // A double free is judged on any block, large ones included.
+                held(self, slot)?;
+                self.kill(slot);
+            }
+            Op::Write { slot, .. } | Op::Check { slot } => held(self, slot)?,
+            Op::Flush | Op::EndThread | Op::FreeWild { .. } => {}
+            Op::FreeInterior { slot, offset } => {
+                held(self, slot)?;
+                self.misusable(slot)?;
+                if offset == 0 || offset >= self.size(slot) {
+                    return Err(Reject("interior offset outside the block"));
+                }
+            }
+            Op::WriteAfterFree { slot, offset } => {
+                held(self, slot)?;
+                self.misusable(slot)?;
+                if offset >= self.size(slot) {
+                    return Err(Reject("write-after-free offset outside the block"));
+                }
+                self.kill(slot);
+            }
+            Op::Overflow { slot, by } => {
+                held(self, slot)?;
+                self.misusable(slot)?;
+                if !(1..=MAX_OVERFLOW).contains(&by) {
+                    return Err(Reject("overflow length out of range"));
+                }
+                self.kill(slot);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn byte(u: &mut Unstructured<'_>) -> u8 {
+    // An exhausted input reads as zeros, which is fine: the step is still well formed.
+    u8::arbitrary(u).unwrap_or(0)
+}
+
+fn word(u: &mut Unstructured<'_>) -> u16 {
+    u16::from_le_bytes([byte(u), byte(u)])
+}
+
+fn decode_size(u: &mut Unstructured<'_>) -> usize {
+    let b = byte(u);
+    let v = word(u) as usize;
+    match b % 16 {
+        0..=10 => v % 1025,
+        11..=13 => 1025 + v % (32768 - 1024),
+        // The tier byte's high bits give the low bits of a large size.
+        14 => 32769 + v * 8 + (b as usize >> 4) % 8,
+        _ => EDGE_SIZES[v % EDGE_SIZES.len()],
+    }
+}
+
+fn encode_size(out: &mut Vec<u8>, size: usize) -> Result<(), Reject> {
+    let (tier, v) = if size <= 1024 {
+        (0, size)
+    } else if size <= 32768 {
+        (11, size - 1025)
+    } else if (size - 32769) / 8 <= u16::MAX as usize {
+        (14 | ((size - 32769) % 8) << 4, (size - 32769) / 8)
+    } else if let Some(i) = EDGE_SIZES.iter().position(|&s| s == size) {
+        (15, i)
+    } else {
+        return Err(Reject("size has no encoding"));
+    };
+    out.push(tier as u8);
+    out.extend_from_slice(&(v as u16).to_le_bytes());
+    Ok(())
+}
+
+fn decode_align(b: u8) -> u8 {
+    // Mostly the alignments programs use; the checked policy sends anything above 16 to the
+    // large path, and alignments above a page map a block of their own, which is slow.
+    match b {
+        0..=175 => b % 5,
+        176..=239 => 5 + (b - 176) % 8,
+        _ => 13 + (b - 240) % 11,
+    }
+}
+
+fn encode_align(log2: u8) -> Result<u8, Reject> {
+    match log2 {
+        0..=4 => Ok(log2),
+        5..=12 => Ok(log2 - 5 + 176),
+        13..=23 => Ok(log2 - 13 + 240),
+        _ => Err(Reject("alignment has no encoding")),
+    }
+}
+
+/// Decodes a program from raw fuzzer bytes, or says why the bytes are nonsense.
+pub fn decode(data: &[u8], flavor: Flavor) -> Result<Program, Reject> {
+    let mut u = Unstructured::new(data);
+    decode_from(&mut u, flavor)
+}
+
+/// As [`decode`], from an `Unstructured` (for `Arbitrary`).
+pub fn decode_from(u: &mut Unstructured<'_>, flavor: Flavor) -> Result<Program, Reject> {
+    let header = byte(u);
+    let threads = 1 + header % MAX_THREADS;
+    let release = flavor == Flavor::Plain && header & 0x80 != 0;
+    let mut sim = Sim::new(threads);
+    let mut steps = Vec::new();
+    while !u.is_empty() {
+        if steps.len() == MAX_STEPS {
+            return Err(Reject("too many steps"));
+        }
+        let tb = byte(u);
+        let k = byte(u);
+        let misuse = flavor == Flavor::Misuse && k >= MISUSE_BASE;
+        let needs_block = if misuse {
+            (k - MISUSE_BASE) % MISUSE_KINDS != 1
+        } else {
+            !matches!(KINDS[k as usize % KINDS.len()], Kind::Alloc | Kind::Calloc | Kind::Flush | Kind::EndThread)
+        };
+        let t = sim.thread(tb, needs_block)?;
+        let op = if misuse {
+            match (k - MISUSE_BASE) % MISUSE_KINDS {
+                0 => Op::DoubleFree { slot: sim.pick(t, byte(u))?, by: byte(u) % threads },
+                1 => Op::FreeWild { offset: word(u) as usize % WILD_LEN },
+                2 => {
+                    let slot = sim.pick(t, byte(u))?;
+                    let size = sim.size(slot);
+                    let v = word(u) as usize;
+                    Op::FreeInterior { slot, offset: if size < 2 { 0 } else { 1 + v % (size - 1) } }
+                }
+                3 => {
+                    let slot = sim.pick(t, byte(u))?;
+                    let size = sim.size(slot);
+                    let v = word(u) as usize;
+                    // A size-0 block has no byte to write; apply() rejects the offset then.
+                    Op::WriteAfterFree { slot, offset: if size == 0 { 0 } else { v % size } }
+                }
+                _ => Op::Overflow { slot: sim.pick(t, byte(u))?, by: 1 + byte(u) as usize % MAX_OVERFLOW },
+            }
+        } else {
+            match KINDS[k as usize % KINDS.len()] {
+                Kind::Alloc => {
+                    let size = decode_size(u);
+                    Op::Alloc { size, align_log2: decode_align(byte(u)) }
+                }
+                Kind::Calloc => {
+                    let n = 1 + byte(u) as usize % MAX_CALLOC_N;
+                    Op::Calloc { n, size: decode_size(u) }
+                }
+                Kind::Realloc => {
+                    let slot = sim.pick(t, byte(u))?;
+                    Op::Realloc { slot, size: decode_size(u) }
+                }
+                Kind::Free => Op::Free { slot: sim.pick(t, byte(u))? },
+                Kind::RemoteFree => Op::RemoteFree { slot: sim.pick(t, byte(u))?, by: byte(u) % threads },
+                Kind::Write => Op::Write { slot: sim.pick(t, byte(u))?, byte: byte(u) },
+                Kind::Check => Op::Check { slot: sim.pick(t, byte(u))? },
+                Kind::Flush => Op::Flush,
+                Kind::EndThread => Op::EndThread,
+            }
+        };
+        let step = Step { thread: t, op };
+        sim.apply(&step, flavor)?;
+        steps.push(step);
+    }
+    if steps.is_empty() {
+        return Err(Reject("no steps"));
+    }
+    if flavor == Flavor::Misuse && sim.misuses == 0 {
+        return Err(Reject("misuse program without a misuse"));
+    }
+    Ok(Program { threads, release, steps })
+}
+
+/// Bytes that decode to `p` (under the flavor `p` needs); fails if `p` is not a program the
+/// decoder could produce.
+pub fn encode(p: &Program) -> Result<Vec<u8>, Reject> {
+    if p.threads == 0 || p.threads > MAX_THREADS {
+        return Err(Reject("thread count out of range"));
+    }
+    let flavor = if p.misuse().is_some() { Flavor::Misuse } else { Flavor::Plain };
+    if p.release && flavor == Flavor::Misuse {
+        return Err(Reject("misuse programs run on a checked heap"));
+    }
+    let mut out = vec![p.threads - 1 | (p.release as u8) << 7];
+    let mut sim = Sim::new(p.threads);
+    let kind = |k: Kind| KINDS.iter().position(|&x| x == k).expect("every kind is in the table") as u8;
+    for step in &p.steps {
+        let t = step.thread;
+        out.push(sim.thread_byte(t, step.op.acts_on_block())?);
+        match step.op {
+            Op::Alloc { size, align_log2 } => {
+                out.push(kind(Kind::Alloc));
+                encode_size(&mut out, size)?;
+                out.push(encode_align(align_log2)?);
+            }
+            Op::Calloc { n, size } => {
+                if !(1..=MAX_CALLOC_N).contains(&n) {
+                    return Err(Reject("calloc count out of range"));
+                }
+                out.extend([kind(Kind::Calloc), (n - 1) as u8]);
+                encode_size(&mut out, size)?;
+            }
+            Op::Realloc { slot, size } => {
+                out.extend([kind(Kind::Realloc), sim.slot_byte(t, slot)?]);
+                encode_size(&mut out, size)?;
+            }
+            Op::Free { slot } => out.extend([kind(Kind::Free), sim.slot_byte(t, slot)?]),
+            Op::RemoteFree { slot, by } => out.extend([kind(Kind::RemoteFree), sim.slot_byte(t, slot)?, by]),
+            Op::Write { slot, byte } => out.extend([kind(Kind::Write), sim.slot_byte(t, slot)?, byte]),
+            Op::Check { slot } => out.extend([kind(Kind::Check), sim.slot_byte(t, slot)?]),
+            Op::Flush => out.push(kind(Kind::Flush)),
+            Op::EndThread => out.push(kind(Kind::EndThread)),
+            Op::DoubleFree { slot, by } => out.extend([MISUSE_BASE, sim.slot_byte(t, slot)?, by]),
+            Op::FreeWild { offset } => {
+                out.push(MISUSE_BASE + 1);
+                out.extend_from_slice(&(offset as u16).to_le_bytes());
+            }
+            Op::FreeInterior { slot, offset } => {
+                out.extend([MISUSE_BASE + 2, sim.slot_byte(t, slot)?]);
+                out.extend_from_slice(&(offset.saturating_sub(1) as u16).to_le_bytes());
+            }
+            Op::WriteAfterFree { slot, offset } => {
+                out.extend([MISUSE_BASE + 3, sim.slot_byte(t, slot)?]);
+                out.extend_from_slice(&(offset as u16).to_le_bytes());
+            }
+            Op::Overflow { slot, by } => out.extend([MISUSE_BASE + 4, sim.slot_byte(t, slot)?, by.wrapping_sub(1) as u8]),
+        }
+        sim.apply(step, flavor)?;
+    }
+    Ok(out)
+}
+
+/// A plain program, as `arbitrary` decodes it (for `fuzz_target!(|p: Program| ...)` and tests).
+impl<'a> Arbitrary<'a> for Program {
+    fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {
+        decode_from(u, Flavor::Plain).map_err(|_| arbitrary::Error::IncorrectFormat)
+    }
+}
+
+/// A program with exactly one misuse, as `arbitrary` decodes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MisuseProgram(pub Program);
+
+impl<'a> Arbitrary<'a> for MisuseProgram {
+    fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {
+        decode_from(u, Flavor::Misuse).map(MisuseProgram).map_err(|_| arbitrary::Error::IncorrectFormat)
+    }
+}

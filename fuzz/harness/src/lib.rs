@@ -1,0 +1,133 @@
+//! hakmem-fuzz: turns fuzzer bytes into multi-thread allocator programs, runs them on a fresh
+//! hakmem heap per input, and checks them against a reference model.
+//!
+//! Where things are:
+//! - what an input means, and its readable listing: [`program`] ([`Program`], [`Op`]);
+//! - bytes to program and back (the seed encoder): [`decode`];
+//! - **the interpreter** (deterministic mode, misuse ops included): [`interp`], start at
+//!   [`interp::run_plain`] and [`interp::Interp::exec`];
+//! - the oracle (reference model of live blocks): [`model`]; misuse judging and the checked
+//!   policy's reports: [`misuse`];
+//! - free-running mode on real threads: [`threaded`];
+//! - the entry points every fuzz target calls (libFuzzer and AFL alike): [`fuzz_deterministic`],
+//!   [`fuzz_free_running`], [`fuzz_misuse`] below;
+//! - seed programs for the corpora: [`seeds`]; the `replay` and `seed` binaries in `src/bin/`.
+
+pub mod decode;
+pub mod interp;
+pub mod misuse;
+pub mod model;
+pub mod program;
+pub mod rng;
+pub mod seeds;
+pub mod threaded;
+
+pub use decode::{decode, encode, Flavor, MisuseProgram, Reject};
+pub use interp::{run_plain, Failure, Observed, Sweep};
+pub use misuse::run_misuse;
+pub use program::{BlockId, Op, Program, Step};
+pub use threaded::run_free;
+
+use hakmem::layout::slot_needed;
+use hakmem::size_class::{class_for, CLASS_SIZES};
+use hakmem::{Checked, Policy, Release};
+
+/// The fuzz targets, by the name of their corpus directory and binary.
+pub const TARGETS: [&str; 3] = ["deterministic", "free_running", "misuse"];
+
+/// What a fuzz entry point did with an input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The input decoded to a program, which ran and passed every check.
+    Ran,
+    /// The input decodes to nonsense; the fuzzer should not keep it.
+    Rejected,
+}
+
+/// Bytes between the requested size and the end of the slot a slab block of `size` bytes at
+/// `align` gets under `P`: room an overflow can write into without leaving the slot.
+pub fn overflow_room<P: Policy>(size: usize, align: usize) -> usize {
+    // The same class choice as `CacheInner::alloc_generic` for a slab block.
+    match class_for(slot_needed::<P>(size), align) {
+        Some(c) => CLASS_SIZES[c] - P::HEADER - size,
+        None => 0,
+    }
+}
+
+/// Panics with the failure and the program in readable form: the fuzzer saves the input, and
+/// `just replay <file>` runs it again.
+fn fail(mode: &str, prog: &Program, f: &Failure) -> ! {
+    panic!("hakmem-fuzz: {mode} run FAILED {f}\n{prog}(replay with: just replay <crash file>)");
+}
+
+/// Runs a plain program deterministically on the heap it asks for.
+pub fn run_deterministic(prog: &Program, sweep: Sweep) -> Result<(), Failure> {
+    if prog.release {
+        run_plain::<Release>(prog, sweep)
+    } else {
+        run_plain::<Checked>(prog, sweep)
+    }
+}
+
+/// Runs a plain program on real threads on the heap it asks for.
+pub fn run_free_running(prog: &Program) -> Result<(), Failure> {
+    if prog.release {
+        run_free::<Release>(prog)
+    } else {
+        run_free::<Checked>(prog)
+    }
+}
+
+/// The deterministic target: one OS thread, caches interleaved in step order.
+pub fn fuzz_deterministic(data: &[u8]) -> Verdict {
+    let Ok(prog) = decode(data, Flavor::Plain) else { return Verdict::Rejected };
+    if let Err(f) = run_deterministic(&prog, Sweep::Local) {
+        fail("deterministic", &prog, &f);
+    }
+    Verdict::Ran
+}
+
+/// The free-running target: one OS thread per logical thread.
+pub fn fuzz_free_running(data: &[u8]) -> Verdict {
+    let Ok(prog) = decode(data, Flavor::Plain) else { return Verdict::Rejected };
+    if let Err(f) = run_free_running(&prog) {
+        fail("free-running", &prog, &f);
+    }
+    Verdict::Ran
+}
+
+/// The misuse target: exactly one client misuse, which the checked mode must report precisely.
+pub fn fuzz_misuse(data: &[u8]) -> Verdict {
+    let Ok(prog) = decode(data, Flavor::Misuse) else { return Verdict::Rejected };
+    if let Err(f) = run_misuse(&prog, Sweep::Local) {
+        fail("misuse", &prog, &f);
+    }
+    Verdict::Ran
+}
+
+/// The seed programs of each target's corpus, by target name.
+pub fn seed_sets() -> Vec<(&'static str, Vec<(&'static str, Program)>)> {
+    vec![("deterministic", seeds::plain()), ("free_running", seeds::plain()), ("misuse", seeds::misuse())]
+}
+
+/// How the files of target `target` decode.
+pub fn flavor_of(target: &str) -> Flavor {
+    if target == "misuse" {
+        Flavor::Misuse
+    } else {
+        Flavor::Plain
+    }
+}
+
+/// Runs a decoded input of `target` the way the replay tool and the regression tests do: in
+/// deterministic mode (free-running inputs too, so that they replay), checking every live block
+/// after every step. Says what the run did, or how it failed.
+pub fn replay_one(target: &str, prog: &Program) -> Result<String, Failure> {
+    match flavor_of(target) {
+        Flavor::Plain => run_deterministic(prog, Sweep::Full).map(|()| "every check held, no report".to_owned()),
+        Flavor::Misuse => run_misuse(prog, Sweep::Full).map(|r| match r {
+            Some(r) => format!("reported as expected: {r}"),
+            None => "the write after free was not made (the free sent its slab back to the pool); no report, as expected".to_owned(),
+        }),
+    }
+}

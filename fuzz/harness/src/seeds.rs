@@ -1,0 +1,224 @@
+//! Seed programs: small hand-written programs that reach each path of the allocator, written to
+//! `corpora/<target>/` by `cargo run -p hakmem-fuzz --bin seed` (`just seed`). They are kept as
+//! programs, not bytes, so the corpora are rewritten whenever the byte format changes.
+
+use crate::decode::EDGE_SIZES;
+use crate::program::{BlockId, Op, Program, Step};
+
+/// Builds a program step by step, numbering blocks as the decoder does.
+pub struct Builder {
+    prog: Program,
+    next: BlockId,
+}
+
+impl Builder {
+    /// An empty program with `threads` logical threads.
+    pub fn new(threads: u8) -> Self {
+        Builder { prog: Program { threads, release: false, steps: Vec::new() }, next: 0 }
+    }
+
+    /// Runs the program on a release heap.
+    pub fn release(&mut self) -> &mut Self {
+        self.prog.release = true;
+        self
+    }
+
+    /// Appends `op` for thread `t`.
+    pub fn op(&mut self, t: u8, op: Op) -> &mut Self {
+        self.prog.steps.push(Step { thread: t, op });
+        self
+    }
+
+    /// Appends an allocation and returns the new block's id.
+    pub fn alloc(&mut self, t: u8, size: usize, align_log2: u8) -> BlockId {
+        self.op(t, Op::Alloc { size, align_log2 });
+        self.next += 1;
+        self.next - 1
+    }
+
+    /// Appends a calloc and returns the new block's id.
+    pub fn calloc(&mut self, t: u8, n: usize, size: usize) -> BlockId {
+        self.op(t, Op::Calloc { n, size });
+        self.next += 1;
+        self.next - 1
+    }
+
+    /// The program built so far.
+    pub fn build(&self) -> Program {
+        self.prog.clone()
+    }
+}
+
+/// Plain seeds (deterministic and free-running targets), by file name.
+pub fn plain() -> Vec<(&'static str, Program)> {
+    let mut v = Vec::new();
+
+    // One thread through every tier: write, check, grow and shrink in place and by moving.
+    let mut b = Builder::new(1);
+    let blocks: Vec<BlockId> = [8, 24, 100, 1000, 1024, 3000, 20000, 32768, 40000, 300_000]
+        .iter()
+        .map(|&s| b.alloc(0, s, 3))
+        .collect();
+    for (i, &x) in blocks.iter().enumerate() {
+        b.op(0, Op::Write { slot: x, byte: i as u8 + 1 }).op(0, Op::Check { slot: x });
+    }
+    b.op(0, Op::Realloc { slot: blocks[0], size: 700 });
+    b.op(0, Op::Realloc { slot: blocks[3], size: 600 });
+    b.op(0, Op::Realloc { slot: blocks[6], size: 90_000 });
+    b.op(0, Op::Realloc { slot: blocks[9], size: 500_000 });
+    for &x in blocks.iter().rev() {
+        b.op(0, Op::Free { slot: x });
+    }
+    v.push(("tiers", b.build()));
+
+    // Producer/consumer: every free is remote, then the owner drains and reuses.
+    let mut b = Builder::new(2);
+    let xs: Vec<BlockId> = (0..24).map(|i| b.alloc(0, 16 + i * 40, 3)).collect();
+    for &x in &xs {
+        b.op(0, Op::RemoteFree { slot: x, by: 1 });
+    }
+    for i in 0..8 {
+        let y = b.alloc(0, 16 + i * 40, 3);
+        b.op(0, Op::Free { slot: y });
+    }
+    b.op(1, Op::Flush).op(0, Op::Flush);
+    v.push(("remote", b.build()));
+
+    // A thread ends with live blocks: its slabs are abandoned, adopted by another cache, and
+    // the blocks freed remotely afterwards.
+    let mut b = Builder::new(2);
+    let xs: Vec<BlockId> = (0..10).map(|_| b.alloc(0, 48, 3)).collect();
+    b.op(0, Op::EndThread);
+    let ys: Vec<BlockId> = (0..10).map(|_| b.alloc(1, 48, 3)).collect();
+    for &x in &xs {
+        b.op(0, Op::RemoteFree { slot: x, by: 1 });
+    }
+    for &y in &ys {
+        b.op(1, Op::Check { slot: y }).op(1, Op::Free { slot: y });
+    }
+    b.op(1, Op::EndThread);
+    v.push(("abandon", b.build()));
+
+    // Aligned and large blocks, large realloc growth, region-sized alignment.
+    let mut b = Builder::new(1);
+    let xs: Vec<BlockId> = [(64, 12), (100, 6), (5000, 12), (1, 13), (100_000, 12), (200, 22), (4096, 12)]
+        .iter()
+        .map(|&(s, a)| b.alloc(0, s, a))
+        .collect();
+    b.op(0, Op::Realloc { slot: xs[4], size: 400_000 });
+    b.op(0, Op::Realloc { slot: xs[0], size: 3000 });
+    for &x in &xs {
+        b.op(0, Op::Check { slot: x }).op(0, Op::Free { slot: x });
+    }
+    v.push(("aligned", b.build()));
+
+    // calloc on fresh and on reused memory.
+    let mut b = Builder::new(1);
+    let xs: Vec<BlockId> = (0..6).map(|i| b.alloc(0, 64 << i, 4)).collect();
+    for &x in &xs {
+        b.op(0, Op::Free { slot: x });
+    }
+    for i in 0..6 {
+        let y = b.calloc(0, 1 + i, 64 << i);
+        b.op(0, Op::Write { slot: y, byte: 0xee });
+    }
+    b.calloc(0, 16, 40000);
+    v.push(("calloc", b.build()));
+
+    // Eight threads in a ring: each frees its neighbour's blocks, some threads end midway.
+    let mut b = Builder::new(8);
+    let mut held: Vec<Vec<BlockId>> = vec![Vec::new(); 8];
+    for round in 0..3usize {
+        for t in 0..8u8 {
+            for k in 0..3usize {
+                held[t as usize].push(b.alloc(t, 8 + (round * 97 + k * 301 + t as usize * 13) % 1024, 3));
+            }
+        }
+        for t in 0..8u8 {
+            let x = held[t as usize].remove(0);
+            b.op(t, Op::RemoteFree { slot: x, by: (t + 1) % 8 });
+        }
+        b.op(round as u8, Op::EndThread);
+    }
+    v.push(("ring", b.build()));
+
+    // realloc through every tier and back.
+    let mut b = Builder::new(2);
+    let x = b.alloc(0, 8, 3);
+    for s in [1024, 1025, 32768, 32769, 1 << 20, 100, 0, 5] {
+        b.op(0, Op::Realloc { slot: x, size: s });
+    }
+    b.op(0, Op::RemoteFree { slot: x, by: 1 });
+    v.push(("realloc-chain", b.build()));
+
+    // Every edge size, each written and freed.
+    let mut b = Builder::new(1);
+    for &s in EDGE_SIZES.iter() {
+        let x = b.alloc(0, s, 4);
+        b.op(0, Op::Free { slot: x });
+    }
+    v.push(("edges", b.build()));
+
+    // Fill more than a slab of one class, free it all remotely, flush, and fill again.
+    let mut b = Builder::new(2);
+    let xs: Vec<BlockId> = (0..200).map(|_| b.alloc(0, 512, 4)).collect();
+    for &x in &xs {
+        b.op(0, Op::RemoteFree { slot: x, by: 1 });
+    }
+    b.op(0, Op::Flush);
+    let ys: Vec<BlockId> = (0..140).map(|_| b.alloc(0, 500, 3)).collect();
+    for &y in ys.iter().step_by(2) {
+        b.op(0, Op::Free { slot: y });
+    }
+    b.op(0, Op::Flush).op(0, Op::EndThread);
+    v.push(("slab-cycle", b.build()));
+
+    // Release heaps run paths of their own (realloc in place, whole-slot usable sizes).
+    let release = |name: &'static str, from: &str, v: &[(&str, Program)]| {
+        let mut p = v.iter().find(|(n, _)| *n == from).expect("seed exists").1.clone();
+        p.release = true;
+        (name, p)
+    };
+    for (name, from) in [("tiers-release", "tiers"), ("realloc-chain-release", "realloc-chain"), ("ring-release", "ring")] {
+        let seed = release(name, from, &v);
+        v.push(seed);
+    }
+    v
+}
+
+/// Misuse seeds, one or more per kind of misuse, by file name.
+pub fn misuse() -> Vec<(&'static str, Program)> {
+    let mut v = Vec::new();
+    let with = |threads: u8, setup: &dyn Fn(&mut Builder) -> Op| {
+        let mut b = Builder::new(threads);
+        let op = setup(&mut b);
+        b.op(0, op);
+        b.build()
+    };
+    v.push(("double-free", with(1, &|b| Op::DoubleFree { slot: b.alloc(0, 40, 3), by: 0 })));
+    v.push((
+        "double-free-remote",
+        with(2, &|b| {
+            let x = b.alloc(0, 200, 3);
+            b.alloc(1, 200, 3);
+            Op::DoubleFree { slot: x, by: 1 }
+        }),
+    ));
+    v.push(("free-wild", with(1, &|b| {
+        b.alloc(0, 64, 3);
+        Op::FreeWild { offset: 64 }
+    })));
+    v.push(("free-interior", with(1, &|b| Op::FreeInterior { slot: b.alloc(0, 100, 3), offset: 16 })));
+    v.push(("free-interior-mid", with(1, &|b| Op::FreeInterior { slot: b.alloc(0, 5000, 4), offset: 1 })));
+    v.push(("write-after-free", with(1, &|b| Op::WriteAfterFree { slot: b.alloc(0, 64, 3), offset: 40 })));
+    // The freed slot is handed out again by the next allocation of its class.
+    let mut b = Builder::new(1);
+    let x = b.alloc(0, 96, 4);
+    b.op(0, Op::WriteAfterFree { slot: x, offset: 95 });
+    let y = b.alloc(0, 96, 4);
+    b.op(0, Op::Free { slot: y });
+    v.push(("write-after-free-reuse", b.build()));
+    v.push(("overflow-1", with(1, &|b| Op::Overflow { slot: b.alloc(0, 100, 3), by: 1 })));
+    v.push(("overflow-8", with(1, &|b| Op::Overflow { slot: b.alloc(0, 3000, 4), by: 8 })));
+    v
+}

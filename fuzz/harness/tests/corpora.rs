@@ -1,0 +1,60 @@
+//! Replays every committed input: the seeds under `corpora/<target>/` and every crash ever found,
+//! under `corpora/regressions/<target>/`. Each must decode and pass. Also checks that the seeds on
+//! disk are exactly what the seed tool writes, so they never go stale.
+
+use hakmem_fuzz::{decode, encode, flavor_of, replay_one, seed_sets, TARGETS};
+use std::path::{Path, PathBuf};
+
+fn corpora() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../corpora")
+}
+
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd.map(|e| e.unwrap().path()).filter(|p| p.is_file()).collect(),
+        Err(_) => Vec::new(),
+    };
+    v.sort();
+    v
+}
+
+fn replay_dir(target: &str, dir: &Path) -> usize {
+    let mut n = 0;
+    for f in files(dir) {
+        if f.extension().is_some_and(|e| e == "md") {
+            continue;
+        }
+        let data = std::fs::read(&f).unwrap();
+        let prog = decode(&data, flavor_of(target)).unwrap_or_else(|r| panic!("{}: rejected: {}", f.display(), r.0));
+        if let Err(e) = replay_one(target, &prog) {
+            panic!("{} FAILED {e}\n{prog}", f.display());
+        }
+        n += 1;
+    }
+    n
+}
+
+#[test]
+fn seeds_pass() {
+    for t in TARGETS {
+        assert!(replay_dir(t, &corpora().join(t)) > 0, "no seeds for {t}: run `just seed`");
+    }
+}
+
+#[test]
+fn regressions_pass() {
+    let n: usize = TARGETS.iter().map(|t| replay_dir(t, &corpora().join("regressions").join(t))).sum();
+    println!("{n} regression input(s) replayed");
+}
+
+#[test]
+fn seeds_on_disk_are_current() {
+    for (target, progs) in seed_sets() {
+        let dir = corpora().join(target);
+        for (name, p) in &progs {
+            let on_disk = std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{target}/{name}: {e}: run `just seed`"));
+            assert_eq!(on_disk, encode(p).unwrap(), "{target}/{name} is stale: run `just seed`");
+        }
+        assert_eq!(files(&dir).len(), progs.len(), "{target}: files that no seed writes: run `just seed`");
+    }
+}
