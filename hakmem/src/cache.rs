@@ -183,8 +183,7 @@ impl<P: Policy> CacheInner<P> {
             None
         };
         let Some(class) = class else {
-            // Large blocks are fresh mappings, so they read as zero already.
-            return self.heap().alloc_large(size, align);
+            return self.heap().alloc_large(size, align, zero);
         };
         if !zero {
             return self.alloc_class(class, size);
@@ -289,7 +288,9 @@ impl<P: Policy> CacheInner<P> {
             match block {
                 Block::Small(slab, base) => {
                     if (*slab).owner.load(Relaxed) == self.token() {
-                        if (*slab).local.push::<P>(base) {
+                        // The current slab stays even when empty; testing that here keeps the
+                        // common alloc/free ping-pong from calling the cold path at all.
+                        if (*slab).local.push::<P>(base) && *self.bins.get_unchecked((*slab).local.class as usize) != slab {
                             self.retire(slab);
                         }
                     } else {

@@ -29,6 +29,11 @@ use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering::{AcqRel, A
 pub const DIRTY_POOL_LIMIT: usize = 64;
 /// Entirely free regions kept mapped for reuse.
 pub const MAX_EMPTY_REGIONS: usize = 1;
+/// Freed large mappings up to this size are kept for reuse instead of unmapped: for blocks just
+/// above the slab tier, mmap and munmap cost more than the pages.
+pub const LARGE_CACHE_BLOCK: usize = 1 << 20;
+/// Bytes of freed large mappings kept at most (their pages stay resident).
+pub const LARGE_CACHE_BYTES: usize = 8 << 20;
 /// Bytes reserved per thread cache in the metadata arena.
 const CACHE_SLOT: usize = 2048;
 /// Bytes per arena chunk.
@@ -52,6 +57,9 @@ struct State {
     dirty_pooled: usize,
     abandoned: [List<Slab, SlabLinks>; NUM_CLASSES],
     large: List<RegionHeader, LargeRegions>,
+    /// Freed large mappings kept for reuse (region-aligned, at most [`LARGE_CACHE_BLOCK`]).
+    large_cache: List<RegionHeader, LargeRegions>,
+    large_cached_bytes: usize,
     arena_chunks: *mut u8,
     arena_free: *mut u8,
 }
@@ -110,6 +118,8 @@ impl<P: Policy> Heap<P> {
                 dirty_pooled: 0,
                 abandoned: [const { List::new() }; NUM_CLASSES],
                 large: List::new(),
+                large_cache: List::new(),
+                large_cached_bytes: 0,
                 arena_chunks: null_mut(),
                 arena_free: null_mut(),
             }),
@@ -457,8 +467,9 @@ impl<P: Policy> Heap<P> {
 
     // ---- large blocks --------------------------------------------------------------------
 
-    /// Maps a block of `size` bytes aligned to `align` on its own. Its memory reads as zero.
-    pub(crate) fn alloc_large(&self, size: usize, align: usize) -> *mut u8 {
+    /// Maps a block of `size` bytes aligned to `align` on its own, zeroed if `zero` (a fresh
+    /// mapping is; a reused one gets a memset).
+    pub(crate) fn alloc_large(&self, size: usize, align: usize, zero: bool) -> *mut u8 {
         // The header takes the first page; the block starts at the first aligned offset after it.
         // Alignments of a region or more cannot keep the header at the masked address, so those
         // blocks are found by searching the large list instead (see `find_large`).
@@ -468,16 +479,25 @@ impl<P: Policy> Heap<P> {
         let Some(total) = offset.checked_add(size.max(1)).and_then(|n| round_up(n, PAGE)) else {
             return null_mut();
         };
-        let base = self.map(total, map_align);
+        let reused = if map_align == REGION_SIZE && total <= LARGE_CACHE_BLOCK { self.reuse_large(total) } else { null_mut() };
+        let (base, map_size) = if reused.is_null() {
+            (self.map(total, map_align), total)
+        } else {
+            // SAFETY: a cached mapping is ours alone; its header is intact.
+            (reused.cast::<u8>(), unsafe { (*reused).map_size })
+        };
         if base.is_null() {
             return null_mut();
         }
         let hdr = base.cast::<RegionHeader>();
-        // SAFETY: the mapping is fresh, aligned, and at least a page long.
+        // SAFETY: the mapping is ours, aligned, and at least `total` bytes long.
         unsafe {
+            if !reused.is_null() && zero {
+                base.add(offset).write_bytes(0, size);
+            }
             hdr.write(RegionHeader {
                 kind: LARGE_KIND,
-                map_size: total,
+                map_size,
                 map_align,
                 user_offset: offset,
                 large_links: crate::list::Links::new(),
@@ -495,6 +515,24 @@ impl<P: Policy> Heap<P> {
         unsafe { base.add(offset) }
     }
 
+    /// A cached mapping of at least `total` bytes (and at most twice that, so a small block does
+    /// not pin a big mapping), taken out of the cache; null if none fits.
+    fn reuse_large(&self, total: usize) -> *mut RegionHeader {
+        let mut st = self.state.lock();
+        let mut h = st.large_cache.head();
+        // SAFETY: cached headers are live mappings owned by the heap under its lock.
+        unsafe {
+            while !h.is_null() && !((*h).map_size >= total && (*h).map_size <= 2 * total) {
+                h = st.large_cache.next(h);
+            }
+            if !h.is_null() {
+                st.large_cache.remove(h);
+                st.large_cached_bytes -= (*h).map_size;
+            }
+        }
+        h
+    }
+
     /// The header of the large block whose client pointer is `p`.
     ///
     /// # Safety
@@ -508,7 +546,7 @@ impl<P: Policy> Heap<P> {
         h
     }
 
-    /// Unmaps the large block `p`.
+    /// Unmaps the large block `p`, or keeps its mapping for reuse when it is small enough.
     ///
     /// # Safety
     /// `p` must be a live large block of this heap; it is dead afterwards.
@@ -521,8 +559,14 @@ impl<P: Policy> Heap<P> {
             if P::CHECKED {
                 check::large_unmapped(self.check_state(), region_base(p).addr());
             }
+            let size = (*h).map_size;
+            if (*h).map_align == REGION_SIZE && size <= LARGE_CACHE_BLOCK && st.large_cached_bytes + size <= LARGE_CACHE_BYTES {
+                st.large_cache.push_front(h);
+                st.large_cached_bytes += size;
+                return;
+            }
             drop(st);
-            self.unmap(h.cast(), (*h).map_size, (*h).map_align);
+            self.unmap(h.cast(), size, (*h).map_align);
         }
     }
 
@@ -583,12 +627,14 @@ impl<P: Policy> Drop for Heap<P> {
                 }
                 os::unmap(r.cast(), REGION_SIZE, REGION_SIZE);
             }
-            loop {
-                let h = st.large.pop_front();
-                if h.is_null() {
-                    break;
+            for list in [&mut st.large, &mut st.large_cache] {
+                loop {
+                    let h = list.pop_front();
+                    if h.is_null() {
+                        break;
+                    }
+                    os::unmap(h.cast(), (*h).map_size, (*h).map_align);
                 }
-                os::unmap(h.cast(), (*h).map_size, (*h).map_align);
             }
             while !st.arena_chunks.is_null() {
                 let c = st.arena_chunks;

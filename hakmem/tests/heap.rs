@@ -183,3 +183,36 @@ fn several_caches_on_one_thread_interleave() {
     drop(caches);
     assert_eq!(heap.stats().abandoned_slabs, 0, "{:?}", heap.stats());
 }
+
+#[test]
+fn reused_large_mappings_are_zeroed_for_calloc() {
+    let heap: Heap = Heap::new();
+    let mut c = heap.cache();
+    let p = c.alloc(100_000, 8);
+    unsafe {
+        p.write_bytes(0xab, 100_000);
+        c.free(p);
+    }
+    // The freed mapping is cached and comes back for a block of about the same size.
+    let z = c.alloc_zeroed(90_000, 8);
+    assert_eq!(z, p, "expected the cached mapping to be reused");
+    assert!(unsafe { core::slice::from_raw_parts(z, 90_000) }.iter().all(|&b| b == 0));
+    unsafe { c.free(z) };
+}
+
+#[test]
+fn an_empty_block_with_region_alignment_lies_inside_its_mapping() {
+    let heap: Heap = Heap::new();
+    let mut c = heap.cache();
+    let small = c.alloc(64, 8);
+    let empty = c.alloc(0, hakmem::layout::REGION_SIZE);
+    // A zero-byte block must still be its own address: written to, it must not alias anything.
+    unsafe { empty.write(1) };
+    let after = c.alloc(64, 8);
+    assert!(empty != small && empty != after);
+    unsafe {
+        c.free(empty);
+        c.free(small);
+        c.free(after);
+    }
+}
