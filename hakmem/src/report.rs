@@ -126,7 +126,9 @@ impl fmt::Display for Report {
             write!(f, ", {r} B requested")?;
         }
         f.write_str(")")?;
-        if let Some(o) = self.offset {
+        if let (Some(o), ReportKind::InvalidFree) = (self.offset, self.kind) {
+            write!(f, ": {o} bytes into the block")?;
+        } else if let Some(o) = self.offset {
             write!(f, ": byte {o} is {:#04x}, expected {:#04x}", self.found, self.expected)?;
         } else if self.expected != self.found {
             write!(f, ": found {:#x}, expected {:#x}", self.found, self.expected)?;
