@@ -12,6 +12,11 @@ miri:
     bash scripts/setup.sh miri
     MIRIFLAGS="-Zmiri-strict-provenance" cargo +nightly miri test -p hakmem --lib
 
+# ThreadSanitizer with an instrumented std: hakmem's tests, the sanitizer stress tests and the
+# free-running fuzz target must be clean, and a Relaxed remote-free queue must be reported.
+tsan:
+    bash sanitizers/tsan.sh
+
 # Benchmark hakmem against the system allocator in one process (ratios; see bench/ for flags).
 bench *FLAGS:
     cargo run --release -q -p hakmem-bench -- {{FLAGS}}

@@ -35,6 +35,15 @@ ensure_miri() {
     cargo +nightly miri setup >/dev/null 2>&1 || cargo +nightly miri setup
 }
 
+ensure_sanitizers() {
+    # ASan/TSan/LSan jobs: nightly with rust-src, because they rebuild std instrumented
+    # (-Zbuild-std); the sanitizer runtimes themselves ship with rustc.
+    ensure_nightly rust-src
+    local t
+    t="$(rustc +nightly -vV | sed -n 's/^host: //p')"
+    [ "$t" = "x86_64-unknown-linux-gnu" ] || { echo "setup: sanitizer jobs expect an x86_64-unknown-linux-gnu host, not $t" >&2; exit 1; }
+}
+
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     for what in "${@:-just}"; do
         "ensure_$what"
