@@ -387,19 +387,22 @@ fn word1(secret: u64, base: usize, word0: u64, state: u64, class: usize, thread:
     canary(secret, base, covered, low) | low
 }
 
-/// Index of the first byte in `[p, p + len)` that is not `byte`.
+/// Filled copies of the two patterns, as long as the longest run to check (a whole slot), so a
+/// check is one `memcmp` (libc's is vectorised) rather than a byte loop.
+static POISON_RUN: [u8; crate::size_class::SMALL_MAX] = [POISON; crate::size_class::SMALL_MAX];
+static TAIL_RUN: [u8; crate::size_class::SMALL_MAX] = [TAIL; crate::size_class::SMALL_MAX];
+
+/// Index of the first byte in `[p, p + len)` that is not `byte` (POISON or TAIL).
 ///
 /// # Safety
-/// The range must be readable.
+/// The range must be readable and `len <= SMALL_MAX`.
 #[inline]
 unsafe fn first_mismatch(p: *const u8, len: usize, byte: u8) -> Option<usize> {
     // SAFETY: per the contract.
     let bytes = unsafe { core::slice::from_raw_parts(p, len) };
-    let word = u64::from_ne_bytes([byte; 8]);
-    let (words, rest) = bytes.as_chunks::<8>();
-    // One OR over every word, which the compiler vectorises; the exact byte only on failure.
-    let diff = words.iter().fold(0, |acc, w| acc | (u64::from_ne_bytes(*w) ^ word));
-    if diff == 0 && rest.iter().all(|&b| b == byte) {
+    let run = if byte == POISON { &POISON_RUN[..len] } else { &TAIL_RUN[..len] };
+    debug_assert!(byte == POISON || byte == TAIL);
+    if bytes == run {
         return None;
     }
     bytes.iter().position(|&b| b != byte)
@@ -421,6 +424,7 @@ unsafe fn header_report(at: Place, slot: usize, class: usize, size: usize, threa
             match meta_state(e.meta.load(Acquire)) {
                 ALLOCATED => {
                     let req = e.requested.load(Relaxed) as usize;
+                    let _open = crate::asan::Unpoisoned::block(at.base(prev, size).as_ptr(), size, user, req);
                     if let Some(o) = first_mismatch(user.add(req), usable - req, TAIL) {
                         return Report {
                             offset: Some(req + o),
@@ -432,6 +436,7 @@ unsafe fn header_report(at: Place, slot: usize, class: usize, size: usize, threa
                     }
                 }
                 FREE | REMOTE => {
+                    let _open = crate::asan::Unpoisoned::new(at.base(prev, size).as_ptr(), size);
                     if let Some(o) = first_mismatch(user, usable, POISON) {
                         return Report {
                             offset: Some(o),
@@ -567,6 +572,8 @@ pub(crate) unsafe fn slab_released(slab: *mut Slab) {
         let cs = at.state();
         let (class, size) = (local.class as usize, local.slot_size as usize);
         let carved = slot_index(local.bump.addr() - at.start, class);
+        // ASan builds: the carved slots are poisoned (all free); open them for the walk.
+        let _open = crate::asan::Unpoisoned::new(at.base(0, size).as_ptr(), local.bump.addr() - at.start);
         let mut n = 0;
         let mut cur = Some(first);
         while let Some(b) = cur {
@@ -671,6 +678,8 @@ pub(crate) unsafe fn fresh_slots(local: &SlabLocal, first: BasePtr, n: usize) {
         let cs = at.state();
         let (class, size) = (local.class as usize, local.slot_size as usize);
         let slot0 = slot_index(first.as_ptr().addr() - at.start, class);
+        // ASan builds: freshly carved slots are poisoned; open them to write headers and poison.
+        let _open = crate::asan::Unpoisoned::new(first.as_ptr(), n * size);
         for slot in slot0..slot0 + n {
             let b = at.base(slot, size);
             let e = at.entry(slot);
@@ -733,6 +742,9 @@ pub(crate) unsafe fn hand_out(slab: *mut Slab, b: BasePtr, size: usize, who: Ide
         let cs = at.state();
         let (class, slot_size) = (local.class as usize, local.slot_size as usize);
         let slot = slot_index(b.as_ptr().addr() - at.start, class);
+        // ASan builds: open the free slot to check and stamp it; poisoned whole again on return
+        // (the caller then opens the requested bytes).
+        let _open = crate::asan::Unpoisoned::new(b.as_ptr(), slot_size);
         let e = at.entry(slot);
         let m = e.meta.load(Acquire);
         if meta_state(m) != FREE {
@@ -875,6 +887,8 @@ pub(crate) unsafe fn before_free<P: Policy>(heap: &Heap<P>, p: *mut u8, token: u
     };
     // SAFETY: find_live proved the block live and its place.
     unsafe {
+        // ASan builds: open the slot to check and poison it; poisoned whole again on return.
+        let _open = crate::asan::Unpoisoned::new(at.base(slot, size).as_ptr(), size);
         if !verify_allocated(cs, at, slot, class, size, thread) {
             return None;
         }
@@ -909,7 +923,11 @@ pub(crate) unsafe fn requested_size<P: Policy>(heap: &Heap<P>, p: *mut u8, threa
         match find_live(heap, cs, p, thread, op)? {
             Live::Large(h) => Some((*h).map_size - (*h).user_offset),
             Live::Small { at, slot, class, size, .. } => {
-                verify_allocated(cs, at, slot, class, size, thread).then(|| at.entry(slot).requested.load(Relaxed) as usize)
+                // ASan builds: open the slot for the check, then back to its allocated state.
+                let req = at.entry(slot).requested.load(Relaxed) as usize;
+                let b = at.base(slot, size);
+                let _open = crate::asan::Unpoisoned::block(b.as_ptr(), size, b.to_user::<Checked>().as_ptr(), req);
+                verify_allocated(cs, at, slot, class, size, thread).then_some(req)
             }
         }
     }
