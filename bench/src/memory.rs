@@ -82,35 +82,59 @@ pub fn parse_child(stdout: &str) -> Option<Rss> {
     })
 }
 
-/// The parent side: re-executes this binary for `w` on `a` with `ops` operations and collects
-/// the child's figures; the child's own watchdog bounds it by `timeout_secs`.
+/// Child runs per cell: multi-thread workloads' live memory depends on scheduling (a descheduled
+/// thread's mailbox fills up), so one run can be far off; the median of three is stable.
+const RUNS: usize = 3;
+
+/// The parent side: re-executes this binary for `w` on `a` with `ops` operations [`RUNS`] times
+/// and keeps the run with the median peak; the child's own watchdog bounds each by `timeout_secs`.
 pub fn measure(
     w: &'static Workload,
     a: &'static Allocator,
     ops: u64,
     timeout_secs: u64,
 ) -> MemOutcome {
-    let rss = (|| {
-        let exe = std::env::current_exe().map_err(|e| format!("cannot find own binary: {e}"))?;
-        let out = Command::new(exe)
-            .args(["--rss-child", w.name, a.name, "--ops"])
-            .arg(ops.to_string())
-            .args(["--timeout", &timeout_secs.to_string()])
-            .stdin(Stdio::null())
-            .stderr(Stdio::inherit())
-            .output()
-            .map_err(|e| format!("cannot start child: {e}"))?;
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        if !out.status.success() {
-            return Err(format!("child {}", out.status));
+    let mut runs = Vec::with_capacity(RUNS);
+    for _ in 0..RUNS {
+        match measure_once(w, a, ops, timeout_secs) {
+            Ok(r) => runs.push(r),
+            Err(e) => {
+                return MemOutcome {
+                    workload: w.name,
+                    allocator: a.name,
+                    rss: Err(e),
+                }
+            }
         }
-        parse_child(&stdout).ok_or_else(|| "child printed no figures".to_string())
-    })();
+    }
+    runs.sort_by_key(|r| r.peak_kib);
     MemOutcome {
         workload: w.name,
         allocator: a.name,
-        rss,
+        rss: Ok(runs.swap_remove(RUNS / 2)),
     }
+}
+
+fn measure_once(
+    w: &'static Workload,
+    a: &'static Allocator,
+    ops: u64,
+    timeout_secs: u64,
+) -> Result<Rss, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find own binary: {e}"))?;
+    let out = Command::new(exe)
+        .args(["--rss-child", w.name, a.name, "--ops"])
+        .arg(ops.to_string())
+        .args(["--timeout", &timeout_secs.to_string()])
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot start child: {e}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(format!("child {}", out.status));
+    }
+    parse_child(&stdout).ok_or_else(|| "child printed no figures".to_string())
 }
 
 /// KiB to MiB for display.

@@ -400,8 +400,8 @@ pub fn markdown(info: &RunInfo, all: &[Outcome], mem: &[MemOutcome]) -> String {
             .min();
         let _ = writeln!(
             s,
-            "Each cell is a separate process that ran the workload once (the same operation \
-             count as one timed round). Peak is VmHWM; final is VmRSS after the workload freed \
+            "Each cell is the median (by peak) of three separate processes that each ran the \
+             workload once (the same operation count as one timed round). Peak is VmHWM; final is VmRSS after the workload freed \
              every block and its threads exited. Both include the process's baseline of about \
              {} MiB before the workload. In parentheses: the ratio to {mref} (<1 = less memory).\n",
             md_cell(base.map(memory::mib), 1)
