@@ -1,7 +1,8 @@
 # hakmem: every job a user or CI runs. `just --list` shows them.
 
-# Side-by-side benchmark, then a real program under the preload library (the README's main job).
-main: bench preload-demo
+# Main job (README): fuzz campaign, each target SECONDS under libFuzzer+ASan, then a summary table.
+main SECONDS="20":
+    bash scripts/fuzz.sh campaign {{SECONDS}}
 
 # The whole test suite: unit, quickcheck, stress, global allocator and LD_PRELOAD program tests.
 test:
@@ -42,3 +43,35 @@ preload-demo: preload
 # Run any command under the preload library, e.g. `just run-preloaded git status`.
 run-preloaded *CMD: preload
     LD_PRELOAD=$(pwd)/target/release/libhakmem.so {{CMD}}
+
+# Targets: deterministic, free_running, misuse. ARGS go to libFuzzer (e.g. -max_total_time=60).
+# Fuzz one TARGET under libFuzzer+ASan until stopped (new corpus entries in fuzz/corpus/TARGET).
+fuzz TARGET *ARGS:
+    bash scripts/fuzz.sh run {{TARGET}} {{ARGS}}
+
+# Fuzz one target under AFL++ for SECONDS.
+fuzz-afl TARGET SECONDS="60":
+    bash scripts/fuzz.sh afl {{TARGET}} {{SECONDS}}
+
+# Runs deterministically on the heap the input names; `--target misuse` for misuse inputs kept
+# outside a misuse directory.
+# Print fuzz inputs as readable programs, re-run them, print any failure or checked-mode report.
+replay +FILES:
+    cargo run -q --release -p hakmem-fuzz --bin replay -- {{FILES}}
+
+# Minimize a crashing input with cargo fuzz tmin, then print it as a program.
+tmin TARGET FILE:
+    bash scripts/fuzz.sh tmin {{TARGET}} {{FILE}}
+
+# Minimize a crashing input with afl-tmin, then print it as a program.
+afl-tmin TARGET FILE:
+    bash scripts/fuzz.sh afl-tmin {{TARGET}} {{FILE}}
+
+# Builds every target for both engines, runs each 30 s (libFuzzer) and 10 s (AFL++).
+# CI's fuzz job: build, run every target under both engines, replay seeds and regressions.
+fuzz-smoke:
+    bash scripts/fuzz.sh smoke
+
+# Rewrite corpora/<target>/ from the seed programs in fuzz/harness/src/seeds.rs.
+seed:
+    cargo run -q -p hakmem-fuzz --bin seed

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The main job: hakmem side by side with the system allocator, then a real program under the
-# LD_PRELOAD library with its statistics. Installs what it needs first.
+# The main job: a short fuzz campaign (every fuzz target under libFuzzer+ASan, then a summary
+# table). Installs what it needs first (just; nightly, cargo-fuzz: see scripts/fuzz.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 ensure_just
-exec just main
+exec just main "$@"

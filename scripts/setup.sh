@@ -44,6 +44,29 @@ ensure_sanitizers() {
     [ "$t" = "x86_64-unknown-linux-gnu" ] || { echo "setup: sanitizer jobs expect an x86_64-unknown-linux-gnu host, not $t" >&2; exit 1; }
 }
 
+ensure_cargo_fuzz() {
+    # libFuzzer targets: cargo-fuzz builds them with nightly's -Zsanitizer=address; llvm-tools is
+    # for `cargo fuzz coverage`, rust-src for builds with an instrumented std.
+    ensure_nightly rust-src llvm-tools
+    if ! cargo fuzz --version >/dev/null 2>&1; then
+        echo "setup: installing cargo-fuzz"
+        cargo install --locked cargo-fuzz
+    fi
+}
+
+ensure_afl() {
+    # AFL++ targets: cargo-afl builds AFL++ itself for the default toolchain when installed.
+    if ! cargo afl --version >/dev/null 2>&1; then
+        echo "setup: installing cargo-afl (and building AFL++)"
+        cargo install --locked cargo-afl
+    fi
+    # Built per toolchain; `config --build` refuses (harmlessly) when it is there already.
+    local out
+    if ! out="$(cargo afl config --build 2>&1)"; then
+        grep -q "already built" <<<"$out" || { echo "$out" >&2; return 1; }
+    fi
+}
+
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     for what in "${@:-just}"; do
         "ensure_$what"

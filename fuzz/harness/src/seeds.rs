@@ -128,7 +128,7 @@ pub fn plain() -> Vec<(&'static str, Program)> {
     // Eight threads in a ring: each frees its neighbour's blocks, some threads end midway.
     let mut b = Builder::new(8);
     let mut held: Vec<Vec<BlockId>> = vec![Vec::new(); 8];
-    for round in 0..3usize {
+    for round in 0..2usize {
         for t in 0..8u8 {
             for k in 0..3usize {
                 held[t as usize].push(b.alloc(t, 8 + (round * 97 + k * 301 + t as usize * 13) % 1024, 3));
@@ -159,14 +159,15 @@ pub fn plain() -> Vec<(&'static str, Program)> {
     }
     v.push(("edges", b.build()));
 
-    // Fill more than a slab of one class, free it all remotely, flush, and fill again.
+    // Fill more than two slabs of one class (64 KiB slabs of 3-4 KiB slots), free it all
+    // remotely, flush, and fill again.
     let mut b = Builder::new(2);
-    let xs: Vec<BlockId> = (0..200).map(|_| b.alloc(0, 512, 4)).collect();
+    let xs: Vec<BlockId> = (0..40).map(|_| b.alloc(0, 3000, 4)).collect();
     for &x in &xs {
         b.op(0, Op::RemoteFree { slot: x, by: 1 });
     }
     b.op(0, Op::Flush);
-    let ys: Vec<BlockId> = (0..140).map(|_| b.alloc(0, 500, 3)).collect();
+    let ys: Vec<BlockId> = (0..30).map(|_| b.alloc(0, 2900, 3)).collect();
     for &y in ys.iter().step_by(2) {
         b.op(0, Op::Free { slot: y });
     }
