@@ -375,6 +375,11 @@ pub unsafe fn malloc_usable_size<G: Global>(p: *mut u8) -> usize {
 
 /// Writes the global heap's statistics to stderr as one `hakmem:` line, allocating nothing.
 pub fn print_stats<G: Global>() {
+    write_stats::<G>(2);
+}
+
+/// Writes the global heap's statistics as one `hakmem:` line to file descriptor `fd`.
+pub fn write_stats<G: Global>(fd: i32) {
     use core::fmt::Write;
     struct Buf {
         b: [u8; 512],
@@ -408,5 +413,5 @@ pub fn print_stats<G: Global>() {
         G::NAME
     );
     // SAFETY: writing an initialised buffer to stderr.
-    unsafe { libc::write(2, out.b.as_ptr().cast(), out.n) };
+    unsafe { libc::write(fd, out.b.as_ptr().cast(), out.n) };
 }

@@ -123,8 +123,12 @@ pub unsafe extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
     unsafe { g::malloc_usable_size::<G>(p.cast()) }
 }
 
+/// A private copy of stderr for the statistics line: programs such as coreutils close fd 2 in
+/// their own exit handler, which runs before ours (it was registered later).
+static STATS_FD: core::sync::atomic::AtomicI32 = core::sync::atomic::AtomicI32::new(2);
+
 extern "C" fn print_stats_at_exit() {
-    g::print_stats::<G>();
+    g::write_stats::<G>(STATS_FD.load(core::sync::atomic::Ordering::Relaxed));
 }
 
 /// Runs when the library is loaded: arms `HAKMEM_STATS`.
@@ -133,6 +137,12 @@ extern "C" fn on_load() {
     let stats = unsafe { libc::getenv(c"HAKMEM_STATS".as_ptr()) };
     // SAFETY: a non-null result is a NUL-terminated string.
     if !stats.is_null() && unsafe { *stats } != 0 && unsafe { *stats } != b'0' as libc::c_char {
+        // SAFETY: duplicating a descriptor; close-on-exec keeps it out of child programs, and a
+        // high number keeps it out of the way of programs that expect low descriptors free.
+        let fd = unsafe { libc::fcntl(2, libc::F_DUPFD_CLOEXEC, 100) };
+        if fd >= 0 {
+            STATS_FD.store(fd, core::sync::atomic::Ordering::Relaxed);
+        }
         // SAFETY: registering a plain function.
         unsafe { libc::atexit(print_stats_at_exit) };
     }
