@@ -13,6 +13,15 @@ miri:
     bash scripts/setup.sh miri
     MIRIFLAGS="-Zmiri-strict-provenance" cargo +nightly miri test -p hakmem --lib
 
+# AddressSanitizer (LeakSanitizer included) with an instrumented std and hakmem poisoning its free
+# slots, headers and tails: all tests and fuzz targets clean, control tests reported.
+asan:
+    bash sanitizers/asan.sh
+
+# LeakSanitizer alone (no std rebuild): tests leak nothing, a deliberately leaked Box is reported.
+lsan:
+    bash sanitizers/lsan.sh
+
 # ThreadSanitizer with an instrumented std: hakmem's tests, the sanitizer stress tests and the
 # free-running fuzz target must be clean, and a Relaxed remote-free queue must be reported.
 tsan:

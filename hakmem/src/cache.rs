@@ -165,13 +165,18 @@ impl<P: Policy> CacheInner<P> {
     /// The cache owns `slab` and just took `b` from it.
     #[inline(always)]
     unsafe fn hand_out(&mut self, slab: *mut Slab, b: BasePtr, size: usize) -> *mut u8 {
-        if P::CHECKED {
+        let user = if P::CHECKED {
             let who = self.next_op();
             // SAFETY: forwarded.
             unsafe { check::hand_out(slab, b, size, who) }
         } else {
             b.to_user::<P>().as_ptr()
+        };
+        // ASan builds: the slot is poisoned whole (free); open exactly the requested bytes.
+        if crate::asan::ENABLED && !user.is_null() {
+            crate::asan::unpoison(user, size.max(1));
         }
+        user
     }
 
     fn alloc_generic(&mut self, size: usize, align: usize, zero: bool) -> *mut u8 {
@@ -201,7 +206,8 @@ impl<P: Policy> CacheInner<P> {
         };
         // A checked slot is never fresh: it held poison; and only the requested bytes are the
         // client's (the rest is tail canary).
-        if P::CHECKED && !user.is_null() {
+        // Under ASan, too, only the requested bytes are addressable.
+        if (P::CHECKED || crate::asan::ENABLED) && !user.is_null() {
             // SAFETY: the block is ours and has `size` client bytes.
             unsafe { ptr::write_bytes(user, 0, size) };
         } else if !fresh && !user.is_null() {
@@ -285,6 +291,7 @@ impl<P: Policy> CacheInner<P> {
             } else {
                 locate::<P>(p)
             };
+            asan_free::<P>(p, &block);
             match block {
                 Block::Small(slab, base) => {
                     if (*slab).owner.load(Relaxed) == self.token() {
@@ -372,10 +379,12 @@ impl<P: Policy> CacheInner<P> {
             let old = self.usable_size(p);
             let aligned = p.addr() & (align - 1) == 0;
             // Keep the block while the new size still uses at least half of it.
-            if aligned && new_size <= old && new_size >= old / 2 {
+            // (Under ASan, `old` is the requested size and a block always moves, so that the new
+            // one is poisoned to its new size.)
+            if !crate::asan::ENABLED && aligned && new_size <= old && new_size >= old / 2 {
                 return p;
             }
-            if aligned && new_size > old && old > SMALL_MAX && self.heap().grow_large(p, new_size) {
+            if !crate::asan::ENABLED && aligned && new_size > old && old > SMALL_MAX && self.heap().grow_large(p, new_size) {
                 return p;
             }
             let q = self.alloc(new_size, align);
@@ -398,7 +407,8 @@ impl<P: Policy> CacheInner<P> {
             let Some(old) = check::requested_size(self.heap(), p, self.id, "realloc of a freed block") else {
                 return ptr::null_mut();
             };
-            if old > SMALL_MAX && p.addr() & (align - 1) == 0 && new_size > SMALL_MAX && self.heap().grow_large(p, new_size) {
+            // (Not under ASan, where the grown bytes would still be poisoned: the block moves.)
+            if !crate::asan::ENABLED && old > SMALL_MAX && p.addr() & (align - 1) == 0 && new_size > SMALL_MAX && self.heap().grow_large(p, new_size) {
                 return p;
             }
             let q = self.alloc(new_size, align);
@@ -448,13 +458,31 @@ pub(crate) unsafe fn usable_size<P: Policy>(heap: &Heap<P>, p: *mut u8, thread: 
         return unsafe { check::requested_size(heap, p, thread, "size of a freed block") }.unwrap_or(0);
     }
     // SAFETY: forwarded contract.
-    unsafe {
+    let usable = unsafe {
         match locate::<P>(p) {
             Block::Small(slab, _) => usable::<P>((*slab).local.slot_size as usize),
             Block::Large => {
                 let h = heap.find_large(p);
                 (*h).map_size - (*h).user_offset
             }
+        }
+    };
+    // ASan builds: the requested size, the bytes the client may touch (as ASan's own malloc does).
+    crate::asan::accessible_len(p, usable)
+}
+
+/// ASan builds, release heaps: a free must find the block live, or it is a double free that
+/// ASan reports; the freed slot is poisoned whole. (Checked heaps do both in `check`.)
+///
+/// # Safety
+/// `block` is where `p` lies.
+#[inline(always)]
+unsafe fn asan_free<P: Policy>(p: *mut u8, block: &Block) {
+    if crate::asan::ENABLED && !P::CHECKED {
+        crate::asan::check_live(p);
+        if let &Block::Small(slab, base) = block {
+            // SAFETY: the slot size is fixed while the slab holds a live block.
+            crate::asan::poison(base.as_ptr(), unsafe { (*slab).local.slot_size } as usize);
         }
     }
 }
@@ -476,6 +504,7 @@ pub(crate) unsafe fn free_unowned<P: Policy>(heap: &Heap<P>, p: *mut u8) {
         } else {
             locate::<P>(p)
         };
+        asan_free::<P>(p, &block);
         match block {
             Block::Small(slab, base) => (*slab).remote.push::<P>(base),
             Block::Large => heap.free_large(p),

@@ -921,7 +921,8 @@ pub(crate) unsafe fn requested_size<P: Policy>(heap: &Heap<P>, p: *mut u8, threa
     // SAFETY: find_live proved the block live.
     unsafe {
         match find_live(heap, cs, p, thread, op)? {
-            Live::Large(h) => Some((*h).map_size - (*h).user_offset),
+            // (Under ASan, only the requested bytes: the rest of the mapping is poisoned.)
+            Live::Large(h) => Some(crate::asan::accessible_len(p, (*h).map_size - (*h).user_offset)),
             Live::Small { at, slot, class, size, .. } => {
                 // ASan builds: open the slot for the check, then back to its allocated state.
                 let req = at.entry(slot).requested.load(Relaxed) as usize;

@@ -310,6 +310,8 @@ impl<P: Policy> Heap<P> {
                 let zero = (*r).dirty & (1 << i) == 0;
                 (*r).dirty |= 1 << i;
                 (*slab).local.assign(class, CLASS_SIZES[class], start, limit, zero);
+                // ASan builds: uncarved slab space is off limits until slots are handed out.
+                crate::asan::poison(start, limit.addr() - start.addr());
                 if P::CHECKED {
                     check::slab_assigned(r, i, class, CLASS_SIZES[class]);
                 }
@@ -489,6 +491,8 @@ impl<P: Policy> Heap<P> {
         if base.is_null() {
             return null_mut();
         }
+        // ASan builds: only the requested bytes (and the header) are addressable.
+        crate::asan::large_allocated(base, map_size, base.wrapping_add(offset), size);
         let hdr = base.cast::<RegionHeader>();
         // SAFETY: the mapping is ours, aligned, and at least `total` bytes long.
         unsafe {
@@ -561,6 +565,7 @@ impl<P: Policy> Heap<P> {
             }
             let size = (*h).map_size;
             if (*h).map_align == REGION_SIZE && size <= LARGE_CACHE_BLOCK && st.large_cached_bytes + size <= LARGE_CACHE_BYTES {
+                crate::asan::large_freed(h.cast(), size);
                 st.large_cache.push_front(h);
                 st.large_cached_bytes += size;
                 return;

@@ -127,6 +127,8 @@ impl BasePtr {
     /// for checked slots, the slot must lie in a live region.
     #[inline(always)]
     pub unsafe fn link<P: Policy>(self) -> Option<BasePtr> {
+        // ASan builds: a free slot is poisoned; open its link word for this read only.
+        let _open = crate::asan::Unpoisoned::word(self.as_ptr());
         // SAFETY: a free slot is at least 8 bytes and 8-aligned; its first word is the link.
         unsafe {
             if !P::CHECKED {
@@ -146,6 +148,8 @@ impl BasePtr {
     /// slot must lie in a live region.
     #[inline(always)]
     pub unsafe fn set_link<P: Policy>(self, next: Option<BasePtr>) {
+        // ASan builds: as in `link`.
+        let _open = crate::asan::Unpoisoned::word(self.as_ptr());
         // SAFETY: as for `link`.
         unsafe {
             if !P::CHECKED {

@@ -12,6 +12,7 @@
 //! thread if you like), drop it and every byte goes back to the OS. [`HakMem`] is the process-wide
 //! allocator for `#[global_allocator]`; the `hakmem-preload` crate exports it as C malloc.
 
+pub mod asan;
 pub mod cache;
 pub mod check;
 pub mod global;

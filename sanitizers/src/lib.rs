@@ -12,15 +12,23 @@ use std::process::{Command, Output};
 /// Environment variable that selects the child case to run in a re-executed test binary.
 pub const CHILD_ENV: &str = "HAKMEM_SANITIZER_CHILD";
 
-/// The sanitizer this build was compiled with, from the `--cfg` the sanitizer recipes set.
+/// The sanitizer this build was compiled with, from the `--cfg` the sanitizer recipes set
+/// (`asan`, `tsan`, or `lsan` for LeakSanitizer alone).
 pub fn sanitizer() -> &'static str {
     if cfg!(asan) {
         "asan"
     } else if cfg!(tsan) {
         "tsan"
+    } else if cfg!(lsan) {
+        "lsan"
     } else {
         "none"
     }
+}
+
+/// True when LeakSanitizer checks this process at exit (ASan includes it on x86_64 Linux).
+pub fn leak_checked() -> bool {
+    cfg!(asan) || cfg!(lsan)
 }
 
 /// True when this process was started as the child for `case`.

@@ -1,0 +1,215 @@
+//! AddressSanitizer hooks: in ASan builds (`RUSTFLAGS="-Zsanitizer=address --cfg asan"`, see
+//! `just asan`) hakmem tells ASan which of its bytes the client may touch. Everything here is an
+//! empty inline function otherwise, so no other build pays for it.
+//!
+//! ASan cannot see inside a custom allocator: to it, hakmem's regions are plain mapped memory.
+//! So hakmem poisons what the client must not touch and unpoisons exactly the requested bytes of
+//! each block it hands out:
+//! - a free slot, whole (free list, remote queue, checked headers, poison pattern);
+//! - the tail of an allocated slot beyond the requested size (checked tail canaries included);
+//! - a checked slot's header (16 bytes in front of the client's);
+//! - uncarved slab space, and the slack after a slab's last whole slot;
+//! - the tail of a large block beyond the requested size, and the unused part of its first page
+//!   between the block header and the client pointer.
+//!
+//! A client overflow, underflow or use after free in hakmem memory then gets ASan's own report
+//! (`use-after-poison`, with the stack of the access). A double free of a release slot is caught
+//! by the free hook ([`check_live`]), which finds the block's first byte poisoned.
+//!
+//! The allocator's own accesses to poisoned memory unpoison around themselves, in few places:
+//! the free-list link ([`crate::layout::BasePtr::link`]/`set_link`, with [`Unpoisoned::word`]),
+//! and the checked mode's hooks in `check.rs`, which open one [`Unpoisoned`] over the slots they
+//! read or write. The hand-out and free hooks in `cache.rs` set a block's final state.
+//!
+//! Shadow granularity is 8 bytes. Every slot starts 8-aligned and is a multiple of 8 long, so two
+//! slots never share a granule, and "poison the span, then unpoison the client's bytes" is exact
+//! to the byte (ASan records a partly addressable last granule).
+
+#[cfg(asan)]
+mod ffi {
+    use core::ffi::c_void;
+    extern "C" {
+        pub fn __asan_poison_memory_region(addr: *const c_void, size: usize);
+        pub fn __asan_unpoison_memory_region(addr: *const c_void, size: usize);
+        pub fn __asan_address_is_poisoned(addr: *const c_void) -> i32;
+        pub fn __asan_region_is_poisoned(beg: *mut c_void, size: usize) -> *mut c_void;
+        pub fn __asan_report_load1(addr: *mut c_void);
+    }
+}
+
+/// True in ASan builds, where the hooks below do something.
+pub const ENABLED: bool = cfg!(asan);
+
+/// Marks `[p, p + len)` as off limits to the client.
+#[inline(always)]
+pub fn poison(p: *mut u8, len: usize) {
+    #[cfg(asan)]
+    // SAFETY: the shadow of any address the process maps can be written; hakmem only passes its own.
+    unsafe {
+        ffi::__asan_poison_memory_region(p.cast(), len)
+    };
+    let _ = (p, len);
+}
+
+/// Marks `[p, p + len)` as usable.
+#[inline(always)]
+pub fn unpoison(p: *mut u8, len: usize) {
+    #[cfg(asan)]
+    // SAFETY: as for `poison`.
+    unsafe {
+        ffi::__asan_unpoison_memory_region(p.cast(), len)
+    };
+    let _ = (p, len);
+}
+
+/// True if the byte at `p` is poisoned (always false outside ASan builds).
+#[inline(always)]
+pub fn is_poisoned(p: *mut u8) -> bool {
+    #[cfg(asan)]
+    // SAFETY: reads only the shadow.
+    return unsafe { ffi::__asan_address_is_poisoned(p.cast()) != 0 };
+    #[cfg(not(asan))]
+    {
+        let _ = p;
+        false
+    }
+}
+
+/// A block's final state on allocation: the whole `[span, span + span_len)` poisoned except the
+/// `size` requested bytes at `user`. A zero-byte request keeps one byte, so that the free hook can
+/// tell a live block from a freed one.
+#[inline(always)]
+pub fn allocated(span: *mut u8, span_len: usize, user: *mut u8, size: usize) {
+    poison(span, span_len);
+    unpoison(user, size.max(1));
+}
+
+/// How many bytes from `p` (at most `max`) the client may use: the requested size of a live block
+/// in an ASan build; `max` otherwise.
+#[inline(always)]
+pub fn accessible_len(p: *mut u8, max: usize) -> usize {
+    #[cfg(asan)]
+    // SAFETY: reads only the shadow of the block's own range.
+    unsafe {
+        let bad = ffi::__asan_region_is_poisoned(p.cast(), max);
+        if !bad.is_null() {
+            return bad.cast::<u8>().addr() - p.addr();
+        }
+    }
+    let _ = p;
+    max
+}
+
+/// The free hook's check of a release-mode slab block: a live block's first byte is addressable
+/// (see [`allocated`]); a freed one's is poisoned. A free of a poisoned pointer is a double free
+/// (or a free of something never handed out): ASan reports it with the stack of the free.
+#[inline(always)]
+pub fn check_live(p: *mut u8) {
+    if is_poisoned(p) {
+        bad_free(p);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn bad_free(p: *mut u8) {
+    let msg = b"hakmem: double free (or free of a block that is not live): its first byte is poisoned; ASan's report follows\n";
+    // SAFETY: writes a static buffer to stderr, allocating nothing.
+    unsafe { libc::write(2, msg.as_ptr().cast(), msg.len()) };
+    #[cfg(asan)]
+    // SAFETY: reports the access and (with ASan's default halt_on_error) aborts.
+    unsafe {
+        ffi::__asan_report_load1(p.cast())
+    };
+    let _ = p;
+}
+
+/// While alive, `[p, p + len)` is unpoisoned for the allocator's own access; dropping it poisons
+/// the range again, except for the client's bytes of a live block ([`Unpoisoned::block`]) and
+/// for a link word that was not poisoned ([`Unpoisoned::word`]).
+#[must_use]
+pub struct Unpoisoned {
+    #[cfg(asan)]
+    p: *mut u8,
+    #[cfg(asan)]
+    len: usize,
+    #[cfg(asan)]
+    user: *mut u8,
+    #[cfg(asan)]
+    size: usize,
+}
+
+impl Unpoisoned {
+    /// Opens `[p, p + len)` (a free slot, or slots): poisoned whole again on drop.
+    #[inline(always)]
+    pub fn new(p: *mut u8, len: usize) -> Self {
+        Self::block(p, len, core::ptr::null_mut(), 0)
+    }
+
+    /// Opens the slot `[p, p + len)` of a live block whose client has `size` bytes at `user`;
+    /// on drop the slot is back to [`allocated`]'s state (a null `user`: poisoned whole).
+    #[inline(always)]
+    pub fn block(p: *mut u8, len: usize, user: *mut u8, size: usize) -> Self {
+        unpoison(p, len);
+        let _ = (p, len, user, size);
+        Unpoisoned {
+            #[cfg(asan)]
+            p,
+            #[cfg(asan)]
+            len,
+            #[cfg(asan)]
+            user,
+            #[cfg(asan)]
+            size,
+        }
+    }
+
+    /// Opens the 8-byte word at `p` (a free-list link) if it is poisoned, and closes it again on
+    /// drop only in that case: links also live in plain memory (unit tests, stack buffers),
+    /// which must be left as found.
+    #[inline(always)]
+    pub fn word(p: *mut u8) -> Self {
+        let len = if is_poisoned(p) { 8 } else { 0 };
+        Self::new(p, len)
+    }
+}
+
+impl Drop for Unpoisoned {
+    #[inline(always)]
+    fn drop(&mut self) {
+        #[cfg(asan)]
+        if self.len != 0 {
+            poison(self.p, self.len);
+            if !self.user.is_null() {
+                unpoison(self.user, self.size.max(1));
+            }
+        }
+    }
+}
+
+/// A large block's span that ASan guards: everything after its header, up to the mapping's end.
+#[inline(always)]
+fn large_span(base: *mut u8, map_size: usize) -> (*mut u8, usize) {
+    let hdr = (core::mem::size_of::<crate::region::RegionHeader>() + 7) & !7;
+    // SAFETY: the header is far smaller than the page a large mapping starts with.
+    (unsafe { base.add(hdr) }, map_size - hdr)
+}
+
+/// A large block at `user` with `size` requested bytes in the mapping `[base, base + map_size)`:
+/// only the requested bytes and the header are addressable.
+#[inline(always)]
+pub fn large_allocated(base: *mut u8, map_size: usize, user: *mut u8, size: usize) {
+    if ENABLED {
+        let (p, len) = large_span(base, map_size);
+        allocated(p, len, user, size);
+    }
+}
+
+/// A large mapping kept for reuse after its block was freed: all but its header poisoned.
+#[inline(always)]
+pub fn large_freed(base: *mut u8, map_size: usize) {
+    if ENABLED {
+        let (p, len) = large_span(base, map_size);
+        poison(p, len);
+    }
+}
