@@ -150,7 +150,8 @@ tmin)
     log="$LOGS/tmin-$1.log"
     mkdir -p "$LOGS"
     (cd fuzz && cargo +nightly fuzz tmin "$1" "$file") >"$log" 2>&1 || true
-    min="$(grep -o 'Minimized artifact:.*' "$log" | awk '{print $NF}' | tail -1)"
+    # cargo fuzz prints the path on the first non-empty line after "Minimized artifact:".
+    min="$(awk '/Minimized artifact:/ { found = 1; next } found && NF { print $NF; exit }' "$log")"
     [ -n "$min" ] || { tail -20 "$log"; die "tmin failed (log: $log)"; }
     [ -f "fuzz/$min" ] && min="fuzz/$min"
     echo "minimized: $min ($(wc -c <"$min") bytes; was $(wc -c <"$file"))"
