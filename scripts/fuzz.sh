@@ -57,7 +57,7 @@ libfuzzer_row() {
         "${LIBFUZZER_ARGS[@]}" -max_total_time="$secs" -artifact_prefix="artifacts/$t/") >"$log" 2>&1 || rc=$?
     # The last status line (#N ... cov: C ft: F corp: N/SIZE ... exec/s: E ...) and final stats.
     local row
-    row="$(awk -v t="$t" -v rc="$rc" '
+    row="$(awk -v t="$t" -v rc="$rc" -v logf="$log" '
         / cov: / { for (i = 1; i <= NF; i++) { if ($i == "cov:") cov = $(i+1); if ($i == "ft:") ft = $(i+1);
                    if ($i == "corp:") corp = $(i+1); if ($i == "exec/s:") eps = $(i+1) }
                    n = substr($1, 2) }
@@ -65,7 +65,7 @@ libfuzzer_row() {
         /^stat::average_exec_per_sec:/ { eps = $2 }
         /^stat::new_units_added:/ { added = $2 }
         /Test unit written to/ { crash = $NF; crashes++ }
-        END { if (crashes == "" && rc != 0) crashes = "FAILED(" rc ")"; else if (crashes == "") crashes = 0
+        END { if (crashes == "" && rc != 0) { crashes = "FAILED(" rc ")"; crash = logf } else if (crashes == "") crashes = 0
               printf "%s|libFuzzer+ASan|%s|%s|%s|%s|%s|%s|%s|%s\n", t, n, eps, cov, ft, corp, added == "" ? "-" : added, crashes, crash }' "$log")"
     ROWS+=("$row")
 }
@@ -75,10 +75,11 @@ afl_row() {
     local t="$1" secs="$2" in="fuzz/afl/in/$1" out="fuzz/afl/out/$1" log="$LOGS/afl-$1.log" rc=0
     # A fresh copy of the seeds: afl-fuzz hard-links its inputs into its queue.
     rm -rf "$in" "$out"
-    mkdir -p "$in" "$LOGS"
+    mkdir -p "$in" "$LOGS" "$(dirname "$out")"
     cp "corpora/$t"/* "$in/"
     echo "== AFL++: $t for ${secs}s (log: ${log#"$ROOT"/})"
-    cargo afl fuzz -i "$in" -o "$out" -V "$secs" -t 10000 "fuzz/afl/target/release/$t" >"$log" 2>&1 || rc=$?
+    # The AFL++ build has no ASan, and afl-fuzz refuses ASAN_OPTIONS without abort_on_error.
+    env -u ASAN_OPTIONS cargo afl fuzz -i "$in" -o "$out" -V "$secs" -t 10000 "fuzz/afl/target/release/$t" >"$log" 2>&1 || rc=$?
     local stats="$out/default/fuzzer_stats" crashes first
     [ -f "$stats" ] || { ROWS+=("$t|AFL++|-|-|-|-|-|-|FAILED($rc)|$log"); return; }
     crashes="$(find "$out/default/crashes" -name 'id:*' 2>/dev/null | wc -l)"
@@ -103,6 +104,11 @@ summary() {
         IFS='|' read -r t e n eps cov ft corp added crashes file <<<"$r"
         [ "$crashes" = 0 ] && continue
         failed=1
+        if [[ "$crashes" == FAILED* ]]; then
+            echo
+            echo "$t ($e) did not run to the end: see $file"
+            continue
+        fi
         echo
         echo "CRASH in $t ($e): ${file:-see the log}"
         [ -n "$file" ] && [ -f "fuzz/$file" ] && file="fuzz/$file"
