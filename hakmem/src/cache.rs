@@ -25,6 +25,8 @@ use core::sync::atomic::Ordering::Relaxed;
 /// Slabs of a class inspected for free room before asking the heap for another, bounding the
 /// slow path when a cache holds many full slabs.
 const SCAN_LIMIT: usize = 16;
+/// Remote frees to one slab gathered into a chain before it is queued with one atomic operation.
+const PENDING_MAX: u32 = 32;
 
 /// The state behind a [`ThreadCache`], at a stable address inside the heap's arena; its address
 /// is its owner token.
@@ -41,6 +43,13 @@ pub struct CacheInner<P: Policy> {
     id: u32,
     /// Operations this cache has done (checked mode numbers them for reports).
     seq: u64,
+    /// Remote frees not yet queued: a chain of slots of `pending`, linked from `pending_first`
+    /// to `pending_last`. Consecutive frees into one foreign slab (a consumer freeing what a
+    /// producer allocated) then cost one CAS per chain instead of one per block.
+    pending: *mut Slab,
+    pending_first: *mut u8,
+    pending_last: *mut u8,
+    pending_n: u32,
 }
 
 /// What a cache occupies in the heap's arena. The empty slab sits beside the cache rather than
@@ -70,6 +79,10 @@ impl<P: Policy> CacheInner<P> {
                 heap,
                 id: heap.new_cache_id(),
                 seq: 0,
+                pending: null_mut(),
+                pending_first: null_mut(),
+                pending_last: null_mut(),
+                pending_n: 0,
             });
             &raw mut (*slot).inner
         }
@@ -301,12 +314,56 @@ impl<P: Policy> CacheInner<P> {
                             self.retire(slab);
                         }
                     } else {
-                        (*slab).remote.push::<P>(base);
+                        self.free_remote(slab, base);
                     }
                 }
                 Block::Large => self.heap().free_large(p),
             }
         }
+    }
+
+    /// Frees a slot of a slab another cache owns: onto the pending chain if it is for the same
+    /// slab as the chain, else the chain is queued and a new one starts.
+    ///
+    /// # Safety
+    /// `base` is a slot of `slab` that the caller gives up; this cache does not own `slab`.
+    #[inline(always)]
+    unsafe fn free_remote(&mut self, slab: *mut Slab, base: BasePtr) {
+        // SAFETY: the slot is ours until queued; a pending chain holds only given-up slots of
+        // `pending`, whose `used` count keeps it (and its region) alive until they are queued.
+        unsafe {
+            if slab == self.pending {
+                base.set_link::<P>(BasePtr::from_raw(self.pending_first));
+                self.pending_first = base.as_ptr();
+                self.pending_n += 1;
+                if self.pending_n >= PENDING_MAX {
+                    self.flush_pending();
+                }
+            } else {
+                self.flush_pending();
+                self.pending = slab;
+                self.pending_first = base.as_ptr();
+                self.pending_last = base.as_ptr();
+                self.pending_n = 1;
+            }
+        }
+    }
+
+    /// Queues the pending chain of remote frees on its slab.
+    #[inline]
+    fn flush_pending(&mut self) {
+        if self.pending.is_null() {
+            return;
+        }
+        // SAFETY: the chain is non-empty (first and last set together) and made of given-up slots
+        // of `pending`, linked with policy P.
+        unsafe {
+            let first = BasePtr::new_unchecked(self.pending_first);
+            let last = BasePtr::new_unchecked(self.pending_last);
+            (*self.pending).remote.push_chain::<P>(first, last);
+        }
+        self.pending = null_mut();
+        self.pending_n = 0;
     }
 
     /// A slab of this cache became entirely free: give it back unless it is the current one,
@@ -327,6 +384,7 @@ impl<P: Policy> CacheInner<P> {
     /// Returns what the cache holds without use: collects remote frees, pools every slab that is
     /// entirely free. With `all`, also abandons slabs that still have live slots.
     pub fn release_slabs(&mut self, all: bool) {
+        self.flush_pending();
         let empty = self.empty_slab();
         for class in 0..NUM_CLASSES {
             let current = core::mem::replace(&mut self.bins[class], empty);

@@ -232,12 +232,24 @@ impl RemoteQueue {
     /// `b` must be a handed-out slot of the slab this queue belongs to; the caller gives it up.
     #[inline]
     pub unsafe fn push<P: Policy>(&self, b: BasePtr) {
+        // SAFETY: forwarded; a single slot is a chain from itself to itself.
+        unsafe { self.push_chain::<P>(b, b) }
+    }
+
+    /// Queues a chain of slots linked from `first` to `last` (whose link is overwritten) with one
+    /// atomic operation.
+    ///
+    /// # Safety
+    /// Every slot of the chain must be a handed-out slot of this queue's slab that the caller
+    /// gives up, linked with policy `P`.
+    #[inline]
+    pub unsafe fn push_chain<P: Policy>(&self, first: BasePtr, last: BasePtr) {
         let mut head = self.head.load(Ordering::Relaxed);
         loop {
-            // SAFETY: the slot is ours until the CAS publishes it.
-            unsafe { b.set_link::<P>(BasePtr::from_raw(head)) };
-            // Release: the link written above must be visible to the owner's acquiring swap.
-            match self.head.compare_exchange_weak(head, b.as_ptr(), PUSH_ORDER, Ordering::Relaxed) {
+            // SAFETY: the slots are ours until the CAS publishes them.
+            unsafe { last.set_link::<P>(BasePtr::from_raw(head)) };
+            // Release: every link of the chain must be visible to the owner's acquiring swap.
+            match self.head.compare_exchange_weak(head, first.as_ptr(), PUSH_ORDER, Ordering::Relaxed) {
                 Ok(_) => return,
                 Err(h) => head = h,
             }
