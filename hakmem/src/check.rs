@@ -515,6 +515,47 @@ pub(crate) unsafe fn region_dropped(r: *mut SmallRegion) {
     }
 }
 
+/// Forgets every slot of a region whose heap is being reset: each slab's entries back to
+/// "never allocated" (only the carved ones were ever written) and no geometry.
+///
+/// # Safety
+/// `r` is a live checked region of a heap with no cache; called before its header is re-made.
+pub(crate) unsafe fn region_reset(r: *mut SmallRegion) {
+    // SAFETY: per the contract.
+    unsafe {
+        for slab in 0..SLABS_PER_REGION {
+            let at = Place { region: r, slab, start: SmallRegion::slab_span(r, slab).0.addr() };
+            if let Some((class, _)) = at.geometry() {
+                let bump = (*r).slabs[slab].local.bump.addr();
+                let carved = if bump > at.start { slot_index(bump - at.start, class) } else { 0 };
+                for s in 0..carved.min(SLOTS_PER_SLAB) {
+                    let e = at.entry(s);
+                    e.meta.store(NEVER, Relaxed);
+                    e.alloc_seq.store(0, Relaxed);
+                    e.free_seq.store(0, Relaxed);
+                }
+                at.shadow().geometry[slab].store(0, Relaxed);
+            }
+        }
+    }
+}
+
+/// A reset heap's check state: no regions but `keep` (if any), operation numbers from the start,
+/// no recorded reports. The secret and the capture setting stay.
+///
+/// # Safety
+/// The heap has no cache; `keep` is its one remaining region or null.
+pub(crate) unsafe fn state_reset(cs: &CheckState, keep: *mut SmallRegion) {
+    // SAFETY: no other thread can reach the heap (it has no cache and is borrowed mutably), and
+    // zero bytes are EMPTY atomics; one memset beats 8192 stores.
+    unsafe { core::ptr::write_bytes(cs.table.as_ptr().cast_mut(), 0, TABLE_LEN) };
+    if !keep.is_null() {
+        cs.register(keep.addr(), TAG_SMALL);
+    }
+    cs.seq.store(1, Relaxed);
+    cs.take();
+}
+
 /// The first slot of a slab that is allocated or queued, and its state.
 ///
 /// # Safety

@@ -193,6 +193,82 @@ impl<P: Policy> Heap<P> {
         self.next_cache_id.fetch_add(1, Relaxed)
     }
 
+    /// Frees every block and returns the heap to the state of a new one, except that it keeps
+    /// one small region, its metadata and the cache arena mapped for reuse. For callers that run
+    /// many short programs, such as the fuzz harness: a new `Heap` per program costs more in
+    /// mmap, munmap and page faults than the program itself. Blocks still live become invalid.
+    /// (Slabs the last program used stay dirty, so calloc zeroes them like any reused slab.)
+    pub fn reset(&mut self) {
+        assert_eq!(self.stats.caches.load(Relaxed), 0, "hakmem: reset of a heap with live caches");
+        let st = self.state.get_mut();
+        // SAFETY: no cache exists (`&mut self` and the count say so), so no block or slab is in
+        // use; each mapping is unmapped once, after being unlinked.
+        unsafe {
+            for list in [&mut st.large, &mut st.large_cache] {
+                loop {
+                    let h = list.pop_front();
+                    if h.is_null() {
+                        break;
+                    }
+                    self.stats.mapped.fetch_sub((*h).map_size, Relaxed);
+                    os::unmap(h.cast(), (*h).map_size, (*h).map_align);
+                }
+            }
+            let keep = st.regions.pop_front();
+            loop {
+                let r = st.regions.pop_front();
+                if r.is_null() {
+                    break;
+                }
+                if P::CHECKED {
+                    check::region_dropped(r);
+                }
+                self.stats.mapped.fetch_sub(REGION_SIZE, Relaxed);
+                os::unmap(r.cast(), REGION_SIZE, REGION_SIZE);
+            }
+            st.large_cached_bytes = 0;
+            st.avail = List::new();
+            st.abandoned = [const { List::new() }; NUM_CLASSES];
+            st.empty_regions = 0;
+            st.dirty_pooled = 0;
+            if !keep.is_null() {
+                if P::CHECKED {
+                    check::region_reset(keep);
+                }
+                let (dirty, shadow, checks, key) = ((*keep).dirty, (*keep).shadow, (*keep).hdr.checks, (*keep).hdr.link_key);
+                SmallRegion::init(keep.cast());
+                (*keep).dirty = dirty;
+                (*keep).shadow = shadow;
+                (*keep).hdr.checks = checks;
+                (*keep).hdr.link_key = key;
+                st.regions.push_back(keep);
+                st.avail.push_back(keep);
+                st.empty_regions = 1;
+                st.dirty_pooled = dirty.count_ones() as usize;
+            }
+            // The arena's free list in its canonical order, so caches land where they would in a
+            // new heap with these chunks and a program replays the same whatever ran before it.
+            st.arena_free = null_mut();
+            let mut c = st.arena_chunks;
+            while !c.is_null() {
+                for i in (1..ARENA_CHUNK / CACHE_SLOT).rev() {
+                    let slot = c.add(i * CACHE_SLOT);
+                    slot.cast::<*mut u8>().write(st.arena_free);
+                    st.arena_free = slot;
+                }
+                c = c.cast::<*mut u8>().read();
+            }
+            let cs = *self.checks.get_mut();
+            if P::CHECKED && !cs.is_null() {
+                check::state_reset(&*cs, keep);
+            }
+        }
+        self.next_cache_id.store(1, Relaxed);
+        self.stats.large_allocs.store(0, Relaxed);
+        self.stats.purges.store(0, Relaxed);
+        self.stats.peak_mapped.store(self.stats.mapped.load(Relaxed), Relaxed);
+    }
+
     /// Current bookkeeping figures.
     pub fn stats(&self) -> HeapStats {
         let st = self.state.lock();

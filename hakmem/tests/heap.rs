@@ -216,3 +216,73 @@ fn an_empty_block_with_region_alignment_lies_inside_its_mapping() {
         c.free(after);
     }
 }
+
+/// The addresses a short program gets from a heap, freeing as it goes.
+fn program_addresses<P: hakmem::Policy>(heap: &Heap<P>) -> Vec<usize> {
+    let mut a = heap.cache();
+    let mut b = heap.cache();
+    let mut out = Vec::new();
+    let mut live = Vec::new();
+    for i in 0..300usize {
+        let c = if i % 3 == 0 { &mut b } else { &mut a };
+        let p = c.alloc(8 + i * 13 % 2000, 8);
+        unsafe { p.write_bytes(7, 8) };
+        out.push(p.addr());
+        live.push(p);
+        if i % 4 == 0 {
+            let q = live.swap_remove(i * 7 % live.len());
+            unsafe { b.free(q) };
+        }
+    }
+    let big = a.alloc(300_000, 8);
+    out.push(big.addr());
+    unsafe { a.free(big) };
+    for q in live {
+        unsafe { a.free(q) };
+    }
+    out
+}
+
+#[test]
+fn a_reset_heap_replays_a_program_exactly_and_keeps_one_region() {
+    let mut heap: Heap = Heap::new();
+    let first = program_addresses(&heap);
+    heap.reset();
+    let s = heap.stats();
+    assert_eq!((s.small_regions, s.large_blocks, s.caches, s.abandoned_slabs), (1, 0, 0, 0));
+    let second = program_addresses(&heap);
+    heap.reset();
+    let third = program_addresses(&heap);
+    assert_eq!(second, third, "a reset heap must replay a program the same way every time");
+    assert_eq!(first.len(), second.len());
+}
+
+#[test]
+fn a_reset_checked_heap_forgets_old_blocks_and_still_checks() {
+    use hakmem::{Checked, ReportKind};
+    let mut heap: Heap<Checked> = Heap::new();
+    heap.capture_reports();
+    let stale = {
+        let mut c = heap.cache();
+        let p = c.alloc(40, 8);
+        unsafe {
+            c.free(p);
+            c.free(p);
+        }
+        p
+    };
+    assert_eq!(heap.take_reports().len(), 1);
+    heap.reset();
+    assert_eq!(heap.take_reports(), vec![]);
+    let mut c = heap.cache();
+    assert_eq!(c.id(), 1, "cache ids start over");
+    unsafe { c.free(stale) };
+    let r = heap.take_reports();
+    assert_eq!((r.len(), r[0].kind), (1, ReportKind::InvalidFree), "{r:#?}");
+    let p = c.alloc(40, 8);
+    unsafe {
+        c.free(p);
+        c.free(p);
+    }
+    assert_eq!(heap.take_reports()[0].kind, ReportKind::DoubleFree);
+}
