@@ -66,7 +66,7 @@ fuzz-afl TARGET SECONDS="60":
 # outside a misuse directory.
 # Print fuzz inputs as readable programs, re-run them, print any failure or checked-mode report.
 replay +FILES:
-    cargo run -q --release -p hakmem-fuzz --bin replay -- {{FILES}}
+    @cargo run -q --release -p hakmem-fuzz --bin replay -- {{FILES}}
 
 # Minimize a crashing input with cargo fuzz tmin, then print it as a program.
 tmin TARGET FILE:

@@ -24,7 +24,7 @@ LOGS="$ROOT/fuzz/logs"
 # Stack-use-after-return detection costs a fake stack frame per call and guards nothing the
 # harness does; hangs (a deadlocked heap lock) should fail within seconds, not libFuzzer's 20 min.
 export ASAN_OPTIONS="detect_stack_use_after_return=0:${ASAN_OPTIONS:-}"
-LIBFUZZER_ARGS=(-timeout=10 -print_final_stats=1)
+LIBFUZZER_ARGS=(-timeout=10 -print_final_stats=1 -dict="$ROOT/corpora/hakmem.dict")
 # AFL++ on a machine it does not own: no CPU governor or core_pattern changes, no UI.
 export AFL_NO_UI=1 AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1
 
@@ -79,7 +79,8 @@ afl_row() {
     cp "corpora/$t"/* "$in/"
     echo "== AFL++: $t for ${secs}s (log: ${log#"$ROOT"/})"
     # The AFL++ build has no ASan, and afl-fuzz refuses ASAN_OPTIONS without abort_on_error.
-    env -u ASAN_OPTIONS cargo afl fuzz -i "$in" -o "$out" -V "$secs" -t 10000 "fuzz/afl/target/release/$t" >"$log" 2>&1 || rc=$?
+    env -u ASAN_OPTIONS cargo afl fuzz -i "$in" -o "$out" -x corpora/hakmem.dict -V "$secs" -t 10000 \
+        "fuzz/afl/target/release/$t" >"$log" 2>&1 || rc=$?
     local stats="$out/default/fuzzer_stats" crashes first
     [ -f "$stats" ] || { ROWS+=("$t|AFL++|-|-|-|-|-|-|FAILED($rc)|$log"); return; }
     crashes="$(find "$out/default/crashes" -name 'id:*' 2>/dev/null | wc -l)"

@@ -312,7 +312,8 @@ fn decode_size(u: &mut Unstructured<'_>) -> usize {
     }
 }
 
-fn encode_size(out: &mut Vec<u8>, size: usize) -> Result<(), Reject> {
+/// Appends the three bytes that decode to `size`.
+pub fn encode_size(out: &mut Vec<u8>, size: usize) -> Result<(), Reject> {
     let (tier, v) = if size <= 1024 {
         (0, size)
     } else if size <= 32768 {
@@ -438,7 +439,7 @@ pub fn encode(p: &Program) -> Result<Vec<u8>, Reject> {
     if p.release && flavor == Flavor::Misuse {
         return Err(Reject("misuse programs run on a checked heap"));
     }
-    let mut out = vec![p.threads - 1 | (p.release as u8) << 7];
+    let mut out = vec![(p.threads - 1) | ((p.release as u8) << 7)];
     let mut sim = Sim::new(p.threads);
     let kind = |k: Kind| KINDS.iter().position(|&x| x == k).expect("every kind is in the table") as u8;
     for step in &p.steps {

@@ -110,6 +110,30 @@ pub fn seed_sets() -> Vec<(&'static str, Vec<(&'static str, Program)>)> {
     vec![("deterministic", seeds::plain()), ("free_running", seeds::plain()), ("misuse", seeds::misuse())]
 }
 
+/// The fuzzing dictionary (libFuzzer's `-dict`, AFL++'s `-x` format): the size encodings that
+/// land exactly on, or one byte either side of, each size class boundary, under both policies,
+/// since mutations rarely hit those by chance and that is where off-by-one bugs live.
+pub fn dictionary() -> String {
+    let mut sizes: Vec<usize> = Vec::new();
+    for &c in CLASS_SIZES.iter() {
+        // The largest request a slot serves under each policy (none under checked for slots
+        // smaller than its header and tail).
+        for exact in [Some(c), c.checked_sub(Checked::HEADER + Checked::MIN_TAIL)].into_iter().flatten() {
+            sizes.extend([exact.saturating_sub(1), exact, exact + 1]);
+        }
+    }
+    sizes.sort_unstable();
+    sizes.dedup();
+    let mut out = String::from("# Size encodings at hakmem's size class boundaries; written by `just seed`.\n");
+    for s in sizes {
+        let mut b = Vec::new();
+        decode::encode_size(&mut b, s).expect("class sizes encode");
+        let esc: String = b.iter().map(|x| format!("\\x{x:02x}")).collect();
+        out.push_str(&format!("size_{s}=\"{esc}\"\n"));
+    }
+    out
+}
+
 /// How the files of target `target` decode.
 pub fn flavor_of(target: &str) -> Flavor {
     if target == "misuse" {

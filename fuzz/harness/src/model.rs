@@ -189,7 +189,7 @@ pub fn check_new(id: BlockId, ptr: *mut u8, size: usize, align: usize, usable: u
     if ptr.is_null() {
         return Err(Violation(format!("b{id}: allocation of {size} bytes (align {align}) returned null")));
     }
-    if ptr as usize % align != 0 {
+    if !(ptr as usize).is_multiple_of(align) {
         return Err(Violation(format!("b{id} at {ptr:p} is not aligned to {align}")));
     }
     if usable < size {

@@ -57,4 +57,6 @@ fn seeds_on_disk_are_current() {
         }
         assert_eq!(files(&dir).len(), progs.len(), "{target}: files that no seed writes: run `just seed`");
     }
+    let dict = std::fs::read_to_string(corpora().join("hakmem.dict")).unwrap_or_default();
+    assert_eq!(dict, hakmem_fuzz::dictionary(), "corpora/hakmem.dict is stale: run `just seed`");
 }

@@ -28,5 +28,7 @@ fn main() -> std::io::Result<()> {
         }
         println!("{}: {} seed(s)", dir.display(), progs.len());
     }
+    std::fs::write(root.join("hakmem.dict"), hakmem_fuzz::dictionary())?;
+    println!("{}: fuzzing dictionary", root.join("hakmem.dict").display());
     Ok(())
 }
