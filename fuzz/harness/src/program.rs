@@ -67,7 +67,9 @@ pub enum Op {
     /// Misuse: free a block, then change its byte at `offset` (unless the free sent the block's
     /// slab back to the pool: then no block owns the byte and nothing is written).
     WriteAfterFree { slot: BlockId, offset: usize },
-    /// Misuse: write `by` bytes past the requested end of a block, then free it.
+    /// Misuse: change `by` bytes past the requested end of a block, then free it. The bytes stop
+    /// at the end of the block's slot: what lies beyond is the next block's, whose header damage
+    /// would be reported against that block.
     Overflow { slot: BlockId, by: usize },
 }
 

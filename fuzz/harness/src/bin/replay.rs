@@ -1,11 +1,12 @@
-//! Replays fuzz inputs: prints each as a readable program, runs it in deterministic mode on a
-//! checked heap, and prints what the run found. Exit status 1 if any input failed.
+//! Replays fuzz inputs: prints each as a readable program, runs it in deterministic mode on the
+//! heap it names (and on a checked heap too, if that is a release one), and prints what the run
+//! found; free-running inputs also run 50 times on real threads. Exit status 1 if any failed.
 //!
 //! Usage: replay [--target deterministic|free_running|misuse] FILE...
 //! Without --target, a file under a `misuse` directory decodes as a misuse program and any other
 //! file as a plain one.
 
-use hakmem_fuzz::{decode, flavor_of, replay_one, TARGETS};
+use hakmem_fuzz::{decode, flavor_of, replay_one, run_deterministic, run_free_running, Failure, Program, Sweep, TARGETS};
 use std::path::Path;
 
 fn main() {
@@ -35,17 +36,31 @@ fn main() {
             Err(r) => println!("rejected by the decoder: {}", r.0),
             Ok(prog) => {
                 print!("{prog}");
-                match replay_one(&target, &prog) {
-                    Ok(summary) => println!("PASS: {summary}"),
-                    Err(f) => {
-                        println!("FAIL {f}");
-                        failed = true;
-                    }
+                failed |= !report("", replay_one(&target, &prog));
+                if prog.release {
+                    // The checked heap may say more about a failure on a release heap.
+                    let checked = Program { release: false, ..prog.clone() };
+                    report("on a checked heap too: ", run_deterministic(&checked, Sweep::Full).map(|()| "no report".into()));
+                }
+                if target == "free_running" {
+                    // A race may need many tries; deterministic mode above may not show it.
+                    let tries = 50;
+                    let r = (0..tries).try_for_each(|_| run_free_running(&prog));
+                    failed |= !report(&format!("on real threads ({tries} runs): "), r.map(|()| "every check held".into()));
                 }
             }
         }
     }
     std::process::exit(failed as i32);
+}
+
+/// Prints one outcome; true for a pass.
+fn report(prefix: &str, r: Result<String, Failure>) -> bool {
+    match &r {
+        Ok(summary) => println!("{prefix}PASS: {summary}"),
+        Err(f) => println!("{prefix}FAIL {f}"),
+    }
+    r.is_ok()
 }
 
 /// The target a file belongs to, from the directories in its path (`corpora/misuse/x`,
