@@ -22,7 +22,7 @@ if [ "$rc" -eq 0 ] || [ "$missing" -ne 0 ]; then
     exit 1
 fi
 echo "control: reported as expected (exit code $rc); key lines (full log: $log):"
-pat=(-e "SUMMARY:" -e "ERROR:" -e " of size " -e "hakmem:")
+pat=(-e "SUMMARY:" -e "ERROR:" -e " of size " -e "hakmem: ")
 for n in "${needles[@]}"; do pat+=(-e "$n"); done
 grep -F "${pat[@]}" "$log" | head -n 16 | sed 's/^/    /'
 exit 0

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 ensure_sanitizers
-export RUSTFLAGS="-Zsanitizer=leak --cfg lsan"
+export RUSTFLAGS="-Zsanitizer=leak"
 export LSAN_OPTIONS="${LSAN_OPTIONS:-}"
 t0=$(date +%s)
 echo "== lsan: hakmem tests, sanitizer tests and the leak control"

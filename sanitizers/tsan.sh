@@ -23,7 +23,7 @@ t1=$(date +%s)
 echo "== tsan control: Relaxed remote-free queue (feature weak-remote-ordering) must be reported"
 # The race must be the one on the slot link: written by the remote free, read by the owner's drain.
 bash sanitizers/expect-failure.sh "WARNING: ThreadSanitizer: data race" \
-    "<hakmem::slab::RemoteQueue>::push" "<hakmem::slab::SlabLocal>::drain" -- \
+    "<hakmem::layout::BasePtr>::set_link" "<hakmem::slab::SlabLocal>::drain" -- \
     "${cargo[@]}" -p hakmem-sanitizers --features weak-remote-ordering --test threads -- remote_free_handoff
 t2=$(date +%s)
 echo "== tsan: clean suite $((t1 - t0)) s, control $((t2 - t1)) s"

@@ -12,14 +12,15 @@ use std::process::{Command, Output};
 /// Environment variable that selects the child case to run in a re-executed test binary.
 pub const CHILD_ENV: &str = "HAKMEM_SANITIZER_CHILD";
 
-/// The sanitizer this build was compiled with, from the `--cfg` the sanitizer recipes set
-/// (`asan`, `tsan`, or `lsan` for LeakSanitizer alone).
+/// The sanitizer runtime this build links (`-Zsanitizer=...` in RUSTFLAGS, found by build.rs):
+/// "asan", "tsan", "lsan" (LeakSanitizer alone) or "none". Independent of whether hakmem itself
+/// was built with its ASan poisoning (`--cfg asan`, see [`hakmem::asan::ENABLED`]).
 pub fn sanitizer() -> &'static str {
-    if cfg!(asan) {
+    if cfg!(san_address) {
         "asan"
-    } else if cfg!(tsan) {
+    } else if cfg!(san_thread) {
         "tsan"
-    } else if cfg!(lsan) {
+    } else if cfg!(san_leak) {
         "lsan"
     } else {
         "none"
@@ -28,7 +29,7 @@ pub fn sanitizer() -> &'static str {
 
 /// True when LeakSanitizer checks this process at exit (ASan includes it on x86_64 Linux).
 pub fn leak_checked() -> bool {
-    cfg!(asan) || cfg!(lsan)
+    cfg!(san_address) || cfg!(san_leak)
 }
 
 /// True when this process was started as the child for `case`.
@@ -75,9 +76,10 @@ pub fn expect_report(child_test: &str, case: &str, env: &[(&str, &str)], needles
     let missing: Vec<&str> = needles.iter().copied().filter(|n| !d.output.contains(n)).collect();
     assert!(
         d.failed() && missing.is_empty(),
-        "control `{case}` ({}): expected the child to die with {needles:?}; it exited with code {:?} signal {:?}, \
-         missing {missing:?}; its output:\n{}",
+        "control `{case}` ({}, hakmem ASan poisoning {}): expected the child to die with {needles:?}; it exited \
+         with code {:?} signal {:?}, missing {missing:?}; its output:\n{}",
         sanitizer(),
+        if hakmem::asan::ENABLED { "on" } else { "off" },
         d.code,
         d.signal,
         d.output

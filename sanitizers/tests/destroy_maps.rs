@@ -20,6 +20,13 @@ fn mappings() -> Vec<(usize, usize)> {
         .collect()
 }
 
+/// Bytes of `[r, e)` that some mapping covers. A range hakmem failed to unmap is covered whole;
+/// a mapping someone else makes afterwards in part of the hole (the sanitizer runtimes do) is not
+/// mistaken for a leak.
+fn covered(maps: &[(usize, usize)], r: usize, e: usize) -> usize {
+    maps.iter().map(|&(a, b)| b.min(e).saturating_sub(a.max(r))).sum()
+}
+
 #[test]
 fn dropping_a_heap_unmaps_every_region_it_mapped() {
     // Room for every pointer up front, so this test's own allocations map nothing meanwhile.
@@ -52,15 +59,16 @@ fn dropping_a_heap_unmaps_every_region_it_mapped() {
         drop(other);
         let maps = mappings();
         for &(r, e) in &kept {
-            assert!(maps.iter().any(|&(a, b)| a < e && r < b), "{r:#x}-{e:#x} is not mapped while the heap lives");
+            assert_eq!(covered(&maps, r, e), e - r, "{r:#x}-{e:#x} is not mapped while the heap lives");
         }
         drop(c);
     }
     let maps = mappings();
     let still: Vec<String> = regions
         .iter()
-        .filter_map(|&(r, e)| maps.iter().find(|&&(a, b)| a < e && r < b).map(|&(a, b)| format!("{a:#x}-{b:#x} (hakmem had {r:#x}-{e:#x})")))
+        .filter(|&&(r, e)| covered(&maps, r, e) == e - r)
+        .map(|&(r, e)| format!("{r:#x}-{e:#x}"))
         .collect();
-    assert!(still.is_empty(), "{} of {} ranges still mapped after the heap was dropped, e.g. {:?}", still.len(), regions.len(), &still[..still.len().min(5)]);
+    assert!(still.is_empty(), "{} of {} ranges still wholly mapped after the heap was dropped, e.g. {:?}", still.len(), regions.len(), &still[..still.len().min(5)]);
     assert!(regions.len() > 10, "the test should span many regions, not {}", regions.len());
 }

@@ -36,7 +36,8 @@ fn stamped(c: &mut ThreadCache<'_>, size: usize) -> Blk {
 /// orders owner -> freer), the freer checks and frees them (remote pushes), and the owner drains
 /// and reuses them after a Relaxed flag says the freer is done. Freer -> owner is ordered by
 /// nothing but the remote queue's Release push and Acquire take; with `weak-remote-ordering`
-/// TSan reports the link write in `RemoteQueue::push` racing with the read in `SlabLocal::drain`.
+/// TSan reports the free's link write (`BasePtr::set_link`, published by the queue's CAS) racing
+/// with the owner's read of it in `SlabLocal::drain`.
 #[test]
 fn remote_free_handoff_is_ordered_by_the_queue_alone() {
     let heap: Heap = Heap::new();
