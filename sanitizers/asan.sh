@@ -20,6 +20,6 @@ cargo +nightly test -Zbuild-std --target x86_64-unknown-linux-gnu --target-dir t
     -p hakmem -p hakmem-sanitizers --tests
 echo "== asan: the control tests again, showing what each broken program printed"
 cargo +nightly test -Zbuild-std --target x86_64-unknown-linux-gnu --target-dir target/asan \
-    -p hakmem-sanitizers --test controls -- --nocapture --test-threads=1 2>&1 \
+    -p hakmem-sanitizers --test controls --test controls_global -- --nocapture --test-threads=1 2>&1 \
     | grep -E "^(test |control|    )" | cut -c1-200
 echo "== asan: $(( $(date +%s) - t0 )) s"
