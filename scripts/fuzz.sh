@@ -116,7 +116,7 @@ summary() {
         if [ -n "$file" ] && [ -f "$file" ]; then
             echo "  see it:      just replay $file"
             echo "  minimize it: just $([ "$e" = "AFL++" ] && echo afl-tmin || echo tmin) $t $file"
-            echo "  keep it:     cp $file corpora/regressions/$t/  (then commit it)"
+            echo "  keep it:     just replay --save corpora/regressions/$t/NAME.prog <minimized file>  (then commit it)"
         fi
     done
     return $failed

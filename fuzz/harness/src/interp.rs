@@ -11,7 +11,9 @@ use crate::program::{BlockId, Op, Program, Step};
 use hakmem::layout::SLAB_SIZE;
 use hakmem::{Heap, Policy, Release, ThreadCache};
 use std::fmt;
+use std::cell::RefCell;
 use std::mem::ManuallyDrop;
+use std::thread::LocalKey;
 
 /// How the harness sees a policy's reports (the checked policy has them; release has none).
 pub trait Observed: Policy {
@@ -21,7 +23,12 @@ pub trait Observed: Policy {
     fn capture(heap: &Heap<Self>);
     /// Moves the reports recorded since the last call into `into`.
     fn take(heap: &Heap<Self>, into: &mut Vec<Self::Report>);
+    /// This thread's heap of this policy for [`HeapUse::Reset`] runs.
+    fn reused() -> &'static ReusedHeap<Self>;
 }
+
+/// A thread's heap kept between runs (see [`HeapUse::Reset`]).
+pub type ReusedHeap<P> = LocalKey<RefCell<Option<Box<Heap<P>>>>>;
 
 /// The release policy reports nothing.
 #[derive(Debug)]
@@ -37,6 +44,11 @@ impl Observed for Release {
     type Report = NoReport;
     fn capture(_: &Heap<Self>) {}
     fn take(_: &Heap<Self>, _: &mut Vec<NoReport>) {}
+
+    fn reused() -> &'static ReusedHeap<Self> {
+        thread_local!(static HEAP: RefCell<Option<Box<Heap<Release>>>> = const { RefCell::new(None) });
+        &HEAP
+    }
 }
 
 /// A failed run: where, and what went wrong. The fuzz entry points print it with the program.
@@ -407,24 +419,69 @@ pub(crate) fn write_block(b: &mut Block, byte: u8) {
     b.fill_all();
 }
 
-/// Calls `f` with a fresh heap that is dropped only if `f` succeeds: after a failure the heap may
-/// be corrupt, and unmapping it could crash before the failure is printed.
-pub(crate) fn with_heap<P: Observed, T>(f: impl FnOnce(&Heap<P>) -> Result<T, Failure>) -> Result<T, Failure> {
-    let heap = ManuallyDrop::new(Heap::<P>::new());
-    P::capture(&heap);
-    let r = f(&heap);
-    if r.is_ok() {
-        ManuallyDrop::into_inner(heap);
+/// Where a run gets its heap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeapUse {
+    /// `Heap::new()`, dropped after the run: nothing carries over from anything before.
+    New,
+    /// This thread's heap of the policy, `reset()` before the run: the state of a new heap but
+    /// for the mappings it keeps (one region, its shadow, the cache arena) and the dirtiness of
+    /// the slabs earlier runs used. A new checked heap costs more in mmap, munmap and page faults
+    /// than a short program does, so the fuzz targets use this.
+    Reset,
+}
+
+/// How a run gets its heap and how much of the model it checks after each step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunOpts {
+    /// How much to check after each step.
+    pub sweep: Sweep,
+    /// Where the heap comes from.
+    pub heap: HeapUse,
+}
+
+impl RunOpts {
+    /// The fuzz targets: local sweeps, a reset heap.
+    pub const FUZZ: RunOpts = RunOpts { sweep: Sweep::Local, heap: HeapUse::Reset };
+    /// Replay and tests: full sweeps, a new heap.
+    pub const THOROUGH: RunOpts = RunOpts { sweep: Sweep::Full, heap: HeapUse::New };
+}
+
+/// Calls `f` with a heap as `heap` says, capturing its reports. After a failure the heap may be
+/// corrupt, so it is never dropped (unmapping it could crash before the failure is printed) nor
+/// used again.
+pub(crate) fn with_heap<P: Observed, T>(heap: HeapUse, f: impl FnOnce(&Heap<P>) -> Result<T, Failure>) -> Result<T, Failure> {
+    match heap {
+        HeapUse::New => {
+            let heap = ManuallyDrop::new(Heap::<P>::new());
+            P::capture(&heap);
+            let r = f(&heap);
+            if r.is_ok() {
+                ManuallyDrop::into_inner(heap);
+            }
+            r
+        }
+        HeapUse::Reset => P::reused().with(|cell| {
+            let mut slot = cell.borrow_mut();
+            // Boxed: caches point at their heap, so it must not move while they live.
+            let heap = slot.get_or_insert_with(|| Box::new(Heap::new()));
+            heap.reset();
+            P::capture(heap);
+            let r = f(heap);
+            if r.is_err() {
+                std::mem::forget(slot.take());
+            }
+            r
+        }),
     }
-    r
 }
 
 /// Runs a plain program deterministically and checks the model after every step; any report of
 /// the checked policy is a failure too.
-pub fn run_plain<P: Observed>(prog: &Program, sweep: Sweep) -> Result<(), Failure> {
-    with_heap::<P, ()>(|heap| {
+pub fn run_plain<P: Observed>(prog: &Program, opts: RunOpts) -> Result<(), Failure> {
+    with_heap::<P, ()>(opts.heap, |heap| {
         let mut it = Interp::new(heap, prog.threads);
-        let r = drive_plain(&mut it, prog, sweep);
+        let r = drive_plain(&mut it, prog, opts.sweep);
         if r.is_err() {
             // The heap may be corrupt: dropping the caches could crash before the failure prints.
             std::mem::forget(it);

@@ -23,7 +23,7 @@ pub mod seeds;
 pub mod threaded;
 
 pub use decode::{decode, encode, Flavor, MisuseProgram, Reject};
-pub use interp::{run_plain, Failure, Observed, Sweep};
+pub use interp::{run_plain, Failure, HeapUse, Observed, RunOpts, Sweep};
 pub use misuse::run_misuse;
 pub use program::{BlockId, Op, Program, Step};
 pub use threaded::run_free;
@@ -60,28 +60,28 @@ fn fail(mode: &str, prog: &Program, f: &Failure) -> ! {
     panic!("hakmem-fuzz: {mode} run FAILED {f}\n{prog}(replay with: just replay <crash file>)");
 }
 
-/// Runs a plain program deterministically on the heap it asks for.
-pub fn run_deterministic(prog: &Program, sweep: Sweep) -> Result<(), Failure> {
+/// Runs a plain program deterministically on the kind of heap it asks for.
+pub fn run_deterministic(prog: &Program, opts: RunOpts) -> Result<(), Failure> {
     if prog.release {
-        run_plain::<Release>(prog, sweep)
+        run_plain::<Release>(prog, opts)
     } else {
-        run_plain::<Checked>(prog, sweep)
+        run_plain::<Checked>(prog, opts)
     }
 }
 
-/// Runs a plain program on real threads on the heap it asks for.
-pub fn run_free_running(prog: &Program) -> Result<(), Failure> {
+/// Runs a plain program on real threads on the kind of heap it asks for.
+pub fn run_free_running(prog: &Program, heap: HeapUse) -> Result<(), Failure> {
     if prog.release {
-        run_free::<Release>(prog)
+        run_free::<Release>(prog, heap)
     } else {
-        run_free::<Checked>(prog)
+        run_free::<Checked>(prog, heap)
     }
 }
 
 /// The deterministic target: one OS thread, caches interleaved in step order.
 pub fn fuzz_deterministic(data: &[u8]) -> Verdict {
     let Ok(prog) = decode(data, Flavor::Plain) else { return Verdict::Rejected };
-    if let Err(f) = run_deterministic(&prog, Sweep::Local) {
+    if let Err(f) = run_deterministic(&prog, RunOpts::FUZZ) {
         fail("deterministic", &prog, &f);
     }
     Verdict::Ran
@@ -90,7 +90,7 @@ pub fn fuzz_deterministic(data: &[u8]) -> Verdict {
 /// The free-running target: one OS thread per logical thread.
 pub fn fuzz_free_running(data: &[u8]) -> Verdict {
     let Ok(prog) = decode(data, Flavor::Plain) else { return Verdict::Rejected };
-    if let Err(f) = run_free_running(&prog) {
+    if let Err(f) = run_free_running(&prog, HeapUse::Reset) {
         fail("free-running", &prog, &f);
     }
     Verdict::Ran
@@ -99,7 +99,7 @@ pub fn fuzz_free_running(data: &[u8]) -> Verdict {
 /// The misuse target: exactly one client misuse, which the checked mode must report precisely.
 pub fn fuzz_misuse(data: &[u8]) -> Verdict {
     let Ok(prog) = decode(data, Flavor::Misuse) else { return Verdict::Rejected };
-    if let Err(f) = run_misuse(&prog, Sweep::Local) {
+    if let Err(f) = run_misuse(&prog, RunOpts::FUZZ) {
         fail("misuse", &prog, &f);
     }
     Verdict::Ran
@@ -134,6 +134,21 @@ pub fn dictionary() -> String {
     out
 }
 
+/// Reads an input file of `target`: a program listing if it ends in `.prog` (how regressions are
+/// kept), else fuzzer bytes.
+pub fn load(path: &std::path::Path, target: &str) -> Result<Program, String> {
+    let data = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if path.extension().is_some_and(|e| e == "prog") {
+        let text = String::from_utf8(data).map_err(|e| format!("{}: {e}", path.display()))?;
+        let prog: Program = text.parse().map_err(|e: program::ParseError| format!("{}: {}", path.display(), e.0))?;
+        // Check the listing is a program the decoder could produce, so that it runs every step.
+        encode(&prog).map_err(|r| format!("{}: not a valid program: {}", path.display(), r.0))?;
+        Ok(prog)
+    } else {
+        decode(&data, flavor_of(target)).map_err(|r| format!("{}: rejected by the decoder: {}", path.display(), r.0))
+    }
+}
+
 /// How the files of target `target` decode.
 pub fn flavor_of(target: &str) -> Flavor {
     if target == "misuse" {
@@ -145,13 +160,30 @@ pub fn flavor_of(target: &str) -> Flavor {
 
 /// Runs a decoded input of `target` the way the replay tool and the regression tests do: in
 /// deterministic mode (free-running inputs too, so that they replay), checking every live block
-/// after every step. Says what the run did, or how it failed.
+/// after every step, first on a new heap, then twice on a reset one: the fuzz targets reuse a
+/// heap between inputs, and a failure could depend on the slabs an earlier input left dirty.
+/// Says what the runs did, or how the first failing one failed.
 pub fn replay_one(target: &str, prog: &Program) -> Result<String, Failure> {
+    let reset = RunOpts { heap: HeapUse::Reset, ..RunOpts::THOROUGH };
     match flavor_of(target) {
-        Flavor::Plain => run_deterministic(prog, Sweep::Full).map(|()| "every check held, no report".to_owned()),
-        Flavor::Misuse => run_misuse(prog, Sweep::Full).map(|r| match r {
-            Some(r) => format!("reported as expected: {r}"),
-            None => "the write after free was not made (the free sent its slab back to the pool); no report, as expected".to_owned(),
-        }),
+        Flavor::Plain => {
+            for opts in [RunOpts::THOROUGH, reset, reset] {
+                run_deterministic(prog, opts)?;
+            }
+            Ok("every check held, no report".to_owned())
+        }
+        Flavor::Misuse => {
+            let r = run_misuse(prog, RunOpts::THOROUGH)?;
+            for _ in 0..2 {
+                let again = run_misuse(prog, reset)?;
+                if again.as_ref().map(|r| r.kind) != r.as_ref().map(|r| r.kind) {
+                    return Err(Failure::at(None, format!("a reset heap reports {again:?}, a new one {r:?}")));
+                }
+            }
+            Ok(match r {
+                Some(r) => format!("reported as expected: {r}"),
+                None => "the write after free was not made (the free sent its slab back to the pool); no report, as expected".to_owned(),
+            })
+        }
     }
 }

@@ -2,7 +2,8 @@
 //! the checked heap must report exactly that (never a silent pass, never a wrong kind or address,
 //! never a report before it).
 
-use crate::interp::{with_heap, Expected, Failure, Interp, Observed, Sweep};
+use crate::interp::{with_heap, Expected, Failure, Interp, Observed, ReusedHeap, RunOpts, Sweep};
+use std::cell::RefCell;
 use crate::program::{BlockId, Program};
 use hakmem::{Checked, Heap, Report, ReportKind};
 
@@ -15,6 +16,11 @@ impl Observed for Checked {
 
     fn take(heap: &Heap<Self>, into: &mut Vec<Report>) {
         into.extend(heap.take_reports());
+    }
+
+    fn reused() -> &'static ReusedHeap<Self> {
+        thread_local!(static HEAP: RefCell<Option<Box<Heap<Checked>>>> = const { RefCell::new(None) });
+        &HEAP
     }
 }
 
@@ -35,10 +41,10 @@ pub fn report_kind(e: Expected) -> ReportKind {
 /// is where a write after free shows at the latest. Returns the matching report, or `None` when
 /// the misuse could not be committed (a write after a free that sent its slab back to the pool)
 /// and, as required then, nothing was reported.
-pub fn run_misuse(prog: &Program, sweep: Sweep) -> Result<Option<Report>, Failure> {
-    with_heap::<Checked, Option<Report>>(|heap| {
+pub fn run_misuse(prog: &Program, opts: RunOpts) -> Result<Option<Report>, Failure> {
+    with_heap::<Checked, Option<Report>>(opts.heap, |heap| {
         let mut it = Interp::new(heap, prog.threads);
-        let r = drive(&mut it, prog, sweep);
+        let r = drive(&mut it, prog, opts.sweep);
         if r.is_err() {
             // The heap may be corrupt: dropping the caches could crash before the failure prints.
             std::mem::forget(it);

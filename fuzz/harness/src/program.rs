@@ -148,3 +148,93 @@ impl fmt::Display for Op {
         }
     }
 }
+
+/// Why a program listing could not be read back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseError(pub String);
+
+/// Reads back the listing that `Display` writes, so that regression inputs can be kept as text:
+/// a listing keeps its meaning when the byte format changes, raw bytes do not.
+impl core::str::FromStr for Program {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        let err = |line: &str, what: &str| ParseError(format!("{what}: {line:?}"));
+        let mut lines = s.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#'));
+        let head = lines.next().ok_or_else(|| ParseError("empty listing".into()))?;
+        let n = numbers(head);
+        if !head.starts_with("program:") || n.is_empty() {
+            return Err(err(head, "expected `program: N thread(s), ...`"));
+        }
+        let threads = u8::try_from(n[0]).map_err(|_| err(head, "thread count"))?;
+        let release = head.contains("release heap");
+        let mut steps = Vec::new();
+        for line in lines {
+            // "  12 t1  b4 = alloc 100 align 8": index, thread, then the op after any "bN =".
+            let mut words = line.split_whitespace();
+            let (Some(_index), Some(t)) = (words.next(), words.next()) else { return Err(err(line, "expected a step")) };
+            let thread = t.strip_prefix('t').and_then(|x| x.parse().ok()).ok_or_else(|| err(line, "thread"))?;
+            let rest: Vec<&str> = words.collect();
+            let rest = match rest.iter().position(|w| *w == "=") {
+                Some(i) => rest[i + 1..].join(" "),
+                None => rest.join(" "),
+            };
+            let op = parse_op(&rest).ok_or_else(|| err(line, "unknown op"))?;
+            steps.push(Step { thread, op });
+        }
+        Ok(Program { threads, release, steps })
+    }
+}
+
+/// The numbers in `s`, in order: `b4`, `t1`, `0x5a`, `100` and `(buffer + 64)` all count.
+fn numbers(s: &str) -> Vec<usize> {
+    s.split(|c: char| !c.is_ascii_alphanumeric())
+        .filter_map(|w| match w.strip_prefix("0x") {
+            Some(hex) => usize::from_str_radix(hex, 16).ok(),
+            None => w.trim_start_matches(['b', 't']).parse().ok(),
+        })
+        .collect()
+}
+
+/// One op in the listing's words (see `Display for Op`).
+fn parse_op(s: &str) -> Option<Op> {
+    let s = s.strip_prefix("MISUSE ").unwrap_or(s);
+    let n = numbers(s);
+    let slot = |i: usize| n.get(i).map(|&x| x as BlockId);
+    let small = |i: usize| n.get(i).and_then(|&x| u8::try_from(x).ok());
+    Some(if s.starts_with("alloc ") {
+        let align = *n.get(1)?;
+        if !align.is_power_of_two() {
+            return None;
+        }
+        Op::Alloc { size: *n.first()?, align_log2: align.trailing_zeros() as u8 }
+    } else if s.starts_with("calloc ") {
+        Op::Calloc { n: *n.first()?, size: *n.get(1)? }
+    } else if s.starts_with("realloc ") {
+        Op::Realloc { slot: slot(0)?, size: *n.get(1)? }
+    } else if s.starts_with("free wild") {
+        Op::FreeWild { offset: *n.first()? }
+    } else if s.starts_with("free interior") {
+        Op::FreeInterior { slot: slot(0)?, offset: *n.get(1)? }
+    } else if s.starts_with("free ") && s.contains("remotely") {
+        Op::RemoteFree { slot: slot(0)?, by: small(1)? }
+    } else if s.starts_with("free ") && s.contains("then write") {
+        Op::WriteAfterFree { slot: slot(0)?, offset: *n.get(1)? }
+    } else if s.starts_with("free ") {
+        Op::Free { slot: slot(0)? }
+    } else if s.starts_with("write ") {
+        Op::Write { slot: slot(0)?, byte: small(1)? }
+    } else if s.starts_with("check ") {
+        Op::Check { slot: slot(0)? }
+    } else if s == "flush" {
+        Op::Flush
+    } else if s.starts_with("end thread") {
+        Op::EndThread
+    } else if s.starts_with("double free") {
+        Op::DoubleFree { slot: slot(0)?, by: small(1)? }
+    } else if s.starts_with("overflow") {
+        Op::Overflow { slot: slot(0)?, by: *n.get(1)? }
+    } else {
+        return None;
+    })
+}

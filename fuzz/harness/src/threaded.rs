@@ -9,7 +9,7 @@
 //! enters it just after it is handed out, so the map never holds a block the allocator could
 //! legitimately hand out again.
 
-use crate::interp::{alloc_block, calloc_block, check_block, realloc_block, with_heap, write_block, Failure, Observed};
+use crate::interp::{alloc_block, calloc_block, check_block, realloc_block, with_heap, write_block, Failure, HeapUse, Observed};
 use crate::model::{AddrMap, Block, Violation};
 use crate::program::{BlockId, Op, Program, Step};
 use hakmem::{Heap, ThreadCache};
@@ -35,7 +35,7 @@ struct Plan {
 }
 
 /// Runs a plain program on real threads; any model violation or report is a failure.
-pub fn run_free<P: Observed>(prog: &Program) -> Result<(), Failure> {
+pub fn run_free<P: Observed>(prog: &Program, heap: HeapUse) -> Result<(), Failure> {
     let n = prog.threads as usize;
     let mut plans: Vec<Plan> = (0..n).map(|_| Plan { steps: Vec::new(), inbound: 0 }).collect();
     let mut next_id = 0;
@@ -52,7 +52,7 @@ pub fn run_free<P: Observed>(prog: &Program) -> Result<(), Failure> {
         }
     }
     let blocks = next_id as usize;
-    with_heap::<P, ()>(|heap| {
+    with_heap::<P, ()>(heap, |heap| {
         let addrs = Mutex::new(AddrMap::default());
         let (txs, rxs): (Vec<Sender<Parcel>>, Vec<Receiver<Parcel>>) = (0..n).map(|_| channel()).unzip();
         let result = std::thread::scope(|s| {

@@ -1,8 +1,9 @@
 //! Replays every committed input: the seeds under `corpora/<target>/` and every crash ever found,
-//! under `corpora/regressions/<target>/`. Each must decode and pass. Also checks that the seeds on
+//! under `corpora/regressions/<target>/` (as program listings, `.prog`, which keep their meaning
+//! when the byte format changes). Each must decode and pass. Also checks that the seeds on
 //! disk are exactly what the seed tool writes, so they never go stale.
 
-use hakmem_fuzz::{decode, encode, flavor_of, replay_one, seed_sets, TARGETS};
+use hakmem_fuzz::{encode, load, replay_one, seed_sets, TARGETS};
 use std::path::{Path, PathBuf};
 
 fn corpora() -> PathBuf {
@@ -24,8 +25,7 @@ fn replay_dir(target: &str, dir: &Path) -> usize {
         if f.extension().is_some_and(|e| e == "md") {
             continue;
         }
-        let data = std::fs::read(&f).unwrap();
-        let prog = decode(&data, flavor_of(target)).unwrap_or_else(|r| panic!("{}: rejected: {}", f.display(), r.0));
+        let prog = load(&f, target).unwrap_or_else(|e| panic!("{e}"));
         if let Err(e) = replay_one(target, &prog) {
             panic!("{} FAILED {e}\n{prog}", f.display());
         }

@@ -26,6 +26,8 @@ fn decode_of_encode_is_identity_on_random_inputs() {
         assert_eq!(again, p, "round trip changed the program");
         // The encoding is canonical: encoding again gives the same bytes.
         assert_eq!(encode(&again).unwrap(), bytes);
+        // The listing reads back as the same program.
+        assert_eq!(p.to_string().parse::<hakmem_fuzz::Program>(), Ok(p.clone()), "listing:\n{p}");
     }
     // The property means little unless the decoder accepts a fair share of random inputs.
     assert!(accepted[0] > 1_000, "only {} plain programs accepted", accepted[0]);

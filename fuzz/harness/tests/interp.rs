@@ -2,7 +2,7 @@
 //! in every mode (a harness that cries wolf is as useless as one that never does).
 
 use hakmem_fuzz::rng::Rng;
-use hakmem_fuzz::{decode, run_deterministic, run_free_running, run_misuse, Flavor, Sweep};
+use hakmem_fuzz::{decode, run_deterministic, run_free_running, run_misuse, Flavor, HeapUse, RunOpts};
 
 /// Random inputs shaped to decode.
 trait Programs {
@@ -50,18 +50,27 @@ fn run_many(flavor: Flavor, n: usize, mut run: impl FnMut(&hakmem_fuzz::Program)
 
 #[test]
 fn random_plain_programs_pass_deterministically() {
-    let ran = run_many(Flavor::Plain, 3000, |p| run_deterministic(p, Sweep::Full));
+    let ran = run_many(Flavor::Plain, 3000, |p| run_deterministic(p, RunOpts::THOROUGH));
+    assert!(ran > 1000, "only {ran} accepted");
+}
+
+#[test]
+fn random_plain_programs_pass_on_a_reset_heap() {
+    // The fuzz targets' way: one heap per thread and policy, reset between programs.
+    let ran = run_many(Flavor::Plain, 3000, |p| run_deterministic(p, RunOpts::FUZZ));
     assert!(ran > 1000, "only {ran} accepted");
 }
 
 #[test]
 fn random_plain_programs_pass_on_threads() {
-    let ran = run_many(Flavor::Plain, 300, run_free_running);
+    let ran = run_many(Flavor::Plain, 300, |p| run_free_running(p, HeapUse::Reset));
     assert!(ran > 100, "only {ran} accepted");
 }
 
 #[test]
 fn random_misuse_programs_are_reported_exactly() {
-    let ran = run_many(Flavor::Misuse, 3000, |p| run_misuse(p, Sweep::Full).map(|_| ()));
+    let ran = run_many(Flavor::Misuse, 3000, |p| run_misuse(p, RunOpts::THOROUGH).map(|_| ()));
+    assert!(ran > 300, "only {ran} accepted");
+    let ran = run_many(Flavor::Misuse, 3000, |p| run_misuse(p, RunOpts::FUZZ).map(|_| ()));
     assert!(ran > 300, "only {ran} accepted");
 }

@@ -2,22 +2,25 @@
 //! heap it names (and on a checked heap too, if that is a release one), and prints what the run
 //! found; free-running inputs also run 50 times on real threads. Exit status 1 if any failed.
 //!
-//! Usage: replay [--target deterministic|free_running|misuse] FILE...
+//! Usage: replay [--target deterministic|free_running|misuse] [--save LISTING.prog] FILE...
 //! Without --target, a file under a `misuse` directory decodes as a misuse program and any other
-//! file as a plain one.
+//! file as a plain one. A `.prog` file is a program listing (how regressions are kept); `--save`
+//! writes the listing of the input, which is how a crash becomes a regression.
 
-use hakmem_fuzz::{decode, flavor_of, replay_one, run_deterministic, run_free_running, Failure, Program, Sweep, TARGETS};
+use hakmem_fuzz::{load, replay_one, run_deterministic, run_free_running, Failure, HeapUse, Program, RunOpts, TARGETS};
 use std::path::Path;
 
 fn main() {
     let mut target: Option<String> = None;
+    let mut save: Option<String> = None;
     let mut files = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--target" => target = args.next(),
+            "--save" => save = args.next(),
             "-h" | "--help" => {
-                eprintln!("usage: replay [--target {}] FILE...", TARGETS.join("|"));
+                eprintln!("usage: replay [--target {}] [--save LISTING.prog] FILE...", TARGETS.join("|"));
                 return;
             }
             _ => files.push(a),
@@ -30,22 +33,28 @@ fn main() {
     let mut failed = false;
     for f in &files {
         let target = target.clone().unwrap_or_else(|| guess_target(Path::new(f)).to_owned());
-        let data = std::fs::read(f).unwrap_or_else(|e| panic!("{f}: {e}"));
-        println!("== {f} ({} bytes, as a {target} input)", data.len());
-        match decode(&data, flavor_of(&target)) {
-            Err(r) => println!("rejected by the decoder: {}", r.0),
+        println!("== {f} (as a {target} input)");
+        match load(Path::new(f), &target) {
+            Err(e) => {
+                println!("{e}");
+                failed = true;
+            }
             Ok(prog) => {
                 print!("{prog}");
+                if let Some(out) = &save {
+                    std::fs::write(out, prog.to_string()).unwrap_or_else(|e| panic!("{out}: {e}"));
+                    println!("(listing saved to {out})");
+                }
                 failed |= !report("", replay_one(&target, &prog));
                 if prog.release {
                     // The checked heap may say more about a failure on a release heap.
                     let checked = Program { release: false, ..prog.clone() };
-                    report("on a checked heap too: ", run_deterministic(&checked, Sweep::Full).map(|()| "no report".into()));
+                    report("on a checked heap too: ", run_deterministic(&checked, RunOpts::THOROUGH).map(|()| "no report".into()));
                 }
                 if target == "free_running" {
                     // A race may need many tries; deterministic mode above may not show it.
                     let tries = 50;
-                    let r = (0..tries).try_for_each(|_| run_free_running(&prog));
+                    let r = (0..tries).try_for_each(|_| run_free_running(&prog, HeapUse::Reset));
                     failed |= !report(&format!("on real threads ({tries} runs): "), r.map(|()| "every check held".into()));
                 }
             }
