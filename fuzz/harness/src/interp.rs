@@ -1,17 +1,18 @@
-//! THE INTERPRETER (deterministic mode): runs a [`Program`] on one fresh heap, all logical threads
-//! as thread caches on the calling OS thread, interleaved exactly in step order, and checks the
-//! reference model after every step. Start reading at [`run_plain`] and [`Interp::exec`].
+//! THE INTERPRETER (deterministic mode): runs a [`Program`] on one heap in the state of a new
+//! one, all logical threads as thread caches on the calling OS thread, interleaved exactly in step
+//! order, and checks the reference model after every step. Start reading at [`run_plain`] and
+//! [`Interp::exec`].
 //!
-//! Every input gets its own `Heap`, so no state leaks from one input to the next and every crash
-//! replays from its input alone.
+//! Every input starts from a new heap's state (a new `Heap`, or one `Heap::reset` returned to that
+//! state: see [`HeapUse`]), so every crash replays from its input alone.
 
 use crate::decode::WILD_LEN;
 use crate::model::{check_new, fill_for, AddrMap, Block, Violation};
 use crate::program::{BlockId, Op, Program, Step};
 use hakmem::layout::SLAB_SIZE;
 use hakmem::{Heap, Policy, Release, ThreadCache};
-use std::fmt;
 use std::cell::RefCell;
+use std::fmt;
 use std::mem::ManuallyDrop;
 use std::thread::LocalKey;
 
@@ -90,7 +91,7 @@ pub enum Sweep {
 }
 
 /// The report kinds a misuse must produce, in the harness's own words (mapped to the checked
-/// mode's `ReportKind` in `checked.rs`).
+/// mode's `ReportKind` in `misuse.rs`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Expected {
     /// A block freed twice.
