@@ -34,6 +34,8 @@ pub const MAX_EMPTY_REGIONS: usize = 1;
 pub const LARGE_CACHE_BLOCK: usize = 1 << 20;
 /// Bytes of freed large mappings kept at most (their pages stay resident).
 pub const LARGE_CACHE_BYTES: usize = 8 << 20;
+/// Freed large mappings kept at most (reuse searches them one by one).
+pub const LARGE_CACHE_COUNT: usize = 64;
 /// Bytes reserved per thread cache in the metadata arena.
 const CACHE_SLOT: usize = 2048;
 /// Bytes per arena chunk.
@@ -194,7 +196,8 @@ impl<P: Policy> Heap<P> {
     }
 
     /// Frees every block and returns the heap to the state of a new one, except that it keeps
-    /// one small region, its metadata and the cache arena mapped for reuse. For callers that run
+    /// one small region, its metadata, the cache arena and the cached large mappings (see
+    /// [`LARGE_CACHE_BLOCK`]) mapped for reuse. For callers that run
     /// many short programs, such as the fuzz harness: a new `Heap` per program costs more in
     /// mmap, munmap and page faults than the program itself. Blocks still live become invalid.
     /// (Slabs the last program used stay dirty, so calloc zeroes them like any reused slab.)
@@ -204,15 +207,13 @@ impl<P: Policy> Heap<P> {
         // SAFETY: no cache exists (`&mut self` and the count say so), so no block or slab is in
         // use; each mapping is unmapped once, after being unlinked.
         unsafe {
-            for list in [&mut st.large, &mut st.large_cache] {
-                loop {
-                    let h = list.pop_front();
-                    if h.is_null() {
-                        break;
-                    }
-                    self.stats.mapped.fetch_sub((*h).map_size, Relaxed);
-                    os::unmap(h.cast(), (*h).map_size, (*h).map_align);
+            loop {
+                let h = st.large.pop_front();
+                if h.is_null() {
+                    break;
                 }
+                self.stats.mapped.fetch_sub((*h).map_size, Relaxed);
+                os::unmap(h.cast(), (*h).map_size, (*h).map_align);
             }
             let keep = st.regions.pop_front();
             loop {
@@ -226,7 +227,6 @@ impl<P: Policy> Heap<P> {
                 self.stats.mapped.fetch_sub(REGION_SIZE, Relaxed);
                 os::unmap(r.cast(), REGION_SIZE, REGION_SIZE);
             }
-            st.large_cached_bytes = 0;
             st.avail = List::new();
             st.abandoned = [const { List::new() }; NUM_CLASSES];
             st.empty_regions = 0;
@@ -640,7 +640,11 @@ impl<P: Policy> Heap<P> {
                 check::large_unmapped(self.check_state(), region_base(p).addr());
             }
             let size = (*h).map_size;
-            if (*h).map_align == REGION_SIZE && size <= LARGE_CACHE_BLOCK && st.large_cached_bytes + size <= LARGE_CACHE_BYTES {
+            if (*h).map_align == REGION_SIZE
+                && size <= LARGE_CACHE_BLOCK
+                && st.large_cached_bytes + size <= LARGE_CACHE_BYTES
+                && st.large_cache.len() < LARGE_CACHE_COUNT
+            {
                 crate::asan::large_freed(h.cast(), size);
                 st.large_cache.push_front(h);
                 st.large_cached_bytes += size;
