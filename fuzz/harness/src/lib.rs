@@ -3,7 +3,7 @@
 //!
 //! Where things are:
 //! - what an input means, and its readable listing: [`program`] ([`Program`], [`Op`]);
-//! - bytes to program and back (the seed encoder): [`decode`];
+//! - bytes to program and back (the seed encoder): [`mod@decode`];
 //! - **the interpreter** (deterministic mode, misuse ops included): [`interp`], start at
 //!   [`interp::run_plain`] and [`interp::Interp::exec`];
 //! - the oracle (reference model of live blocks): [`model`]; misuse judging and the checked

@@ -1,6 +1,6 @@
 //! Writes the seed corpora: `corpora/<target>/<name>` for every seed program, encoded with the
 //! current byte format. Run it (`just seed`) after changing the format or the seeds.
-//! Usage: seed [CORPORA_DIR]   (default: corpora, relative to the workspace root)
+//! Usage: `seed [CORPORA_DIR]` (default: `corpora` at the workspace root)
 
 use hakmem_fuzz::encode;
 use std::path::PathBuf;
