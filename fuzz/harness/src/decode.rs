@@ -95,6 +95,7 @@ enum Kind {
     Realloc,
     Free,
     RemoteFree,
+    Give,
     Write,
     Check,
     Flush,
@@ -107,9 +108,10 @@ const KINDS: [Kind; 32] = {
         Alloc, Alloc, Alloc, Alloc, Alloc, Alloc, Alloc, Alloc, // 8
         Calloc, Calloc, // 2
         Realloc, Realloc, Realloc, Realloc, // 4
-        Free, Free, Free, Free, Free, Free, // 6
+        Free, Free, Free, Free, Free, // 5
         RemoteFree, RemoteFree, RemoteFree, RemoteFree, RemoteFree, // 5
-        Write, Write, Check, Check, // 4
+        Give, Give, // 2
+        Write, Write, Check, // 3
         Flush, EndThread, EndThread, // 3
     ]
 };
@@ -261,6 +263,19 @@ impl Sim {
                 held(self, slot)?;
                 self.kill(slot);
             }
+            Op::Give { slot, to } => {
+                held(self, slot)?;
+                if to >= self.threads {
+                    return Err(Reject("thread out of range"));
+                }
+                let i = self.held[t as usize].iter().position(|&x| x == slot).expect("held");
+                self.held[t as usize].swap_remove(i);
+                if self.held[to as usize].len() >= MAX_HELD {
+                    return Err(Reject("thread holds too many blocks"));
+                }
+                self.held[to as usize].push(slot);
+                self.blocks[slot as usize].holder = Some(to);
+            }
             Op::Write { slot, .. } | Op::Check { slot } => held(self, slot)?,
             Op::Flush | Op::EndThread | Op::FreeWild { .. } => {}
             Op::FreeInterior { slot, offset } => {
@@ -411,6 +426,7 @@ pub fn decode_from(u: &mut Unstructured<'_>, flavor: Flavor) -> Result<Program, 
                 }
                 Kind::Free => Op::Free { slot: sim.pick(t, byte(u))? },
                 Kind::RemoteFree => Op::RemoteFree { slot: sim.pick(t, byte(u))?, by: byte(u) % threads },
+                Kind::Give => Op::Give { slot: sim.pick(t, byte(u))?, to: byte(u) % threads },
                 Kind::Write => Op::Write { slot: sim.pick(t, byte(u))?, byte: byte(u) },
                 Kind::Check => Op::Check { slot: sim.pick(t, byte(u))? },
                 Kind::Flush => Op::Flush,
@@ -465,6 +481,7 @@ pub fn encode(p: &Program) -> Result<Vec<u8>, Reject> {
             }
             Op::Free { slot } => out.extend([kind(Kind::Free), sim.slot_byte(t, slot)?]),
             Op::RemoteFree { slot, by } => out.extend([kind(Kind::RemoteFree), sim.slot_byte(t, slot)?, by]),
+            Op::Give { slot, to } => out.extend([kind(Kind::Give), sim.slot_byte(t, slot)?, to]),
             Op::Write { slot, byte } => out.extend([kind(Kind::Write), sim.slot_byte(t, slot)?, byte]),
             Op::Check { slot } => out.extend([kind(Kind::Check), sim.slot_byte(t, slot)?]),
             Op::Flush => out.push(kind(Kind::Flush)),

@@ -248,6 +248,11 @@ impl<'h, P: Observed> Interp<'h, P> {
                 // SAFETY: `b` was live; the model forgot it first.
                 unsafe { self.cache(by).free(b.ptr) };
             }
+            Op::Give { slot, to } => {
+                let (holder, b) = self.blocks[slot as usize].as_mut().expect("the decoder only names live blocks");
+                b.check(slot)?;
+                *holder = to;
+            }
             Op::Write { slot, byte } => {
                 let (_, b) = self.blocks[slot as usize].as_mut().expect("the decoder only names live blocks");
                 write_block(b, byte);

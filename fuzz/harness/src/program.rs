@@ -49,6 +49,9 @@ pub enum Op {
     Free { slot: BlockId },
     /// Free a block through another thread's cache (in free-running mode, that thread frees it).
     RemoteFree { slot: BlockId, by: u8 },
+    /// Hand a block to thread `to`, which holds it from then on (in free-running mode the block
+    /// crosses OS threads, and `to` uses it when it next needs it).
+    Give { slot: BlockId, to: u8 },
     /// Fill a block with one byte value.
     Write { slot: BlockId, byte: u8 },
     /// Verify a block's contents.
@@ -88,7 +91,24 @@ impl Op {
 
     /// Whether this op acts on a live block the acting thread holds.
     pub fn acts_on_block(&self) -> bool {
-        !matches!(self, Op::Alloc { .. } | Op::Calloc { .. } | Op::Flush | Op::EndThread | Op::FreeWild { .. })
+        self.slot().is_some()
+    }
+
+    /// The block this op acts on, if any.
+    pub fn slot(&self) -> Option<BlockId> {
+        match *self {
+            Op::Realloc { slot, .. }
+            | Op::Free { slot }
+            | Op::RemoteFree { slot, .. }
+            | Op::Give { slot, .. }
+            | Op::Write { slot, .. }
+            | Op::Check { slot }
+            | Op::DoubleFree { slot, .. }
+            | Op::FreeInterior { slot, .. }
+            | Op::WriteAfterFree { slot, .. }
+            | Op::Overflow { slot, .. } => Some(slot),
+            Op::Alloc { .. } | Op::Calloc { .. } | Op::Flush | Op::EndThread | Op::FreeWild { .. } => None,
+        }
     }
 
     /// Whether this op creates a block.
@@ -136,6 +156,7 @@ impl fmt::Display for Op {
             Op::Realloc { slot, size } => write!(f, "realloc b{slot} to {size}"),
             Op::Free { slot } => write!(f, "free b{slot}"),
             Op::RemoteFree { slot, by } => write!(f, "free b{slot} remotely by t{by}"),
+            Op::Give { slot, to } => write!(f, "give b{slot} to t{to}"),
             Op::Write { slot, byte } => write!(f, "write b{slot} with {byte:#04x}"),
             Op::Check { slot } => write!(f, "check b{slot}"),
             Op::Flush => write!(f, "flush"),
@@ -222,6 +243,8 @@ fn parse_op(s: &str) -> Option<Op> {
         Op::WriteAfterFree { slot: slot(0)?, offset: *n.get(1)? }
     } else if s.starts_with("free ") {
         Op::Free { slot: slot(0)? }
+    } else if s.starts_with("give ") {
+        Op::Give { slot: slot(0)?, to: small(1)? }
     } else if s.starts_with("write ") {
         Op::Write { slot: slot(0)?, byte: small(1)? }
     } else if s.starts_with("check ") {

@@ -174,6 +174,31 @@ pub fn plain() -> Vec<(&'static str, Program)> {
     b.op(0, Op::Flush).op(0, Op::EndThread);
     v.push(("slab-cycle", b.build()));
 
+    // Blocks handed between threads: reallocated, written and freed by a thread that did not
+    // allocate them, then handed back.
+    let mut b = Builder::new(3);
+    let xs: Vec<BlockId> = (0..6).map(|i| b.alloc(0, 24 + i * 500, 3)).collect();
+    for &x in &xs {
+        b.op(0, Op::Give { slot: x, to: 1 });
+    }
+    for (i, &x) in xs.iter().enumerate() {
+        b.op(1, Op::Realloc { slot: x, size: 40 + i * 700 }).op(1, Op::Write { slot: x, byte: 0x42 });
+    }
+    for &x in &xs[..3] {
+        b.op(1, Op::Give { slot: x, to: 2 });
+    }
+    b.op(0, Op::EndThread);
+    for &x in &xs[..3] {
+        b.op(2, Op::Check { slot: x }).op(2, Op::Free { slot: x });
+    }
+    for &x in &xs[3..] {
+        b.op(1, Op::Give { slot: x, to: 0 });
+    }
+    for &x in &xs[3..] {
+        b.op(0, Op::RemoteFree { slot: x, by: 2 });
+    }
+    v.push(("give", b.build()));
+
     // Release heaps run paths of their own (realloc in place, whole-slot usable sizes).
     let release = |name: &'static str, from: &str, v: &[(&str, Program)]| {
         let mut p = v.iter().find(|(n, _)| *n == from).expect("seed exists").1.clone();

@@ -1,8 +1,10 @@
 //! Free-running mode: the same program split over real OS threads, one per logical thread, for
-//! ThreadSanitizer and real races. Each thread runs its own steps in program order; a remote free
+//! ThreadSanitizer and real races. Each thread runs its own steps in program order. A remote free
 //! sends the block to the freeing thread over a channel, and that thread frees it at its next step
-//! (or once its own steps are done). The interleaving is up to the OS, so a failure here may not
-//! replay; its program still runs in deterministic mode.
+//! (or once its own steps are done); a `Give` sends it the same way, and the receiving thread
+//! waits for it when a step of its own needs it. The program order is a schedule in which every
+//! block is sent before it is needed, so the waits always end. The interleaving is up to the OS,
+//! so a failure here may not replay; its program still runs in deterministic mode.
 //!
 //! The model is split: each thread checks the contents of the blocks it holds, and one address map
 //! behind a mutex catches overlapping blocks. A block leaves the map just before it is freed and
@@ -16,12 +18,14 @@ use hakmem::{Heap, ThreadCache};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Mutex;
 
-/// A block on its way to the thread that frees it.
+/// A block on its way to another thread.
 struct Parcel {
     id: BlockId,
     block: Block,
     /// The step that sent it, for failure messages.
     step: usize,
+    /// Whether the receiver frees it (a remote free) or keeps it (a `Give`).
+    free: bool,
 }
 
 // SAFETY: the sender gives the block up when it sends it; only the receiver touches it after.
@@ -42,9 +46,9 @@ pub fn run_free<P: Observed>(prog: &Program, heap: HeapUse) -> Result<(), Failur
     for (i, s) in prog.steps.iter().enumerate() {
         plans[s.thread as usize].steps.push((i, *s, next_id));
         next_id += s.op.creates_block() as BlockId;
-        if let Op::RemoteFree { by, .. } = s.op {
-            if by != s.thread {
-                plans[by as usize].inbound += 1;
+        if let Op::RemoteFree { by: to, .. } | Op::Give { to, .. } = s.op {
+            if to != s.thread {
+                plans[to as usize].inbound += 1;
             }
         }
         if s.op.is_misuse() {
@@ -110,14 +114,20 @@ impl<'h, P: Observed> Worker<'h, '_, P> {
         let mut received = 0;
         for (i, step, id) in plan.steps {
             while let Ok(p) = rx.try_recv() {
-                self.free_parcel(p)?;
+                self.receive(p)?;
+                received += 1;
+            }
+            // A block given by another thread may still be on its way.
+            while let Some(slot) = step.op.slot().filter(|&s| self.held[s as usize].is_none()) {
+                let p = rx.recv().map_err(|_| Failure::at(Some(i), format!("b{slot} never arrived (its sender failed)")))?;
+                self.receive(p)?;
                 received += 1;
             }
             self.exec(i, step, id).map_err(|v| Failure::at(Some(i), v))?;
         }
         while received < plan.inbound {
             match rx.recv() {
-                Ok(p) => self.free_parcel(p)?,
+                Ok(p) => self.receive(p)?,
                 // Every sender is gone: one failed before sending; its failure is reported.
                 Err(_) => break,
             }
@@ -150,11 +160,33 @@ impl<'h, P: Observed> Worker<'h, '_, P> {
         unsafe { self.cache().free(b.ptr) };
     }
 
-    fn free_parcel(&mut self, p: Parcel) -> Result<(), Failure> {
+    /// Takes a block another thread sent: frees it, or keeps it for the steps that need it.
+    fn receive(&mut self, p: Parcel) -> Result<(), Failure> {
         // The contents must have crossed threads intact (the channel orders the writes).
         p.block.check(p.id).map_err(|v| Failure::at(Some(p.step), format!("after the hand-off: {v}")))?;
         self.held[p.id as usize] = Some(p.block);
-        self.free(p.id);
+        if p.free {
+            self.free(p.id);
+        }
+        Ok(())
+    }
+
+    /// Sends block `slot` to thread `to`, to free or to keep; a thread sends nothing to itself.
+    fn send(&mut self, i: usize, slot: BlockId, to: u8, free: bool) -> Result<(), Violation> {
+        let block = self.held[slot as usize].expect("held");
+        block.check(slot)?;
+        match &self.txs[to as usize] {
+            None if free => self.free(slot),
+            None => {}
+            Some(tx) => {
+                self.held[slot as usize] = None;
+                // A block stays in the address map while it travels: it is live. (A freed one
+                // leaves it just before the receiver frees it.) A send fails only when the
+                // receiver has failed already; its failure is the one reported, and the block
+                // stays mapped until the heap goes.
+                let _ = tx.send(Parcel { id: slot, block, step: i, free });
+            }
+        }
         Ok(())
     }
 
@@ -178,20 +210,8 @@ impl<'h, P: Observed> Worker<'h, '_, P> {
                 b.check(slot)?;
                 self.free(slot);
             }
-            Op::RemoteFree { slot, by } => {
-                let block = self.held[slot as usize].expect("held");
-                block.check(slot)?;
-                match &self.txs[by as usize] {
-                    None => self.free(slot),
-                    Some(tx) => {
-                        self.held[slot as usize] = None;
-                        // The receiver takes it out of the address map just before freeing it.
-                        // A send fails only when the receiver has failed already; its failure is
-                        // the one reported, and the block just stays mapped until the heap goes.
-                        let _ = tx.send(Parcel { id: slot, block, step: i });
-                    }
-                }
-            }
+            Op::RemoteFree { slot, by } => self.send(i, slot, by, true)?,
+            Op::Give { slot, to } => self.send(i, slot, to, false)?,
             Op::Write { slot, byte } => write_block(self.held[slot as usize].as_mut().expect("held"), byte),
             Op::Check { slot } => {
                 let b = self.held[slot as usize].expect("held");
