@@ -435,6 +435,27 @@ pub enum HeapUse {
     /// the slabs earlier runs used. A new checked heap costs more in mmap, munmap and page faults
     /// than a short program does, so the fuzz targets use this.
     Reset,
+    /// As `Reset`, after a warm-up that dirtied every slab of the region a reset heap keeps: the
+    /// state a long fuzzing run drifts toward. A failure found on a reset heap may need slabs an
+    /// earlier input left dirty (say, a bug in calloc's skipping of the memset on fresh memory);
+    /// this is how such a failure replays from its input alone.
+    Dirty,
+}
+
+/// Dirties every slab of the first region of an empty `heap`: fills more than a region with
+/// the largest slab blocks, written through (two fill a slab), then frees them all.
+fn dirty_everything<P: Policy>(heap: &Heap<P>) {
+    let size = hakmem::size_class::SMALL_MAX - P::HEADER - P::MIN_TAIL;
+    let mut c = heap.cache();
+    let blocks: Vec<*mut u8> = (0..140).map(|_| c.alloc(size, 16)).filter(|p| !p.is_null()).collect();
+    for &p in &blocks {
+        // SAFETY: a live block of `size` bytes.
+        unsafe { p.write_bytes(0xa5, size) };
+    }
+    for p in blocks {
+        // SAFETY: a live block of this heap, freed once.
+        unsafe { c.free(p) };
+    }
 }
 
 /// How a run gets its heap and how much of the model it checks after each step.
@@ -456,8 +477,8 @@ impl RunOpts {
 /// Calls `f` with a heap as `heap` says, capturing its reports. After a failure the heap may be
 /// corrupt, so it is never dropped (unmapping it could crash before the failure is printed) nor
 /// used again.
-pub(crate) fn with_heap<P: Observed, T>(heap: HeapUse, f: impl FnOnce(&Heap<P>) -> Result<T, Failure>) -> Result<T, Failure> {
-    match heap {
+pub(crate) fn with_heap<P: Observed, T>(heap_use: HeapUse, f: impl FnOnce(&Heap<P>) -> Result<T, Failure>) -> Result<T, Failure> {
+    match heap_use {
         HeapUse::New => {
             let heap = ManuallyDrop::new(Heap::<P>::new());
             P::capture(&heap);
@@ -467,11 +488,15 @@ pub(crate) fn with_heap<P: Observed, T>(heap: HeapUse, f: impl FnOnce(&Heap<P>) 
             }
             r
         }
-        HeapUse::Reset => P::reused().with(|cell| {
+        HeapUse::Reset | HeapUse::Dirty => P::reused().with(|cell| {
             let mut slot = cell.borrow_mut();
             // Boxed: caches point at their heap, so it must not move while they live.
             let heap = slot.get_or_insert_with(|| Box::new(Heap::new()));
             heap.reset();
+            if heap_use == HeapUse::Dirty {
+                dirty_everything(heap);
+                heap.reset();
+            }
             P::capture(heap);
             let r = f(heap);
             if r.is_err() {

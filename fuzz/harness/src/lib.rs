@@ -55,9 +55,20 @@ pub fn overflow_room<P: Policy>(size: usize, align: usize) -> usize {
 }
 
 /// Panics with the failure and the program in readable form: the fuzzer saves the input, and
-/// `just replay <file>` runs it again.
-fn fail(mode: &str, prog: &Program, f: &Failure) -> ! {
-    panic!("hakmem-fuzz: {mode} run FAILED {f}\n{prog}(replay with: just replay <crash file>)");
+/// `just replay <file>` runs it again. The targets run on a reset heap, whose slabs earlier
+/// inputs may have left dirty, so first `again` re-runs the input on a new heap and on an
+/// all-dirty reset one (what replay does), and the message says whether and how it replays.
+fn fail(mode: &str, prog: &Program, first: Failure, again: impl Fn(HeapUse) -> Result<(), Failure>) -> ! {
+    let (f, how) = match (again(HeapUse::New), again(HeapUse::Dirty)) {
+        (Err(f), _) => (f, "it replays on a new heap: just replay <crash file>"),
+        (Ok(()), Err(f)) => (f, "it replays on a reset heap whose slabs are all dirty, as `just replay <crash file>` runs it"),
+        (Ok(()), Ok(())) => (
+            first,
+            "it does NOT replay from this input alone: it needs what earlier inputs left in the reused heap; \
+             fuzz on, an input that fails alone usually follows within seconds",
+        ),
+    };
+    panic!("hakmem-fuzz: {mode} run FAILED {f}\n{prog}({how})");
 }
 
 /// Runs a plain program deterministically on the kind of heap it asks for.
@@ -82,7 +93,7 @@ pub fn run_free_running(prog: &Program, heap: HeapUse) -> Result<(), Failure> {
 pub fn fuzz_deterministic(data: &[u8]) -> Verdict {
     let Ok(prog) = decode(data, Flavor::Plain) else { return Verdict::Rejected };
     if let Err(f) = run_deterministic(&prog, RunOpts::FUZZ) {
-        fail("deterministic", &prog, &f);
+        fail("deterministic", &prog, f, |heap| run_deterministic(&prog, RunOpts { heap, ..RunOpts::FUZZ }));
     }
     Verdict::Ran
 }
@@ -91,7 +102,7 @@ pub fn fuzz_deterministic(data: &[u8]) -> Verdict {
 pub fn fuzz_free_running(data: &[u8]) -> Verdict {
     let Ok(prog) = decode(data, Flavor::Plain) else { return Verdict::Rejected };
     if let Err(f) = run_free_running(&prog, HeapUse::Reset) {
-        fail("free-running", &prog, &f);
+        fail("free-running", &prog, f, |heap| run_free_running(&prog, heap));
     }
     Verdict::Ran
 }
@@ -100,7 +111,7 @@ pub fn fuzz_free_running(data: &[u8]) -> Verdict {
 pub fn fuzz_misuse(data: &[u8]) -> Verdict {
     let Ok(prog) = decode(data, Flavor::Misuse) else { return Verdict::Rejected };
     if let Err(f) = run_misuse(&prog, RunOpts::FUZZ) {
-        fail("misuse", &prog, &f);
+        fail("misuse", &prog, f, |heap| run_misuse(&prog, RunOpts { heap, ..RunOpts::FUZZ }).map(|_| ()));
     }
     Verdict::Ran
 }
@@ -160,24 +171,24 @@ pub fn flavor_of(target: &str) -> Flavor {
 
 /// Runs a decoded input of `target` the way the replay tool and the regression tests do: in
 /// deterministic mode (free-running inputs too, so that they replay), checking every live block
-/// after every step, first on a new heap, then twice on a reset one: the fuzz targets reuse a
-/// heap between inputs, and a failure could depend on the slabs an earlier input left dirty.
-/// Says what the runs did, or how the first failing one failed.
+/// after every step, on a new heap, then on a reset heap whose slabs are all dirty, then on one
+/// reset after that run: the fuzz targets reuse a heap between inputs, and a failure may need
+/// slabs an earlier input left dirty. Says what the runs did, or how the first failing one failed.
 pub fn replay_one(target: &str, prog: &Program) -> Result<String, Failure> {
-    let reset = RunOpts { heap: HeapUse::Reset, ..RunOpts::THOROUGH };
+    let runs = [HeapUse::New, HeapUse::Dirty, HeapUse::Reset].map(|heap| RunOpts { heap, ..RunOpts::THOROUGH });
     match flavor_of(target) {
         Flavor::Plain => {
-            for opts in [RunOpts::THOROUGH, reset, reset] {
+            for opts in runs {
                 run_deterministic(prog, opts)?;
             }
             Ok("every check held, no report".to_owned())
         }
         Flavor::Misuse => {
-            let r = run_misuse(prog, RunOpts::THOROUGH)?;
-            for _ in 0..2 {
-                let again = run_misuse(prog, reset)?;
+            let r = run_misuse(prog, runs[0])?;
+            for opts in &runs[1..] {
+                let again = run_misuse(prog, *opts)?;
                 if again.as_ref().map(|r| r.kind) != r.as_ref().map(|r| r.kind) {
-                    return Err(Failure::at(None, format!("a reset heap reports {again:?}, a new one {r:?}")));
+                    return Err(Failure::at(None, format!("a reused heap reports {again:?}, a new one {r:?}")));
                 }
             }
             Ok(match r {
