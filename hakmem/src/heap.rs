@@ -190,6 +190,25 @@ impl<P: Policy> Heap<P> {
         self.stats.caches.fetch_sub(1, Relaxed);
     }
 
+    /// Checked heaps: checks the header and poison of every free block, reporting a write after
+    /// free into one that was never handed out again (for instance on an abandoned slab's remote
+    /// queue, which nothing drains). Runs when a checked heap is dropped; callers that reuse a
+    /// heap with [`Heap::reset`] call it at the end of each program. Needs no cache (`&mut`).
+    pub fn verify_free_slots(&mut self) {
+        if !P::CHECKED {
+            return;
+        }
+        let st = self.state.get_mut();
+        let mut r = st.regions.head();
+        while !r.is_null() {
+            // SAFETY: regions on the list are live; `&mut self` means no cache exists.
+            unsafe {
+                check::verify_free_slots(r);
+                r = st.regions.next(r);
+            }
+        }
+    }
+
     /// A new cache's id.
     pub(crate) fn new_cache_id(&self) -> u32 {
         self.next_cache_id.fetch_add(1, Relaxed)
@@ -698,6 +717,7 @@ impl<P: Policy> Heap<P> {
 impl<P: Policy> Drop for Heap<P> {
     fn drop(&mut self) {
         debug_assert_eq!(self.stats.caches.load(Relaxed), 0, "heap dropped with live caches");
+        self.verify_free_slots();
         let st = self.state.get_mut();
         // SAFETY: no cache is left (they borrow the heap), so every mapping is unused; each is
         // unmapped once, after being unlinked from its list.

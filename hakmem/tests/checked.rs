@@ -348,3 +348,26 @@ fn default_action_prints_the_report_and_aborts() {
     assert!(line.starts_with("hakmem: double free of 0x"), "{line}");
     assert!(line.contains("(class ") && line.contains("40 B requested") && line.contains("first freed at #"), "{line}");
 }
+
+#[test]
+#[cfg_attr(asan, ignore = "ASan reports the planted write after free first")]
+fn write_after_free_in_an_abandoned_slab_is_caught_by_the_final_sweep() {
+    // The slot goes onto an abandoned slab's remote queue and nothing drains that slab again:
+    // only the heap's sweep of its free slots (at drop, or asked for) can see the write.
+    let mut h = heap();
+    let (p, keep) = {
+        let mut a = h.cache();
+        let mut b = h.cache();
+        let p = filled(&mut a, 64);
+        let keep = filled(&mut a, 64);
+        drop(a); // the slab is abandoned with two live blocks
+        unsafe { b.free(p) }; // queued remote on the abandoned slab
+        (p, keep)
+    };
+    unsafe { p.add(5).write(1) };
+    assert_eq!(h.take_reports(), vec![]);
+    h.verify_free_slots();
+    let r = only_report(&h);
+    assert_eq!((r.kind, r.addr, r.offset), (ReportKind::WriteAfterFree, p.addr(), Some(5)));
+    let _ = keep;
+}
