@@ -295,16 +295,10 @@ impl<P: Policy> CacheInner<P> {
         // SAFETY: the caller promises a live block (checked mode proves it); slab metadata is
         // shared through atomics except `local`, which only the owner (checked just before) borrows.
         unsafe {
-            let block = if P::CHECKED {
-                let who = self.next_op();
-                match check::before_free(self.heap(), p, self.token(), who) {
-                    Some(b) => b,
-                    None => return,
-                }
-            } else {
-                locate::<P>(p)
-            };
-            asan_free::<P>(p, &block);
+            // The heap outlives its caches; reaching it through the raw pointer leaves `self` free
+            // for the closure that numbers the operation.
+            let (heap, token) = (&*self.heap, self.token());
+            let Some(block) = block_to_free(heap, p, token, || self.next_op()) else { return };
             match block {
                 Block::Small(slab, base) => {
                     if (*slab).owner.load(Relaxed) == self.token() {
@@ -506,6 +500,22 @@ pub(crate) unsafe fn locate<P: Policy>(p: *mut u8) -> Block {
     }
 }
 
+/// Where the block `p` about to be freed lives, by the cache with `token` (whose next operation
+/// `who` names): checked mode proves it live and marks it freed first, and says None when the
+/// free must not happen (after its report); ASan builds poison it.
+///
+/// # Safety
+/// `p` must be a live block of `heap` (checked mode reports it instead when it is not).
+#[inline(always)]
+unsafe fn block_to_free<P: Policy>(heap: &Heap<P>, p: *mut u8, token: usize, who: impl FnOnce() -> Identity) -> Option<Block> {
+    // SAFETY: forwarded contract.
+    unsafe {
+        let block = if P::CHECKED { check::before_free(heap, p, token, who())? } else { locate::<P>(p) };
+        asan_free::<P>(p, &block);
+        Some(block)
+    }
+}
+
 /// Bytes the client may use in the live block `p` of `heap`.
 ///
 /// # Safety
@@ -553,16 +563,8 @@ unsafe fn asan_free<P: Policy>(p: *mut u8, block: &Block) {
 pub(crate) unsafe fn free_unowned<P: Policy>(heap: &Heap<P>, p: *mut u8) {
     // SAFETY: forwarded contract; only the shared parts of the slab are touched.
     unsafe {
-        let block = if P::CHECKED {
-            let who = Identity { seq: heap.check_state().next_seq(), thread: 0 };
-            match check::before_free(heap, p, crate::slab::NO_OWNER, who) {
-                Some(b) => b,
-                None => return,
-            }
-        } else {
-            locate::<P>(p)
-        };
-        asan_free::<P>(p, &block);
+        let who = || Identity { seq: heap.check_state().next_seq(), thread: 0 };
+        let Some(block) = block_to_free(heap, p, crate::slab::NO_OWNER, who) else { return };
         match block {
             Block::Small(slab, base) => (*slab).remote.push::<P>(base),
             Block::Large => heap.free_large(p),
