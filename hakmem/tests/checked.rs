@@ -252,7 +252,9 @@ fn header_corruption_is_caught_at_free() {
     let mut c = h.cache();
     let p = filled(&mut c, 24);
     unsafe {
-        p.sub(3).write(0xee); // word1 of the header: canary, state, class, thread
+        // Flip bits of word1 (canary, state, class, thread): writing a constant would leave the
+        // header intact whenever the random canary byte already held it.
+        p.sub(3).write(p.sub(3).read() ^ 0x5a);
         c.free(p);
     }
     let r = only_report(&h);
