@@ -68,6 +68,11 @@ fuzz-afl TARGET SECONDS="60":
 replay +FILES:
     @cargo run -q --release -p hakmem-fuzz --bin replay -- {{FILES}}
 
+# The harness's own executions per second over a corpus, with no fuzzer (for profiling);
+# e.g. `just fuzz-rate --each deterministic=fuzz/corpus/deterministic`.
+fuzz-rate *ARGS:
+    @cargo run -q --release -p hakmem-fuzz --bin exec_rate -- {{ARGS}}
+
 # Minimize a crashing input with cargo fuzz tmin, then print it as a program.
 tmin TARGET FILE:
     bash scripts/fuzz.sh tmin {{TARGET}} {{FILE}}

@@ -587,7 +587,7 @@ impl<P: Policy> Heap<P> {
             return null_mut();
         }
         // ASan builds: only the requested bytes (and the header) are addressable.
-        crate::asan::large_allocated(base, map_size, base.wrapping_add(offset), size);
+        crate::asan::large_allocated(base, map_size, base.wrapping_add(offset), size, reused.is_null());
         let hdr = base.cast::<RegionHeader>();
         // SAFETY: the mapping is ours, aligned, and at least `total` bytes long.
         unsafe {

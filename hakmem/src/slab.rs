@@ -171,15 +171,16 @@ impl SlabLocal {
         let first = self.bump;
         // SAFETY: n slots starting at bump lie within [bump, end); all are fresh and ours.
         unsafe {
+            // (Before the links: it poisons the slots whole, links included.)
+            if P::CHECKED {
+                check::fresh_slots(self, BasePtr::new_unchecked(first), n);
+            }
             let mut next: Option<BasePtr> = None;
             // Link back to front so the list hands slots out in address order.
             for i in (1..n).rev() {
                 let b = BasePtr::new_unchecked(first.add(i * size));
                 b.set_link::<P>(next);
                 next = Some(b);
-            }
-            if P::CHECKED {
-                check::fresh_slots(self, BasePtr::new_unchecked(first), n);
             }
             self.free = next;
             self.bump = first.add(n * size);

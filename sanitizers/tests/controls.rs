@@ -8,6 +8,7 @@
 //! | case              | ASan build, release heap      | ASan build, checked heap      | plain build, checked heap  |
 //! |-------------------|-------------------------------|-------------------------------|----------------------------|
 //! | one-byte overflow | ASan use-after-poison (WRITE) | ASan use-after-poison (WRITE) | checked: heap buffer overflow |
+//! | ... of a large block, fresh or reused mapping | ASan use-after-poison (WRITE) | - | not detectable (skipped) |
 //! | read after free   | ASan use-after-poison (READ)  | ASan use-after-poison (READ)  | not detectable (skipped)   |
 //! | double free       | hakmem line + ASan report     | checked: double free          | checked: double free       |
 //! | leaked Box        | LeakSanitizer: memory leaks (also in the LSan-only build, `just lsan`)                     |
@@ -27,6 +28,27 @@ fn overflow_one_byte<P: Policy>() {
     // SAFETY: none, on purpose: byte 24 of a 24-byte block.
     unsafe {
         p.add(24).write(0x41);
+        c.free(p);
+    }
+}
+
+/// A one-byte overflow of a large block: in a fresh mapping, or (`reused`) in a mapping the
+/// heap's large cache hands out again, whose poisoning works differently.
+fn overflow_large(reused: bool) {
+    let heap: Heap<Release> = Heap::new();
+    let mut c = heap.cache();
+    let size = if reused {
+        // SAFETY: a live block of this cache, freed once; its mapping goes to the large cache.
+        let first = c.alloc(100_000, 8);
+        unsafe { c.free(first) };
+        90_000
+    } else {
+        100_000
+    };
+    let p = black_box(c.alloc(size, 8));
+    // SAFETY: none, on purpose: the byte after the block.
+    unsafe {
+        p.add(size).write(0x41);
         c.free(p);
     }
 }
@@ -76,6 +98,8 @@ fn child() {
     match case.as_str() {
         "overflow-release" => overflow_one_byte::<Release>(),
         "overflow-checked" => overflow_one_byte::<Checked>(),
+        "overflow-large-fresh" => overflow_large(false),
+        "overflow-large-reused" => overflow_large(true),
         "read-after-free-release" => read_after_free::<Release>(),
         "read-after-free-checked" => read_after_free::<Checked>(),
         "double-free-release" => double_free::<Release>(),
@@ -100,6 +124,8 @@ fn control_one_byte_overflow() {
     if asan() {
         control("overflow-release", &[ASAN_BAD_ACCESS, "WRITE of size 1", "controls::overflow_one_byte"]);
         control("overflow-checked", &[ASAN_BAD_ACCESS, "WRITE of size 1", "controls::overflow_one_byte"]);
+        control("overflow-large-fresh", &[ASAN_BAD_ACCESS, "WRITE of size 1", "controls::overflow_large"]);
+        control("overflow-large-reused", &[ASAN_BAD_ACCESS, "WRITE of size 1", "controls::overflow_large"]);
     } else {
         control("overflow-checked", &["hakmem: heap buffer overflow of", "byte 24 is 0x41"]);
     }

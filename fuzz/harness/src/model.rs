@@ -43,12 +43,15 @@ pub fn fill_for(id: BlockId) -> u8 {
 /// Blocks up to this size are filled and checked byte for byte.
 pub const DENSE_MAX: usize = 64 * 1024;
 /// In larger blocks, the bytes filled and checked: the first and last `SPARSE_END` bytes, and
-/// `SPARSE_PROBE` bytes every `SPARSE_STRIDE`. Large blocks are page mappings, whose bugs lose or
+/// `SPARSE_PROBE` bytes every `stride(size)`. Large blocks are page mappings, whose bugs lose or
 /// misplace whole pages, so samples catch them at a fraction of the cost: touching every byte
 /// of a fresh mapping costs a page fault per page, and that made large inputs 100x slower.
 pub const SPARSE_END: usize = 4096;
-/// Distance between probes in a large block.
+/// Least distance between probes in a large block.
 pub const SPARSE_STRIDE: usize = 64 * 1024;
+/// Most probes in a large block: each costs a page fault in a fresh mapping (and more under
+/// ASan), and 127 of them in an 8 MiB block were most of an input's time.
+pub const SPARSE_PROBES_MAX: usize = 16;
 /// Bytes per probe.
 pub const SPARSE_PROBE: usize = 64;
 
@@ -56,10 +59,12 @@ pub const SPARSE_PROBE: usize = 64;
 pub fn segments(size: usize) -> impl Iterator<Item = (usize, usize)> {
     let dense = size <= DENSE_MAX;
     let head = if dense { size } else { SPARSE_END };
-    let probes = if dense { 0 } else { (size - SPARSE_END - 1) / SPARSE_STRIDE };
+    // A page multiple, so that each probe lands at the same offset in its own page.
+    let stride = SPARSE_STRIDE.max((size / SPARSE_PROBES_MAX).next_multiple_of(4096));
+    let probes = if dense { 0 } else { (size - SPARSE_END - 1) / stride };
     let tail = (!dense).then(|| (size - SPARSE_END, size));
     core::iter::once((0, head))
-        .chain((1..=probes).map(|k| (k * SPARSE_STRIDE, k * SPARSE_STRIDE + SPARSE_PROBE)))
+        .chain((1..=probes).map(move |k| (k * stride, k * stride + SPARSE_PROBE)))
         .chain(tail)
 }
 
