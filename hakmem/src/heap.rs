@@ -34,6 +34,9 @@ pub const MAX_EMPTY_REGIONS: usize = 1;
 pub const LARGE_CACHE_BLOCK: usize = 1 << 20;
 /// Bytes of freed large mappings kept at most (their pages stay resident).
 pub const LARGE_CACHE_BYTES: usize = 8 << 20;
+/// A cached mapping up to this size may serve any smaller block (beyond that, only blocks of at
+/// least half its size): page-aligned requests of a few bytes get a mapping of their own each.
+pub const LARGE_REUSE_SLACK: usize = 64 << 10;
 /// Freed large mappings kept at most (reuse searches them one by one).
 pub const LARGE_CACHE_COUNT: usize = 64;
 /// Bytes reserved per thread cache in the metadata arena.
@@ -62,6 +65,9 @@ struct State {
     /// Freed large mappings kept for reuse (region-aligned, at most [`LARGE_CACHE_BLOCK`]).
     large_cache: List<RegionHeader, LargeRegions>,
     large_cached_bytes: usize,
+    /// The cache's limits: largest mapping kept, and bytes kept in all.
+    large_cache_block: usize,
+    large_cache_bytes: usize,
     arena_chunks: *mut u8,
     arena_free: *mut u8,
 }
@@ -122,6 +128,8 @@ impl<P: Policy> Heap<P> {
                 large: List::new(),
                 large_cache: List::new(),
                 large_cached_bytes: 0,
+                large_cache_block: LARGE_CACHE_BLOCK,
+                large_cache_bytes: LARGE_CACHE_BYTES,
                 arena_chunks: null_mut(),
                 arena_free: null_mut(),
             }),
@@ -212,6 +220,16 @@ impl<P: Policy> Heap<P> {
     /// A new cache's id.
     pub(crate) fn new_cache_id(&self) -> u32 {
         self.next_cache_id.fetch_add(1, Relaxed)
+    }
+
+    /// Sets the limits of the cache of freed large mappings (default [`LARGE_CACHE_BLOCK`] and
+    /// [`LARGE_CACHE_BYTES`]): the largest mapping kept and the bytes kept in all. A caller that
+    /// allocates big blocks over and over (the fuzz harness) trades resident memory for the
+    /// mmap, munmap and page faults each fresh mapping costs.
+    pub fn set_large_cache(&self, max_block: usize, max_bytes: usize) {
+        let mut st = self.state.lock();
+        st.large_cache_block = max_block;
+        st.large_cache_bytes = max_bytes;
     }
 
     /// Frees every block and returns the heap to the state of a new one, except that it keeps
@@ -576,7 +594,7 @@ impl<P: Policy> Heap<P> {
         let Some(total) = offset.checked_add(size.max(1)).and_then(|n| round_up(n, PAGE)) else {
             return null_mut();
         };
-        let reused = if map_align == REGION_SIZE && total <= LARGE_CACHE_BLOCK { self.reuse_large(total) } else { null_mut() };
+        let reused = self.reuse_large(total, map_align);
         let (base, map_size) = if reused.is_null() {
             (self.map(total, map_align), total)
         } else {
@@ -614,14 +632,23 @@ impl<P: Policy> Heap<P> {
         unsafe { base.add(offset) }
     }
 
-    /// A cached mapping of at least `total` bytes (and at most twice that, so a small block does
-    /// not pin a big mapping), taken out of the cache; null if none fits.
-    fn reuse_large(&self, total: usize) -> *mut RegionHeader {
+    /// A cached mapping aligned to `map_align` of at least `total` bytes (and at most twice that
+    /// or [`LARGE_REUSE_SLACK`], so a small block does not pin a big mapping), taken out of the
+    /// cache; null if none fits.
+    fn reuse_large(&self, total: usize, map_align: usize) -> *mut RegionHeader {
         let mut st = self.state.lock();
+        if total > st.large_cache_block {
+            return null_mut();
+        }
+        let fits = |h: *mut RegionHeader| {
+            // SAFETY: cached headers are live mappings owned by the heap under its lock.
+            let (size, align) = unsafe { ((*h).map_size, (*h).map_align) };
+            align == map_align && size >= total && size <= (2 * total).max(LARGE_REUSE_SLACK)
+        };
         let mut h = st.large_cache.head();
-        // SAFETY: cached headers are live mappings owned by the heap under its lock.
+        // SAFETY: as in `fits`.
         unsafe {
-            while !h.is_null() && !((*h).map_size >= total && (*h).map_size <= 2 * total) {
+            while !h.is_null() && !fits(h) {
                 h = st.large_cache.next(h);
             }
             if !h.is_null() {
@@ -659,18 +686,30 @@ impl<P: Policy> Heap<P> {
                 check::large_unmapped(self.check_state(), region_base(p).addr());
             }
             let size = (*h).map_size;
-            if (*h).map_align == REGION_SIZE
-                && size <= LARGE_CACHE_BLOCK
-                && st.large_cached_bytes + size <= LARGE_CACHE_BYTES
-                && st.large_cache.len() < LARGE_CACHE_COUNT
-            {
-                crate::asan::large_freed(h.cast(), size);
-                st.large_cache.push_front(h);
-                st.large_cached_bytes += size;
-                return;
+            if size > st.large_cache_block || size > st.large_cache_bytes {
+                drop(st);
+                return self.unmap(h.cast(), size, (*h).map_align);
             }
+            // The least recently cached mappings make room (unmapped once the lock is dropped):
+            // a full cache that turned every newcomer away kept serving none of the sizes a
+            // workload had moved on to.
+            let mut evicted = List::<RegionHeader, LargeRegions>::new();
+            while st.large_cached_bytes + size > st.large_cache_bytes || st.large_cache.len() >= LARGE_CACHE_COUNT {
+                let old = st.large_cache.pop_back();
+                st.large_cached_bytes -= (*old).map_size;
+                evicted.push_back(old);
+            }
+            crate::asan::large_freed(h.cast(), size);
+            st.large_cache.push_front(h);
+            st.large_cached_bytes += size;
             drop(st);
-            self.unmap(h.cast(), size, (*h).map_align);
+            loop {
+                let old = evicted.pop_front();
+                if old.is_null() {
+                    break;
+                }
+                self.unmap(old.cast(), (*old).map_size, (*old).map_align);
+            }
         }
     }
 

@@ -139,6 +139,19 @@ impl<T, A: Adapter<T>> List<T, A> {
         }
         h
     }
+
+    /// Unlinks and returns the last node, or null.
+    ///
+    /// # Safety
+    /// As for [`List::pop_front`].
+    pub unsafe fn pop_back(&mut self) -> *mut T {
+        let t = self.tail;
+        if !t.is_null() {
+            // SAFETY: t is the tail of this list.
+            unsafe { self.remove(t) };
+        }
+        t
+    }
 }
 
 #[cfg(test)]

@@ -289,3 +289,39 @@ fn a_reset_checked_heap_forgets_old_blocks_and_still_checks() {
     }
     assert_eq!(heap.take_reports()[0].kind, ReportKind::DoubleFree);
 }
+
+#[test]
+fn the_large_cache_keeps_the_latest_mappings_within_its_limits() {
+    use hakmem::heap::{LARGE_CACHE_BYTES, LARGE_CACHE_COUNT};
+    let heap: Heap = Heap::new();
+    let mut c = heap.cache();
+    let base = heap.stats().mapped_bytes;
+    let size = 500_000;
+    let n = (LARGE_CACHE_BYTES / size).max(LARGE_CACHE_COUNT) + 4;
+    let blocks: Vec<*mut u8> = (0..n).map(|_| c.alloc(size, 8)).collect();
+    for &p in &blocks {
+        unsafe { c.free(p) };
+    }
+    // The oldest mappings made room for the newest: the cache stays within its limits...
+    let kept = heap.stats().mapped_bytes - base;
+    assert!(kept <= LARGE_CACHE_BYTES, "{kept} bytes of large mappings kept");
+    assert!(kept >= LARGE_CACHE_BYTES / 2, "only {kept} bytes of large mappings kept");
+    // ...and the last one freed is the first one reused.
+    let q = c.alloc(size, 8);
+    assert_eq!(q, *blocks.last().unwrap());
+    unsafe { c.free(q) };
+
+    // With room for them, region-aligned mappings are cached too, and serve only their alignment.
+    heap.set_large_cache(16 << 20, 64 << 20);
+    let a = c.alloc(100, 2 * REGION_SIZE);
+    unsafe { c.free(a) };
+    let other = c.alloc(100, REGION_SIZE);
+    assert_ne!(other, a);
+    let again = c.alloc(200, 2 * REGION_SIZE);
+    assert_eq!(again, a);
+    assert_eq!(again.addr() % (2 * REGION_SIZE), 0);
+    unsafe {
+        c.free(other);
+        c.free(again);
+    }
+}

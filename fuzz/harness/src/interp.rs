@@ -477,6 +477,9 @@ impl RunOpts {
 /// Calls `f` with a heap as `heap` says, capturing its reports. After a failure the heap may be
 /// corrupt, so it is never dropped (unmapping it could crash before the failure is printed) nor
 /// used again.
+/// The largest freed mapping a reused heap keeps: room for the largest size the decoder makes.
+const REUSED_LARGE_CACHE_BLOCK: usize = 16 << 20;
+
 pub(crate) fn with_heap<P: Observed, T>(heap_use: HeapUse, f: impl FnOnce(&Heap<P>) -> Result<T, Failure>) -> Result<T, Failure> {
     match heap_use {
         HeapUse::New => {
@@ -491,7 +494,14 @@ pub(crate) fn with_heap<P: Observed, T>(heap_use: HeapUse, f: impl FnOnce(&Heap<
         HeapUse::Reset | HeapUse::Dirty => P::reused().with(|cell| {
             let mut slot = cell.borrow_mut();
             // Boxed: caches point at their heap, so it must not move while they live.
-            let heap = slot.get_or_insert_with(|| Box::new(Heap::new()));
+            let heap = slot.get_or_insert_with(|| {
+                let h = Box::new(Heap::new());
+                // Inputs allocate big blocks all the time; a fresh mapping for each (mmap,
+                // munmap, a page fault per page touched) was most of the time per input. The
+                // new heaps of `HeapUse::New` keep the default, so both paths run in replays.
+                h.set_large_cache(REUSED_LARGE_CACHE_BLOCK, crate::decode::MAX_LIVE_BYTES);
+                h
+            });
             heap.reset();
             if heap_use == HeapUse::Dirty {
                 dirty_everything(heap);

@@ -40,8 +40,9 @@ pub fn fill_for(id: BlockId) -> u8 {
     (id.wrapping_mul(37) as u8).wrapping_add(0x5b) | 1
 }
 
-/// Blocks up to this size are filled and checked byte for byte.
-pub const DENSE_MAX: usize = 64 * 1024;
+/// Blocks up to this size are filled and checked byte for byte: every slab block (larger ones
+/// are page mappings of their own, see below).
+pub const DENSE_MAX: usize = hakmem::size_class::SMALL_MAX;
 /// In larger blocks, the bytes filled and checked: the first and last `SPARSE_END` bytes, and
 /// `SPARSE_PROBE` bytes every `stride(size)`. Large blocks are page mappings, whose bugs lose or
 /// misplace whole pages, so samples catch them at a fraction of the cost: touching every byte
