@@ -477,15 +477,25 @@ impl RunOpts {
 /// Calls `f` with a heap as `heap` says, capturing its reports. After a failure the heap may be
 /// corrupt, so it is never dropped (unmapping it could crash before the failure is printed) nor
 /// used again.
+/// Checks every free block of a heap whose program is over (no cache left): a write after free
+/// into a block that was never handed out again shows only here, for instance in a slab
+/// abandoned by an ended thread, whose remote queue nothing drains. Returns the reports.
+pub(crate) fn final_sweep<P: Observed>(heap: &mut Heap<P>) -> Vec<P::Report> {
+    heap.verify_free_slots();
+    let mut reports = Vec::new();
+    P::take(heap, &mut reports);
+    reports
+}
+
 /// The largest freed mapping a reused heap keeps: room for the largest size the decoder makes.
 const REUSED_LARGE_CACHE_BLOCK: usize = 16 << 20;
 
-pub(crate) fn with_heap<P: Observed, T>(heap_use: HeapUse, f: impl FnOnce(&Heap<P>) -> Result<T, Failure>) -> Result<T, Failure> {
+pub(crate) fn with_heap<P: Observed, T>(heap_use: HeapUse, f: impl FnOnce(&mut Heap<P>) -> Result<T, Failure>) -> Result<T, Failure> {
     match heap_use {
         HeapUse::New => {
-            let heap = ManuallyDrop::new(Heap::<P>::new());
+            let mut heap = ManuallyDrop::new(Heap::<P>::new());
             P::capture(&heap);
-            let r = f(&heap);
+            let r = f(&mut heap);
             if r.is_ok() {
                 ManuallyDrop::into_inner(heap);
             }
@@ -527,6 +537,10 @@ pub fn run_plain<P: Observed>(prog: &Program, opts: RunOpts) -> Result<(), Failu
             // The heap may be corrupt: dropping the caches could crash before the failure prints.
             std::mem::forget(it);
             return r;
+        }
+        drop(it);
+        if let Some(r) = final_sweep(heap).first() {
+            return Err(Failure::at(None, format!("checked mode reported in the final sweep of free blocks: {r}")));
         }
         let large = heap.stats().large_blocks;
         if large != 0 {

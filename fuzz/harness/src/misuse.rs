@@ -2,7 +2,7 @@
 //! the checked heap must report exactly that (never a silent pass, never a wrong kind or address,
 //! never a report before it).
 
-use crate::interp::{with_heap, Expected, Failure, Interp, Observed, ReusedHeap, RunOpts, Sweep};
+use crate::interp::{final_sweep, with_heap, Expected, Failure, Interp, Misuse, Observed, ReusedHeap, RunOpts, Sweep};
 use std::cell::RefCell;
 use crate::program::{BlockId, Program};
 use hakmem::{Checked, Heap, Report, ReportKind};
@@ -44,46 +44,22 @@ pub fn report_kind(e: Expected) -> ReportKind {
 pub fn run_misuse(prog: &Program, opts: RunOpts) -> Result<Option<Report>, Failure> {
     with_heap::<Checked, Option<Report>>(opts.heap, |heap| {
         let mut it = Interp::new(heap, prog.threads);
-        let r = drive(&mut it, prog, opts.sweep);
-        if r.is_err() {
+        if let Err(f) = drive(&mut it, prog, opts.sweep) {
             // The heap may be corrupt: dropping the caches could crash before the failure prints.
             std::mem::forget(it);
+            return Err(f);
         }
-        r
+        let (misuse, mut reports) = (it.misuse, std::mem::take(&mut it.reports));
+        drop(it);
+        // A write after free into a slot never handed out again shows here at the latest.
+        reports.extend(final_sweep(heap));
+        judge(misuse, &reports)
     })
 }
 
-/// Makes abandoned slabs of the misused block's class retire, so that their free slots' poison
-/// is checked.
-///
-/// A block freed into a slab whose cache has ended goes onto that abandoned slab's remote queue.
-/// Dropping every cache does not retire such a slab, and dropping a checked heap checks no
-/// poison, so a write after free there would never be reported (the fuzzer found this at once).
-/// A fresh cache allocating the block's class adopts one abandoned slab of the class (and may
-/// hand out the damaged slot, which is reported); dropping the cache then retires the emptied
-/// slab, which checks the poison. Repeated while that adopts slabs and nothing is reported.
-fn retire_abandoned(it: &mut Interp<'_, Checked>, size: usize, align: usize) {
-    let heap = it.heap();
-    for _ in 0..64 {
-        let before = heap.stats().abandoned_slabs;
-        if before == 0 {
-            break;
-        }
-        let mut c = heap.cache();
-        let p = c.alloc(size, align);
-        if !p.is_null() {
-            // SAFETY: a block this cache just allocated.
-            unsafe { c.free(p) };
-        }
-        drop(c);
-        it.poll();
-        if !it.reports.is_empty() || heap.stats().abandoned_slabs >= before {
-            break;
-        }
-    }
-}
-
-fn drive(it: &mut Interp<'_, Checked>, prog: &Program, sweep: Sweep) -> Result<Option<Report>, Failure> {
+/// Runs the steps until the misuse is reported (or the program ends), then frees every live
+/// block and drops every cache.
+fn drive(it: &mut Interp<'_, Checked>, prog: &Program, sweep: Sweep) -> Result<(), Failure> {
     let mut next_id: BlockId = 0;
     for (i, s) in prog.steps.iter().enumerate() {
         let r = it.step(s, next_id, sweep);
@@ -106,20 +82,22 @@ fn drive(it: &mut Interp<'_, Checked>, prog: &Program, sweep: Sweep) -> Result<O
     // A misuse may leave contents the model cannot vouch for; the checked heap judges now.
     it.finish(false).map_err(|v| Failure::at(None, v))?;
     it.poll();
-    let Some(m) = it.misuse else {
-        return match it.reports.first() {
+    Ok(())
+}
+
+/// The verdict on a misuse program's reports: exactly the misuse, reported first.
+fn judge(misuse: Option<Misuse>, reports: &[Report]) -> Result<Option<Report>, Failure> {
+    let Some(m) = misuse else {
+        return match reports.first() {
             Some(r) => Err(Failure::at(None, format!("report, but the misuse was not committed: {r}"))),
             None => Ok(None),
         };
     };
-    if m.kind == Expected::WriteAfterFree && it.reports.is_empty() {
-        retire_abandoned(it, m.size, m.align);
-    }
     let kind = report_kind(m.kind);
-    if let Some(bug) = it.reports.iter().find(|r| !r.kind.is_client_error()) {
+    if let Some(bug) = reports.iter().find(|r| !r.kind.is_client_error()) {
         return Err(Failure::at(None, format!("allocator invariant broken after the misuse: {bug}")));
     }
-    let Some(first) = it.reports.first() else {
+    let Some(first) = reports.first() else {
         return Err(Failure::at(None, format!("misuse not reported: expected {kind:?} of {:#x}", m.addr)));
     };
     if first.kind != kind || first.addr != m.addr {

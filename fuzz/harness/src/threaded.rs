@@ -11,7 +11,7 @@
 //! enters it just after it is handed out, so the map never holds a block the allocator could
 //! legitimately hand out again.
 
-use crate::interp::{alloc_block, calloc_block, check_block, realloc_block, with_heap, write_block, Failure, HeapUse, Observed};
+use crate::interp::{alloc_block, calloc_block, check_block, final_sweep, realloc_block, with_heap, write_block, Failure, HeapUse, Observed};
 use crate::model::{AddrMap, Block, Violation};
 use crate::program::{BlockId, Op, Program, Step};
 use hakmem::{Heap, ThreadCache};
@@ -56,7 +56,8 @@ pub fn run_free<P: Observed>(prog: &Program, heap: HeapUse) -> Result<(), Failur
         }
     }
     let blocks = next_id as usize;
-    with_heap::<P, ()>(heap, |heap| {
+    with_heap::<P, ()>(heap, |heap_mut| {
+        let heap = &*heap_mut;
         let addrs = Mutex::new(AddrMap::default());
         let (txs, rxs): (Vec<Sender<Parcel>>, Vec<Receiver<Parcel>>) = (0..n).map(|_| channel()).unzip();
         let result = std::thread::scope(|s| {
@@ -81,12 +82,11 @@ pub fn run_free<P: Observed>(prog: &Program, heap: HeapUse) -> Result<(), Failur
             failures.into_iter().next().map_or(Ok(()), Err)
         });
         result?;
-        let mut reports = Vec::new();
-        P::take(heap, &mut reports);
-        if let Some(r) = reports.first() {
+        // Every worker dropped its cache on the way out.
+        if let Some(r) = final_sweep(heap_mut).first() {
             return Err(Failure::at(None, format!("checked mode reported: {r}")));
         }
-        let large = heap.stats().large_blocks;
+        let large = heap_mut.stats().large_blocks;
         if large != 0 {
             return Err(Failure::at(None, format!("{large} large block(s) still mapped after every block was freed")));
         }
