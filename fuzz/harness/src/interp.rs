@@ -487,8 +487,13 @@ pub(crate) fn final_sweep<P: Observed>(heap: &mut Heap<P>) -> Vec<P::Report> {
     reports
 }
 
-/// The largest freed mapping a reused heap keeps: room for the largest size the decoder makes.
-const REUSED_LARGE_CACHE_BLOCK: usize = 16 << 20;
+/// The largest freed mapping a reused heap keeps: room for the largest size the decoder makes
+/// at its largest alignment (8 MiB each, plus the header page).
+const REUSED_LARGE_CACHE_BLOCK: usize = 32 << 20;
+/// The bytes of freed mappings a reused heap keeps. Mostly address space: the model touches at
+/// most 18 pages of a large block, so this bounds the resident memory kept only in the worst case,
+/// well under libFuzzer's default RSS limit of 2 GB.
+const REUSED_LARGE_CACHE_BYTES: usize = 256 << 20;
 
 pub(crate) fn with_heap<P: Observed, T>(heap_use: HeapUse, f: impl FnOnce(&mut Heap<P>) -> Result<T, Failure>) -> Result<T, Failure> {
     match heap_use {
@@ -509,7 +514,7 @@ pub(crate) fn with_heap<P: Observed, T>(heap_use: HeapUse, f: impl FnOnce(&mut H
                 // Inputs allocate big blocks all the time; a fresh mapping for each (mmap,
                 // munmap, a page fault per page touched) was most of the time per input. The
                 // new heaps of `HeapUse::New` keep the default, so both paths run in replays.
-                h.set_large_cache(REUSED_LARGE_CACHE_BLOCK, crate::decode::MAX_LIVE_BYTES);
+                h.set_large_cache(REUSED_LARGE_CACHE_BLOCK, REUSED_LARGE_CACHE_BYTES);
                 h
             });
             heap.reset();
