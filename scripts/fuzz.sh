@@ -25,6 +25,11 @@ LOGS="$ROOT/fuzz/logs"
 # harness does; hangs (a deadlocked heap lock) should fail within seconds, not libFuzzer's 20 min.
 export ASAN_OPTIONS="detect_stack_use_after_return=0:${ASAN_OPTIONS:-}"
 LIBFUZZER_ARGS=(-timeout=10 -print_final_stats=1 -dict="$ROOT/corpora/hakmem.dict")
+# cargo fuzz's build flags, the same for build, run and tmin (or each would rebuild). Without
+# trace-compares instrumentation the deterministic target runs 1.8x as many inputs per second
+# (5300 vs 2870 exec/s from the seeds, 30 s each) and reaches as much coverage in that time:
+# the decoder has no magic values for it to find, and the dictionary holds the size edges.
+CARGO_FUZZ_FLAGS=(--no-trace-compares)
 # AFL++ on a machine it does not own: no CPU governor or core_pattern changes, no UI.
 export AFL_NO_UI=1 AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1
 
@@ -39,7 +44,7 @@ check_target() {
 build_libfuzzer() {
     ensure_cargo_fuzz
     echo "== building libFuzzer targets (ASan, nightly)"
-    (cd fuzz && cargo +nightly fuzz build "$@")
+    (cd fuzz && cargo +nightly fuzz build "${CARGO_FUZZ_FLAGS[@]}" "$@")
 }
 
 build_afl() {
@@ -53,7 +58,7 @@ libfuzzer_row() {
     local t="$1" secs="$2" log="$LOGS/libfuzzer-$1.log" rc=0
     mkdir -p "fuzz/corpus/$t" "fuzz/artifacts/$t" "$LOGS"
     echo "== libFuzzer: $t for ${secs}s (log: ${log#"$ROOT"/})"
-    (cd fuzz && cargo +nightly fuzz run "$t" "corpus/$t" "../corpora/$t" -- \
+    (cd fuzz && cargo +nightly fuzz run "${CARGO_FUZZ_FLAGS[@]}" "$t" "corpus/$t" "../corpora/$t" -- \
         "${LIBFUZZER_ARGS[@]}" -max_total_time="$secs" -artifact_prefix="artifacts/$t/") >"$log" 2>&1 || rc=$?
     # The last status line (#N ... cov: C ft: F corp: N/SIZE ... exec/s: E ...) and final stats.
     local row
@@ -140,7 +145,7 @@ run)
     build_libfuzzer "$t"
     mkdir -p "fuzz/corpus/$t"
     cd fuzz
-    exec cargo +nightly fuzz run "$t" "corpus/$t" "../corpora/$t" -- "${LIBFUZZER_ARGS[@]}" "$@"
+    exec cargo +nightly fuzz run "${CARGO_FUZZ_FLAGS[@]}" "$t" "corpus/$t" "../corpora/$t" -- "${LIBFUZZER_ARGS[@]}" "$@"
     ;;
 afl)
     [ $# -ge 1 ] || die "usage: fuzz.sh afl TARGET [SECONDS]"
@@ -156,7 +161,7 @@ tmin)
     file="$(realpath "$2")"
     log="$LOGS/tmin-$1.log"
     mkdir -p "$LOGS"
-    (cd fuzz && cargo +nightly fuzz tmin "$1" "$file") >"$log" 2>&1 || true
+    (cd fuzz && cargo +nightly fuzz tmin "${CARGO_FUZZ_FLAGS[@]}" "$1" "$file") >"$log" 2>&1 || true
     # cargo fuzz prints the path on the first non-empty line after "Minimized artifact:".
     min="$(awk '/Minimized artifact:/ { found = 1; next } found && NF { print $NF; exit }' "$log")"
     [ -n "$min" ] || { tail -20 "$log"; die "tmin failed (log: $log)"; }
