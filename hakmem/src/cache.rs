@@ -11,7 +11,7 @@
 
 use crate::check;
 use crate::heap::Heap;
-use crate::layout::{region_base, slot_needed, usable, BasePtr, UserPtr};
+use crate::layout::{region_base, slot_needed, usable, user_offset, BasePtr, UserPtr};
 use crate::list::List;
 use crate::policy::{Policy, Release};
 use crate::report::Identity;
@@ -128,7 +128,7 @@ impl<P: Policy> CacheInner<P> {
     #[inline(always)]
     pub fn alloc(&mut self, size: usize, align: usize) -> *mut u8 {
         if size <= Self::TINY_REQUEST && align <= 8 {
-            self.alloc_class(tiny_class(slot_needed::<P>(size)), size)
+            self.alloc_class(tiny_class(slot_needed::<P>(size, align)), size, align)
         } else {
             self.alloc_generic(size, align, false)
         }
@@ -140,7 +140,7 @@ impl<P: Policy> CacheInner<P> {
         // Every class above the 8-byte one is a multiple of 16 (asserted in size_class), so
         // lifting tiny requests to 9 bytes is all 16-byte alignment takes.
         if size <= Self::TINY_REQUEST {
-            self.alloc_class(tiny_class(slot_needed::<P>(size.max(9))), size)
+            self.alloc_class(tiny_class(slot_needed::<P>(size.max(9), 16)), size, 16)
         } else {
             self.alloc_generic(size, 16, false)
         }
@@ -155,18 +155,18 @@ impl<P: Policy> CacheInner<P> {
     const TINY_REQUEST: usize = TINY_MAX - P::HEADER - P::MIN_TAIL;
 
     #[inline(always)]
-    fn alloc_class(&mut self, class: usize, size: usize) -> *mut u8 {
+    fn alloc_class(&mut self, class: usize, size: usize, align: usize) -> *mut u8 {
         // SAFETY: bins always point at a slab this cache owns, or at `empty`, whose free list is
         // empty; `local` is only ever borrowed by the owner.
         unsafe {
             let slab = *self.bins.get_unchecked(class);
             if let Some(b) = (*slab).local.pop::<P>() {
-                return self.hand_out(slab, b, size);
+                return self.hand_out(slab, b, size, align);
             }
         }
         match self.alloc_slow(class) {
             // SAFETY: alloc_slow took `b` from the class's current slab.
-            Some((b, _)) => unsafe { self.hand_out(self.bins[class], b, size) },
+            Some((b, _)) => unsafe { self.hand_out(self.bins[class], b, size, align) },
             None => ptr::null_mut(),
         }
     }
@@ -177,11 +177,11 @@ impl<P: Policy> CacheInner<P> {
     /// # Safety
     /// The cache owns `slab` and just took `b` from it.
     #[inline(always)]
-    unsafe fn hand_out(&mut self, slab: *mut Slab, b: BasePtr, size: usize) -> *mut u8 {
+    unsafe fn hand_out(&mut self, slab: *mut Slab, b: BasePtr, size: usize, align: usize) -> *mut u8 {
         let user = if P::CHECKED {
             let who = self.next_op();
             // SAFETY: forwarded.
-            unsafe { check::hand_out(slab, b, size, who) }
+            unsafe { check::hand_out(slab, b, size, user_offset::<P>(align), who) }
         } else {
             b.to_user::<P>().as_ptr()
         };
@@ -193,26 +193,22 @@ impl<P: Policy> CacheInner<P> {
     }
 
     fn alloc_generic(&mut self, size: usize, align: usize, zero: bool) -> *mut u8 {
-        // A header of P::HEADER bytes keeps the client pointer aligned only up to the header's own
-        // alignment; larger alignments go to the large path, which places the block exactly.
-        let class = if size <= SMALL_MAX && (P::HEADER == 0 || align <= 16) {
-            class_for(slot_needed::<P>(size), align)
-        } else {
+        let class = if size <= SMALL_MAX { class_for(slot_needed::<P>(size, align), align) } else {
             None
         };
         let Some(class) = class else {
             return self.heap().alloc_large(size, align, zero);
         };
         if !zero {
-            return self.alloc_class(class, size);
+            return self.alloc_class(class, size, align);
         }
         // SAFETY: as in alloc_class.
         let (user, fresh) = unsafe {
             let slab = self.bins[class];
             match (*slab).local.pop::<P>() {
-                Some(b) => (self.hand_out(slab, b, size), false),
+                Some(b) => (self.hand_out(slab, b, size, align), false),
                 None => match self.alloc_slow(class) {
-                    Some((b, fresh)) => (self.hand_out(self.bins[class], b, size), fresh),
+                    Some((b, fresh)) => (self.hand_out(self.bins[class], b, size, align), fresh),
                     None => return ptr::null_mut(),
                 },
             }

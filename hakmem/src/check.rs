@@ -281,9 +281,26 @@ impl CheckState {
 struct Entry {
     /// state (bits 0-7) | class (8-15) | allocating thread (16-39) | freeing thread (40-63).
     meta: AtomicU64,
+    /// Of the last allocation: requested size (bits 0-31) | the client pointer's offset in the
+    /// slot (32-63; 0 before the first allocation, when it is the header's size).
     requested: AtomicU64,
     alloc_seq: AtomicU64,
     free_seq: AtomicU64,
+}
+
+impl Entry {
+    /// The requested size of the slot's last allocation.
+    fn requested_size(&self) -> usize {
+        self.requested.load(Relaxed) as u32 as usize
+    }
+
+    /// Where the client's bytes of the slot's last allocation start in the slot.
+    fn user_offset(&self) -> usize {
+        match (self.requested.load(Relaxed) >> 32) as usize {
+            0 => Checked::HEADER,
+            o => o,
+        }
+    }
 }
 
 fn meta_state(m: u64) -> u64 {
@@ -401,11 +418,11 @@ impl Place {
         let m = e.meta.load(Acquire);
         let alloc_seq = e.alloc_seq.load(Relaxed);
         let free_seq = e.free_seq.load(Relaxed);
-        let user = self.base(slot, slot_size).to_user::<Checked>();
+        let user = self.base(slot, slot_size).to_user_at(e.user_offset());
         Report {
             class: Some(class),
             class_size: Some(slot_size),
-            requested: (alloc_seq != 0).then(|| e.requested.load(Relaxed) as usize),
+            requested: (alloc_seq != 0).then(|| e.requested_size()),
             region: Some(self.region.addr()),
             slab: Some(self.slab),
             alloc: (alloc_seq != 0).then_some(Identity { seq: alloc_seq, thread: meta_alloc_thread(m) }),
@@ -466,13 +483,12 @@ unsafe fn header_report(at: Place, slot: usize, class: usize, size: usize, threa
         if slot > 0 {
             let prev = slot - 1;
             let e = at.entry(prev);
-            let user = at.base(prev, size).to_user::<Checked>().as_ptr();
-            let usable = size - Checked::HEADER;
             match meta_state(e.meta.load(Acquire)) {
                 ALLOCATED => {
-                    let req = e.requested.load(Relaxed) as usize;
+                    let (req, off) = (e.requested_size(), e.user_offset());
+                    let user = at.base(prev, size).to_user_at(off).as_ptr();
                     let _open = crate::asan::Unpoisoned::block(at.base(prev, size).as_ptr(), size, user, req);
-                    if let Some(o) = first_mismatch(user.add(req), usable - req, TAIL) {
+                    if let Some(o) = first_mismatch(user.add(req), size - off - req, TAIL) {
                         return Report {
                             offset: Some(req + o),
                             expected: TAIL as u64,
@@ -483,8 +499,9 @@ unsafe fn header_report(at: Place, slot: usize, class: usize, size: usize, threa
                     }
                 }
                 FREE | REMOTE => {
+                    let user = at.base(prev, size).to_user::<Checked>().as_ptr();
                     let _open = crate::asan::Unpoisoned::new(at.base(prev, size).as_ptr(), size);
-                    if let Some(o) = first_mismatch(user, usable, POISON) {
+                    if let Some(o) = first_mismatch(user, size - Checked::HEADER, POISON) {
                         return Report {
                             offset: Some(o),
                             expected: POISON as u64,
@@ -845,12 +862,13 @@ pub(crate) unsafe fn drained(local: &SlabLocal, b: BasePtr) -> bool {
 // ---- hooks: allocation and free ----------------------------------------------------------
 
 /// The allocation hook: `b` was just taken from `slab`'s free list for a request of `size`
-/// bytes by cache `thread`. Verifies the slot, stamps it allocated; returns the client pointer,
+/// bytes, to start `offset` bytes into the slot (a `layout::user_offset`), by cache `thread`.
+/// Verifies the slot, stamps it allocated; returns the client pointer,
 /// or null (after a captured report) if the slot failed a check.
 ///
 /// # Safety
 /// The caller owns `slab`, a checked slab, and just popped or carved `b` from it.
-pub(crate) unsafe fn hand_out(slab: *mut Slab, b: BasePtr, size: usize, who: Identity) -> *mut u8 {
+pub(crate) unsafe fn hand_out(slab: *mut Slab, b: BasePtr, size: usize, offset: usize, who: Identity) -> *mut u8 {
     let thread = who.thread;
     // SAFETY: per the contract.
     unsafe {
@@ -880,12 +898,15 @@ pub(crate) unsafe fn hand_out(slab: *mut Slab, b: BasePtr, size: usize, who: Ide
         }
         let seq = who.seq;
         let word0 = (size as u64) | (seq << 32);
-        let h = b.header();
+        let user = b.to_user_at(offset);
+        let h = user.header();
         (*h).word0 = word0;
         (*h).word1 = word1(cs.secret, b.as_ptr().addr(), word0, HDR_ALLOCATED, class, thread);
-        let user = b.to_user::<Checked>().as_ptr();
-        user.add(size).write_bytes(TAIL, slot_size - Checked::HEADER - size);
-        e.requested.store(size as u64, Relaxed);
+        // An aligned block's front padding holds tail bytes too: see `verify_allocated`.
+        b.as_ptr().write_bytes(TAIL, offset - Checked::HEADER);
+        let user = user.as_ptr();
+        user.add(size).write_bytes(TAIL, slot_size - offset - size);
+        e.requested.store(size as u64 | (offset as u64) << 32, Relaxed);
         e.alloc_seq.store(seq, Relaxed);
         e.free_seq.store(0, Relaxed);
         let meta = ALLOCATED | ((class as u64) << 8) | ((thread as u64 & 0xff_ffff) << 16);
@@ -929,11 +950,14 @@ fn find_live<P: Policy>(heap: &Heap<P>, cs: &CheckState, p: *mut u8, thread: u32
         let slot = slot_index(off, class);
         let within = off - slot * size;
         let whole = at.start + (slot + 1) * size <= at.region.addr() + (at.slab + 1) * SLAB_SIZE;
-        if within != Checked::HEADER || !whole {
+        // (The entry is only there for a whole slot; the offset is the last allocation's, so
+        // that a second free of an aligned block is still a double free.)
+        let user_offset = if whole { at.entry(slot).user_offset() } else { Checked::HEADER };
+        if within != user_offset || !whole {
             let mut r = Report { detail: "not the start of a block", ..Report::new(ReportKind::InvalidFree, p.addr(), thread) };
             if whole {
                 r = Report { addr: p.addr(), detail: r.detail, ..at.report(ReportKind::InvalidFree, slot, class, size, thread) };
-                r.offset = within.checked_sub(Checked::HEADER);
+                r.offset = within.checked_sub(user_offset);
             }
             cs.report(r);
             return None;
@@ -965,9 +989,10 @@ unsafe fn verify_allocated(cs: &CheckState, at: Place, slot: usize, class: usize
     // SAFETY: per the contract.
     unsafe {
         let b = at.base(slot, size);
-        let h = b.header();
         let e = at.entry(slot);
-        let req = e.requested.load(Relaxed) as usize;
+        let (req, off) = (e.requested_size(), e.user_offset());
+        let user = b.to_user_at(off);
+        let h = user.header();
         let word0 = (req as u64) | (e.alloc_seq.load(Relaxed) << 32);
         let expect = word1(cs.secret, b.as_ptr().addr(), word0, HDR_ALLOCATED, class, meta_alloc_thread(e.meta.load(Relaxed)));
         if (*h).word0 != word0 || (*h).word1 != expect {
@@ -975,8 +1000,13 @@ unsafe fn verify_allocated(cs: &CheckState, at: Place, slot: usize, class: usize
             cs.report(header_report(at, slot, class, size, thread, found, expected));
             return false;
         }
-        let user = b.to_user::<Checked>().as_ptr();
-        if let Some(o) = first_mismatch(user.add(req), size - Checked::HEADER - req, TAIL) {
+        // An aligned block's front padding, where the lower neighbour's overflow lands first.
+        if let Some(o) = first_mismatch(b.as_ptr(), off - Checked::HEADER, TAIL) {
+            cs.report(header_report(at, slot, class, size, thread, *b.as_ptr().add(o) as u64, TAIL as u64));
+            return false;
+        }
+        let user = user.as_ptr();
+        if let Some(o) = first_mismatch(user.add(req), size - off - req, TAIL) {
             cs.report(Report {
                 offset: Some(req + o),
                 expected: TAIL as u64,
@@ -1042,9 +1072,10 @@ pub(crate) unsafe fn requested_size<P: Policy>(heap: &Heap<P>, p: *mut u8, threa
             Live::Large(h) => Some(crate::asan::accessible_len(p, (*h).map_size - (*h).user_offset)),
             Live::Small { at, slot, class, size, .. } => {
                 // ASan builds: open the slot for the check, then back to its allocated state.
-                let req = at.entry(slot).requested.load(Relaxed) as usize;
+                let e = at.entry(slot);
+                let req = e.requested_size();
                 let b = at.base(slot, size);
-                let _open = crate::asan::Unpoisoned::block(b.as_ptr(), size, b.to_user::<Checked>().as_ptr(), req);
+                let _open = crate::asan::Unpoisoned::block(b.as_ptr(), size, b.to_user_at(e.user_offset()).as_ptr(), req);
                 verify_allocated(cs, at, slot, class, size, thread).then_some(req)
             }
         }

@@ -22,6 +22,9 @@
 //! base                 user = base + 16                 user + requested          base + slot
 //! | word0 | word1      | client bytes ...               | tail canary bytes ...    |
 //! ```
+//! A block aligned to more than 16 bytes (32 to a page) starts `align` bytes into its slot
+//! instead ([`user_offset`]); its header sits just below it and the bytes before the header
+//! keep the poison they had while the slot was free.
 //! `word0` holds the requested size and allocation number while the slot is allocated, and the
 //! (encoded) free-list link while it is free: the link lives at the base in both modes. `word1`
 //! holds the keyed canary, the state, the class and the thread. A free slot's client bytes and
@@ -112,11 +115,20 @@ impl BasePtr {
         self.0.as_ptr()
     }
 
-    /// The client's pointer for this slot under policy `P`.
+    /// The client's pointer for this slot under policy `P` (a block aligned to at most the
+    /// header: see [`BasePtr::to_user_at`]).
     #[inline(always)]
     pub fn to_user<P: Policy>(self) -> UserPtr {
         // SAFETY: P::HEADER is within the slot (every class is larger than any header).
         UserPtr(unsafe { self.0.add(P::HEADER) })
+    }
+
+    /// The client's pointer for this slot when the block starts `offset` bytes in (a
+    /// [`user_offset`] of the slot's policy).
+    #[inline(always)]
+    pub fn to_user_at(self, offset: usize) -> UserPtr {
+        // SAFETY: a user offset lies within any slot that serves it (see `slot_needed`).
+        UserPtr(unsafe { self.0.add(offset) })
     }
 
     /// Reads the free-list link stored in this free slot. A checked link is decoded but not
@@ -171,7 +183,8 @@ impl BasePtr {
         unsafe { (*region).link_key ^ self.as_ptr().addr().rotate_left(23) }
     }
 
-    /// The checked header at the start of this slot.
+    /// The checked header at the start of this slot: a free slot's, or an allocated block's
+    /// whose client bytes follow it (see [`UserPtr::header`]).
     #[inline(always)]
     pub fn header(self) -> *mut BlockHeader {
         self.as_ptr().cast()
@@ -197,6 +210,12 @@ impl UserPtr {
         self.0.as_ptr()
     }
 
+    /// The checked header of the allocated block at this client pointer: just below it.
+    #[inline(always)]
+    pub fn header(self) -> *mut BlockHeader {
+        self.as_ptr().wrapping_sub(CHECKED_HEADER).cast()
+    }
+
     /// The slot this client pointer belongs to under policy `P`.
     ///
     /// # Safety
@@ -214,11 +233,25 @@ pub const fn usable<P: Policy>(slot_size: usize) -> usize {
     slot_size - P::HEADER
 }
 
-/// Bytes a slot must have to serve `size` client bytes under policy `P`; callers keep `size`
-/// below [`crate::size_class::SMALL_MAX`], so this cannot overflow.
+/// Where the client's bytes start in a slot under policy `P`, for a block aligned to `align`:
+/// right after the header, or at `align` when that is larger. A class serves `align` only if its
+/// slot size is a multiple of it (see `size_class::class_for`), so its slots start `align`-aligned
+/// and so does a client pointer `align` bytes in; the header then sits just below the pointer.
 #[inline(always)]
-pub const fn slot_needed<P: Policy>(size: usize) -> usize {
-    size + P::HEADER + P::MIN_TAIL
+pub const fn user_offset<P: Policy>(align: usize) -> usize {
+    if P::HEADER != 0 && align > P::HEADER {
+        align
+    } else {
+        P::HEADER
+    }
+}
+
+/// Bytes a slot must have to serve `size` client bytes aligned to `align` under policy `P`;
+/// callers keep `size` below [`crate::size_class::SMALL_MAX`] and `align` below
+/// [`crate::size_class::SMALL_ALIGN_MAX`], so this cannot overflow.
+#[inline(always)]
+pub const fn slot_needed<P: Policy>(size: usize, align: usize) -> usize {
+    size + user_offset::<P>(align) + P::MIN_TAIL
 }
 
 /// Largest request a slot of `slot_size` bytes serves under policy `P`.

@@ -373,3 +373,63 @@ fn write_after_free_in_an_abandoned_slab_is_caught_by_the_final_sweep() {
     assert_eq!((r.kind, r.addr, r.offset), (ReportKind::WriteAfterFree, p.addr(), Some(5)));
     let _ = keep;
 }
+
+/// An aligned block from a checked heap: in a slab, with every check a 16-aligned one has.
+fn aligned(c: &mut Cache<'_>, size: usize, align: usize) -> *mut u8 {
+    let p = c.alloc(size, align);
+    assert!(!p.is_null());
+    assert_eq!(p.addr() % align, 0, "{p:p} not aligned to {align}");
+    unsafe { p.write_bytes(0x5a, size) };
+    p
+}
+
+#[test]
+#[cfg_attr(asan, ignore = "ASan reports the planted misuse first (sanitizers/tests/controls.rs)")]
+fn aligned_blocks_live_in_slabs_and_are_checked_like_any_other() {
+    let h = heap();
+    let mut c = h.cache();
+    for align in [32usize, 64, 256, 4096] {
+        for size in [1usize, 100, 3000] {
+            let p = aligned(&mut c, size, align);
+            assert_eq!(h.stats().large_blocks, 0, "{size} B at {align} went to the large path");
+            assert_eq!(unsafe { c.usable_size(p) }, size);
+            // A one-byte overflow, then a second free, then a free inside the block.
+            unsafe {
+                p.add(size).write(0);
+                c.free(p);
+            }
+            let r = only_report(&h);
+            assert_eq!((r.kind, r.addr, r.offset), (ReportKind::Overflow, p.addr(), Some(size)), "{r}");
+            let q = aligned(&mut c, size, align);
+            unsafe {
+                c.free(q);
+                c.free(q);
+            }
+            assert_eq!(only_report(&h).kind, ReportKind::DoubleFree);
+            let q = aligned(&mut c, size, align);
+            unsafe { c.free(q.sub(16)) };
+            let r = only_report(&h);
+            assert_eq!((r.kind, r.detail), (ReportKind::InvalidFree, "not the start of a block"), "{r}");
+            unsafe { c.free(q) };
+            assert!(h.take_reports().is_empty());
+        }
+    }
+}
+
+#[test]
+#[cfg_attr(asan, ignore = "ASan reports the planted misuse first (sanitizers/tests/controls.rs)")]
+fn overflow_into_an_aligned_block_blames_the_block_that_overflowed() {
+    let h = heap();
+    let mut c = h.cache();
+    let p = aligned(&mut c, 100, 64);
+    let q = aligned(&mut c, 100, 64);
+    let stride = q.addr() - p.addr();
+    // p's slot ends `stride - 64` bytes after p (64 is the offset of both blocks in their slots):
+    // run through p's tail and one byte into q's slot, its front padding.
+    unsafe {
+        p.write_bytes(0x77, stride - 64 + 1);
+        c.free(q);
+    }
+    let r = only_report(&h);
+    assert_eq!((r.kind, r.addr, r.offset), (ReportKind::Overflow, p.addr(), Some(100)), "{r}");
+}

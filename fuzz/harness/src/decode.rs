@@ -33,9 +33,6 @@ pub const WILD_LEN: usize = 4096;
 /// Largest block a misuse may target: well inside the slab tiers under any header size, because
 /// large blocks are page-mapped and carry no canaries or poison.
 pub const MISUSE_SIZE_MAX: usize = 16 * 1024;
-/// Largest alignment (log2) of a misuse target: the checked policy sends alignments above 16 to
-/// the large path, since its header keeps slots aligned only to 16.
-pub const MISUSE_ALIGN_LOG2_MAX: u8 = 4;
 /// Most bytes an `Overflow` writes past the end.
 pub const MAX_OVERFLOW: usize = 8;
 /// Most elements of a calloc.
@@ -196,7 +193,7 @@ impl Sim {
     /// (slab tiers only).
     fn misusable(&self, id: BlockId) -> Result<(), Reject> {
         let b = self.blocks[id as usize];
-        if b.size > MISUSE_SIZE_MAX || b.align_log2 > MISUSE_ALIGN_LOG2_MAX {
+        if b.size > MISUSE_SIZE_MAX || !crate::in_slab::<hakmem::Checked>(b.size, 1 << b.align_log2) {
             return Err(Reject("misuse on a block outside the slab tiers"));
         }
         Ok(())
@@ -346,9 +343,9 @@ pub fn encode_size(out: &mut Vec<u8>, size: usize) -> Result<(), Reject> {
 }
 
 fn decode_align(b: u8) -> u8 {
-    // Mostly the alignments programs use. The checked policy sends anything above 16 to the
-    // large path and anything above a page maps a block of its own, which costs mmap, munmap and
-    // page faults: at a quarter of all allocations they halved the checked target's speed.
+    // Mostly the alignments programs use. Anything above a page maps a block of its own, which
+    // costs mmap, munmap and page faults: at a quarter of all allocations they halved the checked
+    // target's speed.
     match b {
         0..=212 => b % 5,
         213..=244 => 5 + (b - 213) % 8,

@@ -28,7 +28,7 @@ pub use misuse::run_misuse;
 pub use program::{BlockId, Op, Program, Step};
 pub use threaded::run_free;
 
-use hakmem::layout::slot_needed;
+use hakmem::layout::{slot_needed, user_offset};
 use hakmem::size_class::{class_for, CLASS_SIZES};
 use hakmem::{Checked, Policy, Release};
 
@@ -44,12 +44,18 @@ pub enum Verdict {
     Rejected,
 }
 
+/// Whether a block of `size` bytes at `align` lives in a slab slot under `P` (the same class
+/// choice as `CacheInner::alloc_generic`), rather than in a mapping of its own.
+pub fn in_slab<P: Policy>(size: usize, align: usize) -> bool {
+    class_for(slot_needed::<P>(size, align), align).is_some()
+}
+
 /// Bytes between the requested size and the end of the slot a slab block of `size` bytes at
 /// `align` gets under `P`: room an overflow can write into without leaving the slot.
 pub fn overflow_room<P: Policy>(size: usize, align: usize) -> usize {
     // The same class choice as `CacheInner::alloc_generic` for a slab block.
-    match class_for(slot_needed::<P>(size), align) {
-        Some(c) => CLASS_SIZES[c] - P::HEADER - size,
+    match class_for(slot_needed::<P>(size, align), align) {
+        Some(c) => CLASS_SIZES[c] - user_offset::<P>(align) - size,
         None => 0,
     }
 }
