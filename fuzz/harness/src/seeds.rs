@@ -246,5 +246,8 @@ pub fn misuse() -> Vec<(&'static str, Program)> {
     v.push(("write-after-free-reuse", b.build()));
     v.push(("overflow-1", with(1, &|b| Op::Overflow { slot: b.alloc(0, 100, 3), by: 1 })));
     v.push(("overflow-8", with(1, &|b| Op::Overflow { slot: b.alloc(0, 3000, 4), by: 8 })));
+    // Blocks aligned above the header's 16 bytes: the client bytes start at the alignment.
+    v.push(("overflow-aligned", with(1, &|b| Op::Overflow { slot: b.alloc(0, 100, 6), by: 1 })));
+    v.push(("free-interior-aligned", with(1, &|b| Op::FreeInterior { slot: b.alloc(0, 300, 8), offset: 8 })));
     v
 }
