@@ -373,6 +373,16 @@ pub unsafe fn malloc_usable_size<G: Global>(p: *mut u8) -> usize {
     unsafe { usable_size(&G::statics().heap, p, 0) }
 }
 
+/// `malloc_trim`: gives what the global heap keeps beyond its retention limits back to the OS
+/// now ([`Heap::trim`]); 1 if that returned any memory, else 0.
+pub fn malloc_trim<G: Global>() -> i32 {
+    let heap = &G::statics().heap;
+    let (before, purges) = { let s = heap.stats(); (s.mapped_bytes, s.purges) };
+    heap.trim();
+    let s = heap.stats();
+    (s.mapped_bytes < before || s.purges > purges) as i32
+}
+
 /// Writes the global heap's statistics to stderr as one `hakmem:` line, allocating nothing.
 pub fn print_stats<G: Global>() {
     write_stats::<G>(2);

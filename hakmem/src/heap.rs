@@ -5,10 +5,13 @@
 //! design deadlocked on its pool and registry locks (failure 11).
 //!
 //! Memory comes back in three steps. A slab whose slots are all free returns to the pool, where
-//! any class can take it. Once more than [`DIRTY_POOL_LIMIT`] pooled slabs hold dirty pages, each
-//! further slab returned is purged (its pages go back to the OS). A region whose slabs are all
-//! pooled is kept only while fewer than [`MAX_EMPTY_REGIONS`] such regions exist, and unmapped
-//! otherwise. So a steady workload reuses its slabs, and a shrinking one gives its memory back.
+//! any class can take it. Up to [`DIRTY_POOL_LIMIT`] pooled slabs keep their dirty pages, and up
+//! to [`MAX_EMPTY_REGIONS`] regions whose slabs are all pooled stay mapped. Beyond those limits,
+//! memory is kept for [`PURGE_DELAY`] more: then the first slow path of the heap purges the
+//! excess slabs (their pages go back to the OS) and unmaps the excess regions, as does
+//! [`Heap::trim`] at once. So a steady workload reuses its slabs, one that shrinks and grows
+//! again within the delay does not pay for page faults and mappings each time, and one that
+//! shrinks for good gives its memory back.
 
 use crate::cache::{CacheSlot, ThreadCache};
 use crate::check::{self, CheckState};
@@ -25,8 +28,12 @@ use core::ptr::null_mut;
 use crate::report::Report;
 use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering::{AcqRel, Acquire, Relaxed}};
 
-/// Pooled slabs allowed to keep their dirty pages before returned slabs get purged.
+/// Pooled slabs allowed to keep their dirty pages for good.
 pub const DIRTY_POOL_LIMIT: usize = 64;
+/// How long memory beyond the retention limits stays before the next slow path returns it.
+/// Purging at once made a workload that shrinks and grows again fault in every page and map
+/// every region anew each cycle (grow-shrink ran at half mimalloc's speed).
+pub const PURGE_DELAY: std::time::Duration = std::time::Duration::from_millis(50);
 /// Entirely free regions kept mapped for reuse.
 pub const MAX_EMPTY_REGIONS: usize = 1;
 /// Freed large mappings up to this size are kept for reuse instead of unmapped: for blocks just
@@ -60,6 +67,10 @@ struct State {
     avail: List<SmallRegion, AvailRegions>,
     empty_regions: usize,
     dirty_pooled: usize,
+    /// When the memory beyond the retention limits goes back; None while within them.
+    purge_at: Option<std::time::Instant>,
+    /// How long after going over the limits that is ([`PURGE_DELAY`] unless set).
+    purge_delay: std::time::Duration,
     abandoned: [List<Slab, SlabLinks>; NUM_CLASSES],
     large: List<RegionHeader, LargeRegions>,
     /// Freed large mappings kept for reuse (region-aligned, at most [`LARGE_CACHE_BLOCK`]).
@@ -124,6 +135,8 @@ impl<P: Policy> Heap<P> {
                 avail: List::new(),
                 empty_regions: 0,
                 dirty_pooled: 0,
+                purge_at: None,
+                purge_delay: PURGE_DELAY,
                 abandoned: [const { List::new() }; NUM_CLASSES],
                 large: List::new(),
                 large_cache: List::new(),
@@ -268,6 +281,7 @@ impl<P: Policy> Heap<P> {
             st.abandoned = [const { List::new() }; NUM_CLASSES];
             st.empty_regions = 0;
             st.dirty_pooled = 0;
+            st.purge_at = None;
             if !keep.is_null() {
                 if P::CHECKED {
                     check::region_reset(keep);
@@ -403,6 +417,7 @@ impl<P: Policy> Heap<P> {
     /// slots' memory is reused), else one from the pool. Null when the OS refuses memory.
     pub(crate) fn acquire_slab(&self, class: usize, token: usize) -> *mut Slab {
         let mut st = self.state.lock();
+        self.purge_when_due(&mut st);
         // SAFETY: the abandoned lists hold live slabs.
         let adopted = unsafe { st.abandoned[class].pop_front() };
         if !adopted.is_null() {
@@ -508,39 +523,86 @@ impl<P: Policy> Heap<P> {
                 st.avail.push_front(r);
             }
             (*r).pooled |= bit;
-            if st.dirty_pooled >= DIRTY_POOL_LIMIT {
-                let (start, limit) = SmallRegion::slab_span(r, i);
-                os::purge(start, limit.addr() - start.addr());
-                (*r).dirty &= !bit;
-                self.stats.purges.fetch_add(1, Relaxed);
-            } else {
-                st.dirty_pooled += 1;
-            }
+            // (Every slab handed out is dirty: `acquire_slab` marks it so.)
+            st.dirty_pooled += 1;
             if (*r).pooled == ALL_SLABS {
-                self.region_emptied(st, r);
+                // Partly used regions stay at the front so empty ones are the last to be cut up.
+                st.avail.remove(r);
+                st.avail.push_back(r);
+                st.empty_regions += 1;
+            }
+            if st.dirty_pooled > DIRTY_POOL_LIMIT || st.empty_regions > MAX_EMPTY_REGIONS {
+                if st.purge_delay.is_zero() {
+                    self.purge_excess(st);
+                } else {
+                    if st.purge_at.is_none() {
+                        st.purge_at = Some(std::time::Instant::now() + st.purge_delay);
+                    }
+                    self.purge_when_due(st);
+                }
             }
         }
     }
 
-    /// # Safety
-    /// `r` is live, on `avail`, and all its slabs are pooled.
-    unsafe fn region_emptied(&self, st: &mut State, r: *mut SmallRegion) {
-        // SAFETY: per the contract; after unlinking nobody can reach the region.
+    /// Returns the memory beyond the retention limits once [`PURGE_DELAY`] has passed since it
+    /// went over them.
+    fn purge_when_due(&self, st: &mut State) {
+        if st.purge_at.is_some_and(|t| std::time::Instant::now() >= t) {
+            self.purge_excess(st);
+        }
+    }
+
+    /// Unmaps the empty regions beyond [`MAX_EMPTY_REGIONS`] (in checked heaps, after checking
+    /// that none of their blocks is live or queued), then purges pooled slabs until at most
+    /// [`DIRTY_POOL_LIMIT`] hold dirty pages.
+    fn purge_excess(&self, st: &mut State) {
+        // SAFETY: regions on `avail` are live, their pooled slabs owned by the heap under its
+        // lock; a region is unlinked from both lists before it is unmapped.
         unsafe {
-            st.avail.remove(r);
-            if st.empty_regions < MAX_EMPTY_REGIONS {
-                // Partly used regions stay at the front so empty ones are the last to be cut up.
-                st.avail.push_back(r);
-                st.empty_regions += 1;
-            } else {
-                st.dirty_pooled -= (*r).dirty.count_ones() as usize;
-                st.regions.remove(r);
-                if P::CHECKED {
-                    check::region_released(r);
+            let mut r = st.avail.head();
+            while !r.is_null() && st.empty_regions > MAX_EMPTY_REGIONS {
+                let next = st.avail.next(r);
+                if (*r).pooled == ALL_SLABS {
+                    st.avail.remove(r);
+                    st.empty_regions -= 1;
+                    st.dirty_pooled -= (*r).dirty.count_ones() as usize;
+                    st.regions.remove(r);
+                    if P::CHECKED {
+                        check::region_released(r);
+                    }
+                    self.unmap(r.cast(), REGION_SIZE, REGION_SIZE);
                 }
-                self.unmap(r.cast(), REGION_SIZE, REGION_SIZE);
+                r = next;
+            }
+            let mut r = st.avail.head();
+            while !r.is_null() && st.dirty_pooled > DIRTY_POOL_LIMIT {
+                let mut bits = (*r).pooled & (*r).dirty;
+                while bits != 0 && st.dirty_pooled > DIRTY_POOL_LIMIT {
+                    let i = bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    let (start, limit) = SmallRegion::slab_span(r, i);
+                    os::purge(start, limit.addr() - start.addr());
+                    (*r).dirty &= !(1 << i);
+                    st.dirty_pooled -= 1;
+                    self.stats.purges.fetch_add(1, Relaxed);
+                }
+                r = st.avail.next(r);
             }
         }
+        st.purge_at = None;
+    }
+
+    /// Sets how long memory beyond the retention limits stays (default [`PURGE_DELAY`]). Zero
+    /// returns it at once, which makes the heap's behaviour independent of the clock: the fuzz
+    /// harness needs every run of a program to do exactly the same.
+    pub fn set_purge_delay(&self, delay: std::time::Duration) {
+        self.state.lock().purge_delay = delay;
+    }
+
+    /// Gives the memory the heap keeps beyond its retention limits back to the OS now, rather
+    /// than [`PURGE_DELAY`] after it went over them (what `malloc_trim` does in the C library).
+    pub fn trim(&self) {
+        self.purge_excess(&mut self.state.lock());
     }
 
     /// Parks a slab whose cache is going away while some of its slots are live.

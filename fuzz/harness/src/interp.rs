@@ -14,6 +14,7 @@ use hakmem::{Heap, Policy, Release, ThreadCache};
 use std::cell::RefCell;
 use std::fmt;
 use std::mem::ManuallyDrop;
+use std::time::Duration;
 use std::thread::LocalKey;
 
 /// How the harness sees a policy's reports (the checked policy has them; release has none).
@@ -499,6 +500,7 @@ pub(crate) fn with_heap<P: Observed, T>(heap_use: HeapUse, f: impl FnOnce(&mut H
     match heap_use {
         HeapUse::New => {
             let mut heap = ManuallyDrop::new(Heap::<P>::new());
+            heap.set_purge_delay(Duration::ZERO);
             P::capture(&heap);
             let r = f(&mut heap);
             if r.is_ok() {
@@ -511,6 +513,9 @@ pub(crate) fn with_heap<P: Observed, T>(heap_use: HeapUse, f: impl FnOnce(&mut H
             // Boxed: caches point at their heap, so it must not move while they live.
             let heap = slot.get_or_insert_with(|| {
                 let h = Box::new(Heap::new());
+                // Memory goes back at once, not after a delay: a program must run the same
+                // however fast it runs.
+                h.set_purge_delay(Duration::ZERO);
                 // Inputs allocate big blocks all the time; a fresh mapping for each (mmap,
                 // munmap, a page fault per page touched) was most of the time per input. The
                 // new heaps of `HeapUse::New` keep the default, so both paths run in replays.

@@ -123,6 +123,13 @@ pub unsafe extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
     unsafe { g::malloc_usable_size::<G>(p.cast()) }
 }
 
+/// glibc `malloc_trim`: returns the memory hakmem keeps beyond its limits to the OS now (the
+/// padding argument does not apply: hakmem keeps no heap top to pad).
+#[no_mangle]
+pub extern "C" fn malloc_trim(_pad: usize) -> i32 {
+    g::malloc_trim::<G>()
+}
+
 /// A private copy of stderr for the statistics line: programs such as coreutils close fd 2 in
 /// their own exit handler, which runs before ours (it was registered later).
 static STATS_FD: core::sync::atomic::AtomicI32 = core::sync::atomic::AtomicI32::new(2);

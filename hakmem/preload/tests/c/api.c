@@ -350,6 +350,29 @@ static void t_usable_size(void) {
     ok();
 }
 
+/* malloc_trim after a big shrink: returns 0 or 1, and the heap still works (calloc zeroes the
+   purged memory it hands out again). */
+static void t_trim(void) {
+    begin("malloc_trim");
+    enum { N = 40000, SIZE = 1000 };
+    static unsigned char *ps[N];
+    for (int i = 0; i < N; i++) {
+        ps[i] = malloc(opaque(SIZE));
+        CHECK(ps[i] != NULL, "malloc(%d)", SIZE);
+        memset(ps[i], 0x5A, SIZE);
+    }
+    for (int i = 0; i < N; i++) free(ps[i]);
+    int r = malloc_trim(0);
+    CHECK(r == 0 || r == 1, "malloc_trim(0) = %d", r);
+    for (int i = 0; i < N; i++) {
+        ps[i] = calloc(1, opaque(SIZE));
+        CHECK(ps[i] != NULL, "calloc(1, %d)", SIZE);
+        for (int j = 0; j < SIZE; j++) CHECK(ps[i][j] == 0, "calloc after trim: byte %d = 0x%02x", j, ps[i][j]);
+    }
+    for (int i = 0; i < N; i++) free(ps[i]);
+    ok();
+}
+
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     t_malloc_zero();
@@ -363,6 +386,7 @@ int main(void) {
     t_overflow();
     t_realloc_tiers();
     t_usable_size();
+    t_trim();
     printf("all ok\n");
     return 0;
 }
