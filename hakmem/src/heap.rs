@@ -235,6 +235,28 @@ impl<P: Policy> Heap<P> {
         self.next_cache_id.fetch_add(1, Relaxed)
     }
 
+    /// Unmaps every large block and every cached large mapping.
+    ///
+    /// # Safety
+    /// No large block of the heap may be in use, nor be used afterwards.
+    unsafe fn unmap_large(st: &mut State, stats: &Counters) {
+        for list in [&mut st.large, &mut st.large_cache] {
+            loop {
+                // SAFETY: listed headers are live mappings of the heap, unused per the contract;
+                // each is unlinked before it is unmapped.
+                unsafe {
+                    let h = list.pop_front();
+                    if h.is_null() {
+                        break;
+                    }
+                    stats.mapped.fetch_sub((*h).map_size, Relaxed);
+                    os::unmap(h.cast(), (*h).map_size, (*h).map_align);
+                }
+            }
+        }
+        st.large_cached_bytes = 0;
+    }
+
     /// Sets the limits of the cache of freed large mappings (default [`LARGE_CACHE_BLOCK`] and
     /// [`LARGE_CACHE_BYTES`]): the largest mapping kept and the bytes kept in all. A caller that
     /// allocates big blocks over and over (the fuzz harness) trades resident memory for the
@@ -246,25 +268,20 @@ impl<P: Policy> Heap<P> {
     }
 
     /// Frees every block and returns the heap to the state of a new one, except that it keeps
-    /// one small region, its metadata, the cache arena and the cached large mappings (see
-    /// [`LARGE_CACHE_BLOCK`]) mapped for reuse. For callers that run
+    /// one small region, its metadata and the cache arena mapped for reuse. For callers that run
     /// many short programs, such as the fuzz harness: a new `Heap` per program costs more in
     /// mmap, munmap and page faults than the program itself. Blocks still live become invalid.
     /// (Slabs the last program used stay dirty, so calloc zeroes them like any reused slab.)
+    /// The cached large mappings go: which of them a program could reuse would depend on the
+    /// programs before it, and a fuzzer's failure must replay from its own input (one found this
+    /// way did not, with the cache kept).
     pub fn reset(&mut self) {
         assert_eq!(self.stats.caches.load(Relaxed), 0, "hakmem: reset of a heap with live caches");
         let st = self.state.get_mut();
         // SAFETY: no cache exists (`&mut self` and the count say so), so no block or slab is in
         // use; each mapping is unmapped once, after being unlinked.
         unsafe {
-            loop {
-                let h = st.large.pop_front();
-                if h.is_null() {
-                    break;
-                }
-                self.stats.mapped.fetch_sub((*h).map_size, Relaxed);
-                os::unmap(h.cast(), (*h).map_size, (*h).map_align);
-            }
+            Self::unmap_large(st, &self.stats);
             let keep = st.regions.pop_front();
             loop {
                 let r = st.regions.pop_front();
@@ -837,15 +854,7 @@ impl<P: Policy> Drop for Heap<P> {
                 }
                 os::unmap(r.cast(), REGION_SIZE, REGION_SIZE);
             }
-            for list in [&mut st.large, &mut st.large_cache] {
-                loop {
-                    let h = list.pop_front();
-                    if h.is_null() {
-                        break;
-                    }
-                    os::unmap(h.cast(), (*h).map_size, (*h).map_align);
-                }
-            }
+            Self::unmap_large(st, &self.stats);
             while !st.arena_chunks.is_null() {
                 let c = st.arena_chunks;
                 st.arena_chunks = c.cast::<*mut u8>().read();
