@@ -161,11 +161,25 @@ tmin)
     file="$(realpath "$2")"
     log="$LOGS/tmin-$1.log"
     mkdir -p "$LOGS"
+    started="$(mktemp)"
     (cd fuzz && cargo +nightly fuzz tmin "${CARGO_FUZZ_FLAGS[@]}" "$1" "$file") >"$log" 2>&1 || true
     # cargo fuzz prints the path on the first non-empty line after "Minimized artifact:".
     min="$(awk '/Minimized artifact:/ { found = 1; next } found && NF { print $NF; exit }' "$log")"
-    [ -n "$min" ] || { tail -20 "$log"; die "tmin failed (log: $log)"; }
-    [ -f "fuzz/$min" ] && min="fuzz/$min"
+    [ -n "$min" ] && [ -f "fuzz/$min" ] && min="fuzz/$min"
+    if [ -z "$min" ]; then
+        # libFuzzer gives up when a candidate crashed inside its minimizing process but not on
+        # its own (a failure that depends on where the kernel put a mapping, say); the steps
+        # before that are kept as minimized-from-* files. Take the smallest that still fails
+        # when replayed alone.
+        cargo build -q --release -p hakmem-fuzz --bin replay
+        for f in $(ls -S -r "fuzz/artifacts/$1"/minimized-from-* 2>/dev/null); do
+            [ "$f" -nt "$started" ] || continue
+            if ! target/release/replay --target "$1" "$f" >/dev/null 2>&1; then min="$f"; break; fi
+        done
+        rm -f "$started"
+        [ -n "$min" ] || { tail -20 "$log"; die "tmin failed (log: $log)"; }
+        echo "(libFuzzer stopped early, see $log; the smallest step that still fails alone follows)"
+    fi
     echo "minimized: $min ($(wc -c <"$min") bytes; was $(wc -c <"$file"))"
     cargo run -q --release -p hakmem-fuzz --bin replay -- --target "$1" "$min" || true
     ;;
