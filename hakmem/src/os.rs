@@ -16,32 +16,11 @@ pub fn mapped_bytes() -> usize {
 mod imp {
     use crate::layout::PAGE;
     use core::ptr;
-    use core::sync::atomic::{AtomicUsize, Ordering};
-
-    /// Where the last aligned mapping started: the next one is first tried just below it.
-    static HINT: AtomicUsize = AtomicUsize::new(0);
 
     const FLAGS: i32 = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
 
     pub unsafe fn map_aligned(size: usize, align: usize) -> *mut u8 {
         debug_assert!(size % PAGE == 0 && align.is_power_of_two() && align >= PAGE);
-        // The kernel hands out addresses top-down, so the aligned range just below the last
-        // mapping is usually free, and a hint (not MAP_FIXED: it never replaces a mapping) gets
-        // it in one call instead of the three an over-map and trim take. Under the fuzzer, whose
-        // large blocks each cost a mapping, those syscalls were a large part of an input's time.
-        let last = HINT.load(Ordering::Relaxed);
-        if let Some(want) = last.checked_sub(size).map(|a| a & !(align - 1)).filter(|&a| a != 0) {
-            // SAFETY: an anonymous private mapping has no preconditions; a hint binds nothing.
-            let p = unsafe { libc::mmap(want as *mut libc::c_void, size, libc::PROT_READ | libc::PROT_WRITE, FLAGS, -1, 0) };
-            if p != libc::MAP_FAILED {
-                if p.addr() & (align - 1) == 0 {
-                    HINT.store(p.addr(), Ordering::Relaxed);
-                    return p.cast();
-                }
-                // SAFETY: the mapping just made, unused.
-                unsafe { libc::munmap(p, size) };
-            }
-        }
         // Over-map by `align` and trim both ends: the kernel gives no alignment guarantee.
         let Some(over) = size.checked_add(align - PAGE) else { return ptr::null_mut() };
         // SAFETY: an anonymous private mapping has no preconditions.
@@ -69,7 +48,6 @@ mod imp {
             if post > 0 {
                 libc::munmap(raw.add(pre + size).cast(), post);
             }
-            HINT.store(raw.addr() + pre, Ordering::Relaxed);
             raw.add(pre)
         }
     }
