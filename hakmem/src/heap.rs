@@ -73,7 +73,8 @@ struct State {
     purge_delay: std::time::Duration,
     abandoned: [List<Slab, SlabLinks>; NUM_CLASSES],
     large: List<RegionHeader, LargeRegions>,
-    /// Freed large mappings kept for reuse (region-aligned, at most [`LARGE_CACHE_BLOCK`]).
+    /// Freed large mappings kept for reuse, newest first, within `large_cache_block` and
+    /// `large_cache_bytes`.
     large_cache: List<RegionHeader, LargeRegions>,
     large_cached_bytes: usize,
     /// The cache's limits: largest mapping kept, and bytes kept in all.
