@@ -176,10 +176,10 @@ tmin)
             [ "$f" -nt "$started" ] || continue
             if ! target/release/replay --target "$1" "$f" >/dev/null 2>&1; then min="$f"; break; fi
         done
-        rm -f "$started"
-        [ -n "$min" ] || { tail -20 "$log"; die "tmin failed (log: $log)"; }
+        [ -n "$min" ] || { rm -f "$started"; tail -20 "$log"; die "tmin failed (log: $log)"; }
         echo "(libFuzzer stopped early, see $log; the smallest step that still fails alone follows)"
     fi
+    rm -f "$started"
     echo "minimized: $min ($(wc -c <"$min") bytes; was $(wc -c <"$file"))"
     cargo run -q --release -p hakmem-fuzz --bin replay -- --target "$1" "$min" || true
     ;;

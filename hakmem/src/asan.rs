@@ -74,20 +74,12 @@ pub fn is_poisoned(p: *mut u8) -> bool {
     }
 }
 
-/// A block's final state on allocation: the whole `[span, span + span_len)` poisoned except the
-/// `size` requested bytes at `user`. A zero-byte request keeps one byte, so that the free hook can
-/// tell a live block from a freed one.
-#[inline(always)]
-pub fn allocated(span: *mut u8, span_len: usize, user: *mut u8, size: usize) {
-    poison(span, span_len);
-    unpoison(user, size.max(1));
-}
-
 /// How many bytes from `p` (at most `max`) the client may use: the requested size of a live block
 /// in an ASan build; `max` otherwise.
 ///
-/// A live block's usable bytes are a prefix of its span and the rest is poisoned (see
-/// [`allocated`]), so a binary search over single-address queries finds the edge in ~20 probes.
+/// A live block's usable bytes (its requested size, one byte for a zero-byte request, so that the
+/// free hook can tell a live block from a freed one) are a prefix of its span and the rest is
+/// poisoned, so a binary search over single-address queries finds the edge in ~20 probes.
 /// (`__asan_region_is_poisoned` would scan the usable prefix byte by byte: it made a 200 KB
 /// block's usable-size query cost more than the rest of a fuzz input together.)
 #[inline(always)]

@@ -193,9 +193,7 @@ impl<P: Policy> CacheInner<P> {
     }
 
     fn alloc_generic(&mut self, size: usize, align: usize, zero: bool) -> *mut u8 {
-        let class = if size <= SMALL_MAX { class_for(slot_needed::<P>(size, align), align) } else {
-            None
-        };
+        let class = if size <= SMALL_MAX { class_for(slot_needed::<P>(size, align), align) } else { None };
         let Some(class) = class else {
             return self.heap().alloc_large(size, align, zero);
         };

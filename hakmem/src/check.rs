@@ -557,7 +557,7 @@ pub(crate) unsafe fn region_released(r: *mut SmallRegion) {
         for slab in 0..SLABS_PER_REGION {
             let at = Place { region: r, slab, start: SmallRegion::slab_span(r, slab).0.addr() };
             if let Some((class, size)) = at.geometry() {
-                if let Some((slot, state)) = live_slot(at, size) {
+                if let Some((slot, state)) = live_slot(at) {
                     cs.report(Report {
                         detail: state_name(state),
                         ..at.report(ReportKind::Invariant, slot, class, size, 0)
@@ -657,9 +657,8 @@ pub(crate) unsafe fn verify_free_slots(r: *mut SmallRegion) {
 /// The first slot of a slab that is allocated or queued, and its state.
 ///
 /// # Safety
-/// `at` is a slab of a live checked region with slots of `size` bytes.
-unsafe fn live_slot(at: Place, size: usize) -> Option<(usize, u64)> {
-    let _ = size;
+/// `at` is a slab of a live checked region.
+unsafe fn live_slot(at: Place) -> Option<(usize, u64)> {
     // SAFETY: forwarded.
     let slots = unsafe { at.carved() };
     (0..slots).find_map(|i| {
@@ -679,7 +678,7 @@ pub(crate) unsafe fn slab_assigned(r: *mut SmallRegion, i: usize, class: usize, 
     unsafe {
         let at = Place { region: r, slab: i, start: SmallRegion::slab_span(r, i).0.addr() };
         if let Some((old_class, old_size)) = at.geometry() {
-            if let Some((slot, state)) = live_slot(at, old_size) {
+            if let Some((slot, state)) = live_slot(at) {
                 at.state().report(Report {
                     detail: "slab reassigned while this block is live",
                     found: state,

@@ -377,10 +377,10 @@ pub unsafe fn malloc_usable_size<G: Global>(p: *mut u8) -> usize {
 /// now ([`Heap::trim`]); 1 if that returned any memory, else 0.
 pub fn malloc_trim<G: Global>() -> i32 {
     let heap = &G::statics().heap;
-    let (before, purges) = { let s = heap.stats(); (s.mapped_bytes, s.purges) };
+    let before = heap.stats();
     heap.trim();
-    let s = heap.stats();
-    (s.mapped_bytes < before || s.purges > purges) as i32
+    let after = heap.stats();
+    (after.mapped_bytes < before.mapped_bytes || after.purges > before.purges) as i32
 }
 
 /// Writes the global heap's statistics to stderr as one `hakmem:` line, allocating nothing.

@@ -241,21 +241,30 @@ impl<P: Policy> Heap<P> {
     /// # Safety
     /// No large block of the heap may be in use, nor be used afterwards.
     unsafe fn unmap_large(st: &mut State, stats: &Counters) {
-        for list in [&mut st.large, &mut st.large_cache] {
-            loop {
-                // SAFETY: listed headers are live mappings of the heap, unused per the contract;
-                // each is unlinked before it is unmapped.
-                unsafe {
-                    let h = list.pop_front();
-                    if h.is_null() {
-                        break;
-                    }
-                    stats.mapped.fetch_sub((*h).map_size, Relaxed);
-                    os::unmap(h.cast(), (*h).map_size, (*h).map_align);
-                }
-            }
+        // SAFETY: forwarded.
+        unsafe {
+            Self::unmap_list(&mut st.large, stats);
+            Self::unmap_list(&mut st.large_cache, stats);
         }
         st.large_cached_bytes = 0;
+    }
+
+    /// Unmaps every large mapping on `list`, leaving it empty.
+    ///
+    /// # Safety
+    /// The mappings are the heap's, and no block in them may be in use or used afterwards.
+    unsafe fn unmap_list(list: &mut List<RegionHeader, LargeRegions>, stats: &Counters) {
+        loop {
+            // SAFETY: per the contract; each header is unlinked before it is unmapped.
+            unsafe {
+                let h = list.pop_front();
+                if h.is_null() {
+                    break;
+                }
+                stats.mapped.fetch_sub((*h).map_size, Relaxed);
+                os::unmap(h.cast(), (*h).map_size, (*h).map_align);
+            }
+        }
     }
 
     /// Sets the limits of the cache of freed large mappings (default [`LARGE_CACHE_BLOCK`] and
@@ -550,14 +559,10 @@ impl<P: Policy> Heap<P> {
                 st.empty_regions += 1;
             }
             if st.dirty_pooled > DIRTY_POOL_LIMIT || st.empty_regions > MAX_EMPTY_REGIONS {
-                if st.purge_delay.is_zero() {
-                    self.purge_excess(st);
-                } else {
-                    if st.purge_at.is_none() {
-                        st.purge_at = Some(std::time::Instant::now() + st.purge_delay);
-                    }
-                    self.purge_when_due(st);
-                }
+                // (With a zero delay the deadline is now, so the excess goes at once.)
+                let delay = st.purge_delay;
+                st.purge_at.get_or_insert_with(|| std::time::Instant::now() + delay);
+                self.purge_when_due(st);
             }
         }
     }
@@ -783,13 +788,7 @@ impl<P: Policy> Heap<P> {
             st.large_cache.push_front(h);
             st.large_cached_bytes += size;
             drop(st);
-            loop {
-                let old = evicted.pop_front();
-                if old.is_null() {
-                    break;
-                }
-                self.unmap(old.cast(), (*old).map_size, (*old).map_align);
-            }
+            Self::unmap_list(&mut evicted, &self.stats);
         }
     }
 

@@ -24,7 +24,7 @@
 //! ```
 //! A block aligned to more than 16 bytes (32 to a page) starts `align` bytes into its slot
 //! instead ([`user_offset`]); its header sits just below it and the bytes before the header
-//! keep the poison they had while the slot was free.
+//! hold tail canary bytes.
 //! `word0` holds the requested size and allocation number while the slot is allocated, and the
 //! (encoded) free-list link while it is free: the link lives at the base in both modes. `word1`
 //! holds the keyed canary, the state, the class and the thread. A free slot's client bytes and

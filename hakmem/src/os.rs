@@ -17,8 +17,6 @@ mod imp {
     use crate::layout::PAGE;
     use core::ptr;
 
-    const FLAGS: i32 = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
-
     pub unsafe fn map_aligned(size: usize, align: usize) -> *mut u8 {
         debug_assert!(size % PAGE == 0 && align.is_power_of_two() && align >= PAGE);
         // Over-map by `align` and trim both ends: the kernel gives no alignment guarantee.
@@ -29,7 +27,7 @@ mod imp {
                 ptr::null_mut(),
                 over,
                 libc::PROT_READ | libc::PROT_WRITE,
-                FLAGS,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
                 -1,
                 0,
             )

@@ -475,9 +475,6 @@ impl RunOpts {
     pub const THOROUGH: RunOpts = RunOpts { sweep: Sweep::Full, heap: HeapUse::New };
 }
 
-/// Calls `f` with a heap as `heap` says, capturing its reports. After a failure the heap may be
-/// corrupt, so it is never dropped (unmapping it could crash before the failure is printed) nor
-/// used again.
 /// Checks every free block of a heap whose program is over (no cache left): a write after free
 /// into a block that was never handed out again shows only here, for instance in a slab
 /// abandoned by an ended thread, whose remote queue nothing drains. Returns the reports.
@@ -496,6 +493,9 @@ const REUSED_LARGE_CACHE_BLOCK: usize = 32 << 20;
 /// well under libFuzzer's default RSS limit of 2 GB.
 const REUSED_LARGE_CACHE_BYTES: usize = 256 << 20;
 
+/// Calls `f` with a heap as `heap` says, capturing its reports. After a failure the heap may be
+/// corrupt, so it is never dropped (unmapping it could crash before the failure is printed) nor
+/// used again.
 pub(crate) fn with_heap<P: Observed, T>(heap_use: HeapUse, f: impl FnOnce(&mut Heap<P>) -> Result<T, Failure>) -> Result<T, Failure> {
     match heap_use {
         HeapUse::New => {

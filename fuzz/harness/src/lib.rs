@@ -44,17 +44,22 @@ pub enum Verdict {
     Rejected,
 }
 
-/// Whether a block of `size` bytes at `align` lives in a slab slot under `P` (the same class
-/// choice as `CacheInner::alloc_generic`), rather than in a mapping of its own.
+/// Whether a block of `size` bytes at `align` lives in a slab slot under `P`, rather than in a
+/// mapping of its own.
 pub fn in_slab<P: Policy>(size: usize, align: usize) -> bool {
-    class_for(slot_needed::<P>(size, align), align).is_some()
+    slab_class::<P>(size, align).is_some()
+}
+
+/// The class of the slab slot a block of `size` bytes at `align` gets under `P`, if any: the same
+/// class choice as `CacheInner::alloc_generic`.
+fn slab_class<P: Policy>(size: usize, align: usize) -> Option<usize> {
+    class_for(slot_needed::<P>(size, align), align)
 }
 
 /// Bytes between the requested size and the end of the slot a slab block of `size` bytes at
 /// `align` gets under `P`: room an overflow can write into without leaving the slot.
 pub fn overflow_room<P: Policy>(size: usize, align: usize) -> usize {
-    // The same class choice as `CacheInner::alloc_generic` for a slab block.
-    match class_for(slot_needed::<P>(size, align), align) {
+    match slab_class::<P>(size, align) {
         Some(c) => CLASS_SIZES[c] - user_offset::<P>(align) - size,
         None => 0,
     }
