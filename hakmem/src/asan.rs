@@ -9,8 +9,8 @@
 //! - the tail of an allocated slot beyond the requested size (checked tail canaries included);
 //! - a checked slot's header (16 bytes in front of the client's);
 //! - uncarved slab space, and the slack after a slab's last whole slot;
-//! - the tail of a large block beyond the requested size, and the unused part of its first page
-//!   between the block header and the client pointer.
+//! - the tail of a large block beyond the requested size, and up to a page in front of it (the
+//!   gap from the block header to an aligned client pointer).
 //!
 //! A client overflow, underflow or use after free in hakmem memory then gets ASan's own report
 //! (`use-after-poison`, with the stack of the access). A double free of a release slot is caught
@@ -187,39 +187,60 @@ impl Drop for Unpoisoned {
     }
 }
 
-/// A large block's span that ASan guards: everything after its header, up to the mapping's end.
+/// Bytes in front of a large block that ASan guards, where the block starts further into its
+/// mapping (alignments above a page). ASan's own redzones are at most 2 KiB; poisoning the
+/// whole gap (up to 8 MiB in front of an 8 MiB-aligned block) wrote up to a MiB of shadow for
+/// each such block, and unpoisoning it again when the mapping went back cost as much.
+pub const LARGE_REDZONE: usize = crate::layout::PAGE;
+
+/// A large block's span that ASan guards: from [`LARGE_REDZONE`] in front of the client's bytes
+/// (or the end of the header, if nearer) to the mapping's end. The rest of the gap in front
+/// stays addressable, and nothing ever touches it.
 #[inline(always)]
-fn large_span(base: *mut u8, map_size: usize) -> (*mut u8, usize) {
+fn large_span(base: *mut u8, map_size: usize, user: *mut u8) -> (*mut u8, usize) {
     let hdr = (core::mem::size_of::<crate::region::RegionHeader>() + 7) & !7;
-    // SAFETY: the header is far smaller than the page a large mapping starts with.
-    (unsafe { base.add(hdr) }, map_size - hdr)
+    let start = (base.addr() + hdr).max(user.addr().saturating_sub(LARGE_REDZONE));
+    (base.with_addr(start), base.addr() + map_size - start)
 }
 
 /// A large block at `user` with `size` requested bytes in the mapping `[base, base + map_size)`:
-/// only the requested bytes and the header are addressable. A `fresh` mapping's shadow is clear
-/// (ASan's mmap and munmap interceptors clear it), so only what lies either side of the block is
-/// poisoned; a reused one was poisoned whole by [`large_freed`], so only the block is opened.
-/// Poisoning the whole span each time wrote an eighth of the mapping's size in shadow bytes: an
-/// 8 MiB block cost a 1 MiB memset.
+/// only the requested bytes are addressable in its guarded span. A new mapping's shadow is clear
+/// (a fresh one's, or a spare's: see `os::Spares`), so only what lies either side of the block
+/// is poisoned. A reused one (`old_user`, its last block, not null) was poisoned by
+/// [`large_freed`]: if the new block starts where the old one did, only the block is opened;
+/// otherwise the old span is cleared first. Poisoning the whole span each time wrote an eighth
+/// of the mapping's size in shadow bytes: an 8 MiB block cost a 1 MiB memset.
 #[inline(always)]
-pub fn large_allocated(base: *mut u8, map_size: usize, user: *mut u8, size: usize, fresh: bool) {
+pub fn large_allocated(base: *mut u8, map_size: usize, user: *mut u8, size: usize, old_user: *mut u8) {
     if ENABLED {
-        let (p, _) = large_span(base, map_size);
         let open = size.max(1);
-        if fresh {
-            poison(p, user.addr() - p.addr());
-            poison(user.wrapping_add(open), base.addr() + map_size - user.addr() - open);
-        } else {
-            unpoison(user, open);
+        if old_user == user {
+            return unpoison(user, open);
         }
+        if !old_user.is_null() {
+            large_released(base, map_size, old_user);
+        }
+        let (p, _) = large_span(base, map_size, user);
+        poison(p, user.addr() - p.addr());
+        poison(user.wrapping_add(open), base.addr() + map_size - user.addr() - open);
     }
 }
 
-/// A large mapping kept for reuse after its block was freed: all but its header poisoned.
+/// A large mapping kept for reuse after its block at `user` was freed: its guarded span poisoned.
 #[inline(always)]
-pub fn large_freed(base: *mut u8, map_size: usize) {
+pub fn large_freed(base: *mut u8, map_size: usize, user: *mut u8) {
     if ENABLED {
-        let (p, len) = large_span(base, map_size);
+        let (p, len) = large_span(base, map_size, user);
         poison(p, len);
+    }
+}
+
+/// A large mapping about to be given back (unmapped, or kept as a spare, which must look like
+/// a new mapping): its guarded span addressable again.
+#[inline(always)]
+pub fn large_released(base: *mut u8, map_size: usize, user: *mut u8) {
+    if ENABLED {
+        let (p, len) = large_span(base, map_size, user);
+        unpoison(p, len);
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! All of it sits behind one lock, taken only on slow paths (a slab changes hands, a large block
 //! is mapped or unmapped, a cache is created). One lock means no lock order to get wrong: the C
-//! design deadlocked on its pool and registry locks (failure 11).
+//! design deadlocked on its pool and registry locks (failure 11). (The spare mappings have a
+//! lock of their own, but it is a leaf: nothing else is taken while it is held.)
 //!
 //! Memory comes back in three steps. A slab whose slots are all free returns to the pool, where
 //! any class can take it. Up to [`DIRTY_POOL_LIMIT`] pooled slabs keep their dirty pages, and up
@@ -59,6 +60,11 @@ pub struct Heap<P: Policy = Release> {
     checks: AtomicPtr<CheckState>,
     /// Id of the next thread cache (ids start at 1; 0 means "no cache").
     next_cache_id: AtomicU32,
+    /// Mappings given back, kept to stand in for new ones (none unless
+    /// [`Heap::set_spare_mappings`] says so). A lock of its own, taken last and around nothing
+    /// but its own bookkeeping (and unmapping what it evicts), so that mappings can be made and
+    /// given back with or without the heap lock held.
+    spares: SpinLock<os::Spares>,
     _policy: PhantomData<P>,
 }
 
@@ -156,6 +162,7 @@ impl<P: Policy> Heap<P> {
             },
             checks: AtomicPtr::new(null_mut()),
             next_cache_id: AtomicU32::new(1),
+            spares: SpinLock::new(os::Spares::new()),
             _policy: PhantomData,
         }
     }
@@ -240,11 +247,11 @@ impl<P: Policy> Heap<P> {
     ///
     /// # Safety
     /// No large block of the heap may be in use, nor be used afterwards.
-    unsafe fn unmap_large(st: &mut State, stats: &Counters) {
+    unsafe fn unmap_large(st: &mut State, stats: &Counters, spares: &mut os::Spares) {
         // SAFETY: forwarded.
         unsafe {
-            Self::unmap_list(&mut st.large, stats);
-            Self::unmap_list(&mut st.large_cache, stats);
+            Self::unmap_list(&mut st.large, stats, spares);
+            Self::unmap_list(&mut st.large_cache, stats, spares);
         }
         st.large_cached_bytes = 0;
     }
@@ -253,7 +260,7 @@ impl<P: Policy> Heap<P> {
     ///
     /// # Safety
     /// The mappings are the heap's, and no block in them may be in use or used afterwards.
-    unsafe fn unmap_list(list: &mut List<RegionHeader, LargeRegions>, stats: &Counters) {
+    unsafe fn unmap_list(list: &mut List<RegionHeader, LargeRegions>, stats: &Counters, spares: &mut os::Spares) {
         loop {
             // SAFETY: per the contract; each header is unlinked before it is unmapped.
             unsafe {
@@ -262,9 +269,32 @@ impl<P: Policy> Heap<P> {
                     break;
                 }
                 stats.mapped.fetch_sub((*h).map_size, Relaxed);
-                os::unmap(h.cast(), (*h).map_size, (*h).map_align);
+                Self::give_back_large(h, spares);
             }
         }
+    }
+
+    /// Gives a large block's mapping back to the OS or the spares.
+    ///
+    /// # Safety
+    /// `h` heads a large mapping of this heap that is in no list and no longer used.
+    unsafe fn give_back_large(h: *mut RegionHeader, spares: &mut os::Spares) {
+        // SAFETY: forwarded; the header is intact until the mapping goes.
+        unsafe {
+            let (size, align) = ((*h).map_size, (*h).map_align);
+            crate::asan::large_released(h.cast(), size, h.cast::<u8>().add((*h).user_offset));
+            spares.give_back(h.cast(), size, align);
+        }
+    }
+
+    /// Gives a small region's mapping back to the OS or the spares.
+    ///
+    /// # Safety
+    /// `r` is a region of this heap that is in no list and no longer used.
+    unsafe fn give_back_region(r: *mut SmallRegion, spares: &mut os::Spares) {
+        crate::asan::unpoison(r.cast(), REGION_SIZE);
+        // SAFETY: forwarded.
+        unsafe { spares.give_back(r.cast(), REGION_SIZE, REGION_SIZE) };
     }
 
     /// Sets the limits of the cache of freed large mappings (default [`LARGE_CACHE_BLOCK`] and
@@ -275,6 +305,15 @@ impl<P: Policy> Heap<P> {
         let mut st = self.state.lock();
         st.large_cache_block = max_block;
         st.large_cache_bytes = max_bytes;
+    }
+
+    /// Keeps up to `max_bytes` of the mappings this heap gives back (purged, so they cost no
+    /// memory, only address space) and uses them in place of new mappings of the same size and
+    /// alignment (see [`os::Spares`]). Default 0. For callers that run many short programs on
+    /// one heap, such as the fuzz harness: each program would otherwise map and unmap its
+    /// regions and large blocks anew.
+    pub fn set_spare_mappings(&self, max_bytes: usize) {
+        self.spares.lock().set_limit(max_bytes);
     }
 
     /// Frees every block and returns the heap to the state of a new one, except that it keeps
@@ -288,10 +327,11 @@ impl<P: Policy> Heap<P> {
     pub fn reset(&mut self) {
         assert_eq!(self.stats.caches.load(Relaxed), 0, "hakmem: reset of a heap with live caches");
         let st = self.state.get_mut();
+        let spares = self.spares.get_mut();
         // SAFETY: no cache exists (`&mut self` and the count say so), so no block or slab is in
-        // use; each mapping is unmapped once, after being unlinked.
+        // use; each mapping is given back once, after being unlinked.
         unsafe {
-            Self::unmap_large(st, &self.stats);
+            Self::unmap_large(st, &self.stats, spares);
             let keep = st.regions.pop_front();
             loop {
                 let r = st.regions.pop_front();
@@ -302,7 +342,7 @@ impl<P: Policy> Heap<P> {
                     check::region_dropped(r);
                 }
                 self.stats.mapped.fetch_sub(REGION_SIZE, Relaxed);
-                os::unmap(r.cast(), REGION_SIZE, REGION_SIZE);
+                Self::give_back_region(r, spares);
             }
             st.avail = List::new();
             st.abandoned = [const { List::new() }; NUM_CLASSES];
@@ -365,8 +405,11 @@ impl<P: Policy> Heap<P> {
     }
 
     fn map(&self, size: usize, align: usize) -> *mut u8 {
-        // SAFETY: callers pass page multiples.
-        let p = unsafe { os::map_aligned(size, align) };
+        let mut p = self.spares.lock().take(size, align);
+        if p.is_null() {
+            // SAFETY: callers pass page multiples.
+            p = unsafe { os::map_aligned(size, align) };
+        }
         if !p.is_null() {
             let now = self.stats.mapped.fetch_add(size, Relaxed) + size;
             self.stats.peak_mapped.fetch_max(now, Relaxed);
@@ -375,16 +418,17 @@ impl<P: Policy> Heap<P> {
     }
 
     /// # Safety
-    /// The range must be one mapping made by `map` and no longer used.
-    unsafe fn unmap(&self, p: *mut u8, size: usize, align: usize) {
-        self.stats.mapped.fetch_sub(size, Relaxed);
+    /// `r` is a region of this heap that is in no list and no longer used.
+    unsafe fn unmap_region(&self, r: *mut SmallRegion) {
+        self.stats.mapped.fetch_sub(REGION_SIZE, Relaxed);
         // SAFETY: forwarded.
-        unsafe { os::unmap(p, size, align) }
+        unsafe { Self::give_back_region(r, &mut self.spares.lock()) }
     }
 
-    /// Takes the heap lock with no guard, for `fork` handlers.
+    /// Takes the heap lock (and the spares' lock, in that order) with no guard, for `fork` handlers.
     pub(crate) fn lock_for_fork(&self) {
         self.state.acquire();
+        self.spares.acquire();
     }
 
     /// Releases the lock taken by [`Heap::lock_for_fork`].
@@ -392,8 +436,11 @@ impl<P: Policy> Heap<P> {
     /// # Safety
     /// The calling thread must hold the lock through `lock_for_fork`.
     pub(crate) unsafe fn unlock_after_fork(&self) {
-        // SAFETY: forwarded.
-        unsafe { self.state.force_unlock() }
+        // SAFETY: forwarded (both locks were taken by `lock_for_fork`).
+        unsafe {
+            self.spares.force_unlock();
+            self.state.force_unlock();
+        }
     }
 
     // ---- thread caches -------------------------------------------------------------------
@@ -493,7 +540,7 @@ impl<P: Policy> Heap<P> {
                 // SAFETY: r is fresh; the state lives as long as the heap.
                 if P::CHECKED && !unsafe { check::region_created((self.check_state() as *const CheckState).cast_mut(), r) } {
                     // SAFETY: the region was never shared.
-                    unsafe { self.unmap(base, REGION_SIZE, REGION_SIZE) };
+                    unsafe { self.unmap_region(r) };
                     return null_mut();
                 }
                 // SAFETY: r is a new region in no list.
@@ -593,7 +640,7 @@ impl<P: Policy> Heap<P> {
                     if P::CHECKED {
                         check::region_released(r);
                     }
-                    self.unmap(r.cast(), REGION_SIZE, REGION_SIZE);
+                    self.unmap_region(r);
                 }
                 r = next;
             }
@@ -690,7 +737,9 @@ impl<P: Policy> Heap<P> {
             return null_mut();
         }
         // ASan builds: only the requested bytes (and the header) are addressable.
-        crate::asan::large_allocated(base, map_size, base.wrapping_add(offset), size, reused.is_null());
+        // SAFETY: a cached mapping's header is intact.
+        let old_user = if reused.is_null() { null_mut() } else { base.wrapping_add(unsafe { (*reused).user_offset }) };
+        crate::asan::large_allocated(base, map_size, base.wrapping_add(offset), size, old_user);
         let hdr = base.cast::<RegionHeader>();
         // SAFETY: the mapping is ours, aligned, and at least `total` bytes long.
         unsafe {
@@ -773,7 +822,8 @@ impl<P: Policy> Heap<P> {
             let size = (*h).map_size;
             if size > st.large_cache_block || size > st.large_cache_bytes {
                 drop(st);
-                return self.unmap(h.cast(), size, (*h).map_align);
+                self.stats.mapped.fetch_sub(size, Relaxed);
+                return Self::give_back_large(h, &mut self.spares.lock());
             }
             // The least recently cached mappings make room (unmapped once the lock is dropped):
             // a full cache that turned every newcomer away kept serving none of the sizes a
@@ -784,11 +834,11 @@ impl<P: Policy> Heap<P> {
                 st.large_cached_bytes -= (*old).map_size;
                 evicted.push_back(old);
             }
-            crate::asan::large_freed(h.cast(), size);
+            crate::asan::large_freed(h.cast(), size, p);
             st.large_cache.push_front(h);
             st.large_cached_bytes += size;
             drop(st);
-            Self::unmap_list(&mut evicted, &self.stats);
+            Self::unmap_list(&mut evicted, &self.stats, &mut self.spares.lock());
         }
     }
 
@@ -854,7 +904,10 @@ impl<P: Policy> Drop for Heap<P> {
                 }
                 os::unmap(r.cast(), REGION_SIZE, REGION_SIZE);
             }
-            Self::unmap_large(st, &self.stats);
+            // With no room left for spares, giving back is unmapping.
+            let spares = self.spares.get_mut();
+            spares.set_limit(0);
+            Self::unmap_large(st, &self.stats, spares);
             while !st.arena_chunks.is_null() {
                 let c = st.arena_chunks;
                 st.arena_chunks = c.cast::<*mut u8>().read();

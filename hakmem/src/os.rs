@@ -67,6 +67,35 @@ mod imp {
         }
     }
 
+    pub unsafe fn zero_resident(p: *mut u8, size: usize) {
+        // mincore's answer for up to a MiB at a time: one byte per page, bit 0 = resident.
+        const PAGES: usize = 256;
+        let mut resident = [0u8; PAGES];
+        let mut at = 0;
+        while at < size {
+            let len = (size - at).min(PAGES * PAGE);
+            // SAFETY: the range is mapped (the caller's contract) and page aligned; the vector
+            // has a byte for each of its pages.
+            if unsafe { libc::mincore(p.add(at).cast(), len, resident.as_mut_ptr()) } != 0 {
+                // SAFETY: as above; purged pages read as zero too.
+                return unsafe { purge(p.add(at), size - at) };
+            }
+            let pages = len / PAGE;
+            let mut i = 0;
+            while i < pages {
+                if resident[i] & 1 == 0 {
+                    i += 1;
+                    continue;
+                }
+                let run = resident[i..pages].iter().take_while(|&&r| r & 1 != 0).count();
+                // SAFETY: these pages are in the caller's range.
+                unsafe { ptr::write_bytes(p.add(at + i * PAGE), 0, run * PAGE) };
+                i += run;
+            }
+            at += len;
+        }
+    }
+
     pub unsafe fn grow_in_place(p: *mut u8, old: usize, new: usize) -> bool {
         // Without MREMAP_MAYMOVE the mapping keeps its address (and so its alignment) or fails.
         // SAFETY: the caller passes a live mapping of `old` bytes.
@@ -92,6 +121,11 @@ mod imp {
     }
 
     pub unsafe fn purge(p: *mut u8, size: usize) {
+        // SAFETY: the caller owns the range.
+        unsafe { core::ptr::write_bytes(p, 0, size) }
+    }
+
+    pub unsafe fn zero_resident(p: *mut u8, size: usize) {
         // SAFETY: the caller owns the range.
         unsafe { core::ptr::write_bytes(p, 0, size) }
     }
@@ -134,6 +168,18 @@ pub unsafe fn purge(p: *mut u8, size: usize) {
     unsafe { imp::purge(p, size) }
 }
 
+/// Makes `[p, p + size)` read as zero but keeps its pages: zeroes the pages that are resident
+/// (`mincore` tells which; the others read as zero anyway). Unlike [`purge`], the next touch of
+/// a page costs no page fault; but the pages stay in memory.
+///
+/// # Safety
+/// The range must be page aligned, mapped, and hold nothing anyone still needs; in ASan
+/// builds, unpoisoned.
+pub unsafe fn zero_resident(p: *mut u8, size: usize) {
+    // SAFETY: forwarded contract.
+    unsafe { imp::zero_resident(p, size) }
+}
+
 /// Grows the mapping at `p` from `old` to `new` bytes without moving it; false if it cannot.
 ///
 /// # Safety
@@ -145,4 +191,148 @@ pub unsafe fn grow_in_place(p: *mut u8, old: usize, new: usize) -> bool {
         MAPPED.fetch_add(new - old, Ordering::Relaxed);
     }
     ok
+}
+
+/// Most mappings a [`Spares`] keeps (taking one searches them in turn).
+pub const SPARES_MAX: usize = 64;
+
+/// Mappings given back but kept, zeroed, to stand in for new ones of exactly the same size and
+/// alignment. A spare reads as zero and, in ASan builds, has a clear shadow, as a new mapping
+/// has: a heap cannot tell it from one mmap just made, except by its address, which differs
+/// between runs anyway. So a program runs the same whatever ran before it, which a cache of
+/// freed blocks' mappings could not promise (what it reuses depends on what earlier programs
+/// freed), while the mmap and munmap calls, and ASan's shadow remapping in both, are saved.
+pub struct Spares {
+    /// (mapping, size, alignment asked for), oldest first.
+    kept: [(*mut u8, usize, usize); SPARES_MAX],
+    len: usize,
+    bytes: usize,
+    limit: usize,
+}
+
+// SAFETY: the pointers are mappings the owner of the `Spares` owns; nothing else refers to them.
+unsafe impl Send for Spares {}
+
+impl Default for Spares {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Spares {
+    /// Keeps nothing until [`Spares::set_limit`] is called.
+    pub const fn new() -> Self {
+        Spares { kept: [(core::ptr::null_mut(), 0, 0); SPARES_MAX], len: 0, bytes: 0, limit: 0 }
+    }
+
+    /// Keeps up to `bytes` of spares from now on (unmapping the oldest beyond that).
+    pub fn set_limit(&mut self, bytes: usize) {
+        self.limit = bytes;
+        self.evict(0, 0);
+    }
+
+    /// A spare of `size` bytes asked for at `align`, taken out; null if none.
+    pub fn take(&mut self, size: usize, align: usize) -> *mut u8 {
+        let Some(i) = self.kept[..self.len].iter().position(|&(_, n, a)| n == size && a == align) else {
+            return core::ptr::null_mut();
+        };
+        let (p, _, _) = self.kept[i];
+        self.kept.copy_within(i + 1..self.len, i);
+        self.len -= 1;
+        self.bytes -= size;
+        p
+    }
+
+    /// Gives back a mapping made by [`map_aligned`] (or taken from here): kept if it fits the
+    /// limit (the oldest spares make room), unmapped otherwise.
+    ///
+    /// # Safety
+    /// As for [`unmap`]: `p`, `size` and `align` describe one mapping nothing uses any more.
+    /// In ASan builds, all of it must be addressable (as ASan's munmap leaves it anyway): the
+    /// caller knows which parts it poisoned, and unpoisoning a whole big mapping remaps its
+    /// shadow.
+    pub unsafe fn give_back(&mut self, p: *mut u8, size: usize, align: usize) {
+        if size > self.limit {
+            // SAFETY: forwarded.
+            return unsafe { unmap(p, size, align) };
+        }
+        self.evict(size, 1);
+        // SAFETY: the mapping is ours, unused and (ASan builds) addressable. Afterwards it reads
+        // as zero, as a new mapping does. Its pages stay: purging them would save memory, but
+        // the page faults after it were most of a fuzz input's time.
+        unsafe { zero_resident(p, size) };
+        self.kept[self.len] = (p, size, align);
+        self.len += 1;
+        self.bytes += size;
+    }
+
+    /// Unmaps the oldest spares until `bytes` more bytes and `count` more spares fit.
+    fn evict(&mut self, bytes: usize, count: usize) {
+        let mut n = 0;
+        while n < self.len && (self.bytes + bytes > self.limit || self.len - n + count > SPARES_MAX) {
+            let (p, size, align) = self.kept[n];
+            self.bytes -= size;
+            // SAFETY: a spare is a whole mapping that only this set refers to.
+            unsafe { unmap(p, size, align) };
+            n += 1;
+        }
+        self.kept.copy_within(n..self.len, 0);
+        self.len -= n;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::PAGE;
+
+    fn all_zero(p: *mut u8, len: usize) -> bool {
+        // SAFETY: the caller passes a live mapping of `len` bytes.
+        unsafe { core::slice::from_raw_parts(p, len) }.iter().all(|&b| b == 0)
+    }
+
+    #[test]
+    fn a_spare_stands_in_only_for_its_size_and_alignment_and_reads_as_zero() {
+        let mut s = Spares::new();
+        s.set_limit(1 << 20);
+        // SAFETY: each mapping is used within its size and given back or unmapped once.
+        unsafe {
+            let p = map_aligned(8 * PAGE, 16 * PAGE);
+            p.write_bytes(0xab, 8 * PAGE);
+            s.give_back(p, 8 * PAGE, 16 * PAGE);
+            assert!(s.take(4 * PAGE, 16 * PAGE).is_null(), "another size");
+            assert!(s.take(8 * PAGE, PAGE).is_null(), "another alignment");
+            let q = s.take(8 * PAGE, 16 * PAGE);
+            assert_eq!(q, p);
+            assert!(all_zero(q, 8 * PAGE), "a spare reads as zero, as a new mapping does");
+            assert!(s.take(8 * PAGE, 16 * PAGE).is_null(), "taken once");
+            unmap(q, 8 * PAGE, 16 * PAGE);
+        }
+    }
+
+    #[test]
+    fn spares_beyond_the_limit_go_oldest_first_and_nothing_is_kept_without_a_limit() {
+        let mut s = Spares::new();
+        // SAFETY: as above.
+        unsafe {
+            let p = map_aligned(PAGE, PAGE);
+            s.give_back(p, PAGE, PAGE);
+            assert!(s.take(PAGE, PAGE).is_null(), "no limit set: unmapped");
+            s.set_limit(3 * PAGE);
+            let maps: Vec<_> = (0..4).map(|_| map_aligned(PAGE, PAGE)).collect();
+            for &m in &maps {
+                s.give_back(m, PAGE, PAGE);
+            }
+            for &m in &maps[1..] {
+                assert_eq!(s.take(PAGE, PAGE), m);
+            }
+            assert!(s.take(PAGE, PAGE).is_null(), "the oldest made room");
+            let big = map_aligned(4 * PAGE, PAGE);
+            s.give_back(big, 4 * PAGE, PAGE);
+            assert!(s.take(4 * PAGE, PAGE).is_null(), "larger than the limit: unmapped");
+            for &m in &maps[1..] {
+                unmap(m, PAGE, PAGE);
+            }
+        }
+    }
 }

@@ -282,6 +282,40 @@ fn a_reset_heap_replays_a_program_exactly_and_keeps_one_region() {
 }
 
 #[test]
+fn spare_mappings_stand_in_for_new_ones_of_their_size_and_read_as_zero() {
+    let mut heap: Heap<hakmem::Checked> = Heap::new();
+    heap.set_large_cache(0, 0);
+    heap.set_spare_mappings(64 << 20);
+    let first = {
+        let mut c = heap.cache();
+        let p = c.alloc(300_000, 8);
+        let q = c.alloc(300_000, 65536);
+        // SAFETY: live blocks of 300 000 bytes, freed once.
+        unsafe {
+            p.write_bytes(0xab, 300_000);
+            q.write_bytes(0xcd, 300_000);
+            c.free(p);
+            c.free(q);
+        }
+        (p, q)
+    };
+    heap.reset();
+    let mut c = heap.cache();
+    // A fresh mapping skips calloc's memset, so these read as zero only if the spares do.
+    let q = c.alloc_zeroed(300_000, 65536);
+    let p = c.alloc_zeroed(300_000, 8);
+    assert_eq!((p, q), first, "each spare serves the next mapping of its size and alignment");
+    // SAFETY: live blocks of 300 000 bytes.
+    unsafe {
+        assert!(std::slice::from_raw_parts(p, 300_000).iter().all(|&b| b == 0));
+        assert!(std::slice::from_raw_parts(q, 300_000).iter().all(|&b| b == 0));
+        c.free(p);
+        c.free(q);
+    }
+    assert!(heap.take_reports().is_empty());
+}
+
+#[test]
 fn a_reset_checked_heap_forgets_old_blocks_and_still_checks() {
     use hakmem::{Checked, ReportKind};
     let mut heap: Heap<Checked> = Heap::new();

@@ -53,6 +53,27 @@ fn overflow_large(reused: bool) {
     }
 }
 
+/// A one-byte underflow of a 64 KiB-aligned large block, whose client bytes start 64 KiB into
+/// its mapping: in a mapping that held a block at another offset (from the large cache), or
+/// (`spare`) in one given back and handed out again as new (see `hakmem::os::Spares`).
+fn underflow_aligned_large(spare: bool) {
+    let heap: Heap<Release> = Heap::new();
+    if spare {
+        heap.set_large_cache(0, 0);
+        heap.set_spare_mappings(64 << 20);
+    }
+    let mut c = heap.cache();
+    let first = if spare { c.alloc(1000, 65536) } else { c.alloc(100_000, 8) };
+    // SAFETY: a live block of this cache, freed once.
+    unsafe { c.free(first) };
+    let p = black_box(c.alloc(1000, 65536));
+    // SAFETY: none, on purpose: the byte in front of the block.
+    unsafe {
+        p.sub(1).write(0x41);
+        c.free(p);
+    }
+}
+
 fn read_after_free<P: Policy>() {
     let heap: Heap<P> = Heap::new();
     let mut c = heap.cache();
@@ -100,6 +121,8 @@ fn child() {
         "overflow-checked" => overflow_one_byte::<Checked>(),
         "overflow-large-fresh" => overflow_large(false),
         "overflow-large-reused" => overflow_large(true),
+        "underflow-large-reused" => underflow_aligned_large(false),
+        "underflow-large-spare" => underflow_aligned_large(true),
         "read-after-free-release" => read_after_free::<Release>(),
         "read-after-free-checked" => read_after_free::<Checked>(),
         "double-free-release" => double_free::<Release>(),
@@ -126,6 +149,8 @@ fn control_one_byte_overflow() {
         control("overflow-checked", &[ASAN_BAD_ACCESS, "WRITE of size 1", "controls::overflow_one_byte"]);
         control("overflow-large-fresh", &[ASAN_BAD_ACCESS, "WRITE of size 1", "controls::overflow_large"]);
         control("overflow-large-reused", &[ASAN_BAD_ACCESS, "WRITE of size 1", "controls::overflow_large"]);
+        control("underflow-large-reused", &[ASAN_BAD_ACCESS, "WRITE of size 1", "controls::underflow_aligned_large"]);
+        control("underflow-large-spare", &[ASAN_BAD_ACCESS, "WRITE of size 1", "controls::underflow_aligned_large"]);
     } else {
         control("overflow-checked", &["hakmem: heap buffer overflow of", "byte 24 is 0x41"]);
     }
