@@ -218,7 +218,7 @@ pub fn large_allocated(base: *mut u8, map_size: usize, user: *mut u8, size: usiz
             return unpoison(user, open);
         }
         if !old_user.is_null() {
-            large_released(base, map_size, old_user);
+            large_released(base, map_size, old_user, true);
         }
         let (p, _) = large_span(base, map_size, user);
         poison(p, user.addr() - p.addr());
@@ -236,11 +236,19 @@ pub fn large_freed(base: *mut u8, map_size: usize, user: *mut u8) {
 }
 
 /// A large mapping about to be given back (unmapped, or kept as a spare, which must look like
-/// a new mapping): its guarded span addressable again.
+/// a new mapping): what [`large_allocated`] or (`freed`) [`large_freed`] poisoned, addressable
+/// again. Only that: unpoisoning the block's own bytes too would write shadow pages that were
+/// never touched, a page fault for every 32 KiB of block.
 #[inline(always)]
-pub fn large_released(base: *mut u8, map_size: usize, user: *mut u8) {
+pub fn large_released(base: *mut u8, map_size: usize, user: *mut u8, freed: bool) {
     if ENABLED {
         let (p, len) = large_span(base, map_size, user);
-        unpoison(p, len);
+        if freed {
+            return unpoison(p, len);
+        }
+        unpoison(p, user.addr() - p.addr());
+        let end = base.addr() + map_size;
+        let open = accessible_len(user, end - user.addr());
+        unpoison(user.wrapping_add(open), end - user.addr() - open);
     }
 }

@@ -250,8 +250,8 @@ impl<P: Policy> Heap<P> {
     unsafe fn unmap_large(st: &mut State, stats: &Counters, spares: &mut os::Spares) {
         // SAFETY: forwarded.
         unsafe {
-            Self::unmap_list(&mut st.large, stats, spares);
-            Self::unmap_list(&mut st.large_cache, stats, spares);
+            Self::unmap_list(&mut st.large, stats, spares, false);
+            Self::unmap_list(&mut st.large_cache, stats, spares, true);
         }
         st.large_cached_bytes = 0;
     }
@@ -260,7 +260,7 @@ impl<P: Policy> Heap<P> {
     ///
     /// # Safety
     /// The mappings are the heap's, and no block in them may be in use or used afterwards.
-    unsafe fn unmap_list(list: &mut List<RegionHeader, LargeRegions>, stats: &Counters, spares: &mut os::Spares) {
+    unsafe fn unmap_list(list: &mut List<RegionHeader, LargeRegions>, stats: &Counters, spares: &mut os::Spares, freed: bool) {
         loop {
             // SAFETY: per the contract; each header is unlinked before it is unmapped.
             unsafe {
@@ -269,20 +269,21 @@ impl<P: Policy> Heap<P> {
                     break;
                 }
                 stats.mapped.fetch_sub((*h).map_size, Relaxed);
-                Self::give_back_large(h, spares);
+                Self::give_back_large(h, spares, freed);
             }
         }
     }
 
-    /// Gives a large block's mapping back to the OS or the spares.
+    /// Gives a large block's mapping back to the OS or the spares; `freed` if it was cached (its
+    /// block freed), rather than holding a block.
     ///
     /// # Safety
     /// `h` heads a large mapping of this heap that is in no list and no longer used.
-    unsafe fn give_back_large(h: *mut RegionHeader, spares: &mut os::Spares) {
+    unsafe fn give_back_large(h: *mut RegionHeader, spares: &mut os::Spares, freed: bool) {
         // SAFETY: forwarded; the header is intact until the mapping goes.
         unsafe {
             let (size, align) = ((*h).map_size, (*h).map_align);
-            crate::asan::large_released(h.cast(), size, h.cast::<u8>().add((*h).user_offset));
+            crate::asan::large_released(h.cast(), size, h.cast::<u8>().add((*h).user_offset), freed);
             spares.give_back(h.cast(), size, align);
         }
     }
@@ -823,7 +824,7 @@ impl<P: Policy> Heap<P> {
             if size > st.large_cache_block || size > st.large_cache_bytes {
                 drop(st);
                 self.stats.mapped.fetch_sub(size, Relaxed);
-                return Self::give_back_large(h, &mut self.spares.lock());
+                return Self::give_back_large(h, &mut self.spares.lock(), false);
             }
             // The least recently cached mappings make room (unmapped once the lock is dropped):
             // a full cache that turned every newcomer away kept serving none of the sizes a
@@ -838,7 +839,7 @@ impl<P: Policy> Heap<P> {
             st.large_cache.push_front(h);
             st.large_cached_bytes += size;
             drop(st);
-            Self::unmap_list(&mut evicted, &self.stats, &mut self.spares.lock());
+            Self::unmap_list(&mut evicted, &self.stats, &mut self.spares.lock(), true);
         }
     }
 

@@ -69,44 +69,35 @@ pub fn segments(size: usize) -> impl Iterator<Item = (usize, usize)> {
         .chain(tail)
 }
 
-/// Bytes compared per `memcmp` call: comparing through `memcmp` rather than byte by byte keeps
-/// sanitizer coverage from tracing every byte comparison (that was half the time under ASan).
-const CHUNK: usize = 256;
-
-/// `PATTERNS[b]` is CHUNK copies of byte b, built at compile time so that a check builds nothing.
-static PATTERNS: [[u8; CHUNK]; 256] = {
-    let mut t = [[0u8; CHUNK]; 256];
-    let mut b = 0;
-    while b < 256 {
-        t[b] = [b as u8; CHUNK];
-        b += 1;
-    }
-    t
-};
-
 impl Block {
     /// Checks the block's bytes `[from, to)` against the fill byte.
+    ///
+    /// Eight bytes at a time, in plain loads: through `memcmp`, every call went through ASan's
+    /// interceptor (a shadow scan of both ranges) and libFuzzer's memcmp hook, which cost more
+    /// than the comparison. (Word compares are not traced either: the libFuzzer targets are
+    /// built without trace-compares.)
     fn check_span(&self, id: BlockId, from: usize, to: usize) -> Result<(), Violation> {
-        let pattern = &PATTERNS[self.fill as usize];
-        let mut at = from;
-        while at < to {
-            let n = (to - at).min(CHUNK);
-            // SAFETY: the block is live and the callers keep within [0, size), the client's.
-            let bytes = unsafe { core::slice::from_raw_parts(self.ptr.add(at), n) };
-            if bytes != &pattern[..n] {
-                let i = bytes.iter().position(|&b| b != self.fill).expect("slices differ");
-                return Err(Violation(format!(
-                    "b{id} at {:p} (size {}): byte {} is {:#04x}, expected {:#04x}",
-                    self.ptr,
-                    self.size,
-                    at + i,
-                    bytes[i],
-                    self.fill
-                )));
-            }
-            at += n;
+        if from >= to {
+            return Ok(());
         }
-        Ok(())
+        // SAFETY: the block is live and the callers keep within [0, size), the client's.
+        let bytes = unsafe { core::slice::from_raw_parts(self.ptr.add(from), to - from) };
+        let word = u64::from_ne_bytes([self.fill; 8]);
+        let words = bytes.chunks_exact(8);
+        let rest = words.remainder();
+        let diff = words.fold(0, |d, w| d | (u64::from_ne_bytes(w.try_into().expect("8 bytes")) ^ word));
+        if diff == 0 && rest.iter().all(|&b| b == self.fill) {
+            return Ok(());
+        }
+        let i = bytes.iter().position(|&b| b != self.fill).expect("a byte differs");
+        Err(Violation(format!(
+            "b{id} at {:p} (size {}): byte {} is {:#04x}, expected {:#04x}",
+            self.ptr,
+            self.size,
+            from + i,
+            bytes[i],
+            self.fill
+        )))
     }
 
     /// Checks the bytes at `segments(layout)` below `limit` (at most the size) against the fill
