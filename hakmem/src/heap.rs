@@ -21,7 +21,7 @@ use crate::list::List;
 use crate::lock::SpinLock;
 use crate::os;
 use crate::policy::{Policy, Release};
-use crate::region::{AllRegions, AvailRegions, LargeRegions, RegionHeader, SmallRegion, ALL_SLABS, LARGE_KIND};
+use crate::region::{AllRegions, AvailRegions, LargeRegions, RegionHeader, SmallRegion, ALL_SLABS, LARGE_KIND, SMALL_HEADER};
 use crate::size_class::{CLASS_SIZES, NUM_CLASSES};
 use crate::slab::{Slab, SlabLinks, SlabState, NO_OWNER};
 use core::marker::PhantomData;
@@ -282,9 +282,19 @@ impl<P: Policy> Heap<P> {
     unsafe fn give_back_large(h: *mut RegionHeader, spares: &mut os::Spares, freed: bool) {
         // SAFETY: forwarded; the header is intact until the mapping goes.
         unsafe {
-            let (size, align) = ((*h).map_size, (*h).map_align);
-            crate::asan::large_released(h.cast(), size, h.cast::<u8>().add((*h).user_offset), freed);
-            spares.give_back(h.cast(), size, align);
+            let (base, size, align) = (h.cast::<u8>(), (*h).map_size, (*h).map_align);
+            if !spares.keeps(size) {
+                return os::unmap(base, size, align);
+            }
+            let user = base.add((*h).user_offset);
+            crate::asan::large_released(base, size, user, freed);
+            // Only the header page (written whole) and the block's pages on, its tail included,
+            // may hold non-zero bytes: the gap in front of an aligned block, up to 8 MiB, is
+            // never touched, and asking mincore about it was a good part of a fuzz input's time.
+            base.write_bytes(0, PAGE);
+            let from = ((*h).user_offset / PAGE * PAGE).max(PAGE);
+            os::zero_resident(base.add(from), size - from);
+            spares.keep(base, size, align);
         }
     }
 
@@ -293,9 +303,25 @@ impl<P: Policy> Heap<P> {
     /// # Safety
     /// `r` is a region of this heap that is in no list and no longer used.
     unsafe fn give_back_region(r: *mut SmallRegion, spares: &mut os::Spares) {
-        crate::asan::unpoison(r.cast(), REGION_SIZE);
-        // SAFETY: forwarded.
-        unsafe { spares.give_back(r.cast(), REGION_SIZE, REGION_SIZE) };
+        // SAFETY: forwarded; the region's header is intact until the mapping goes.
+        unsafe {
+            if !spares.keeps(REGION_SIZE) {
+                return os::unmap(r.cast(), REGION_SIZE, REGION_SIZE);
+            }
+            crate::asan::unpoison(r.cast(), REGION_SIZE);
+            // The header (written whole), and each run of slabs that may hold non-zero bytes:
+            // the others are untouched or were purged.
+            let mut dirty = (*r).dirty;
+            r.cast::<u8>().write_bytes(0, SMALL_HEADER);
+            while dirty != 0 {
+                let (first, run) = (dirty.trailing_zeros() as usize, (dirty >> dirty.trailing_zeros()).trailing_ones() as usize);
+                let (start, _) = SmallRegion::slab_span(r, first);
+                let (_, limit) = SmallRegion::slab_span(r, first + run - 1);
+                os::zero_resident(start, limit.addr() - start.addr());
+                dirty &= !(((1u128 << run) - 1) as u64) << first;
+            }
+            spares.keep(r.cast(), REGION_SIZE, REGION_SIZE);
+        }
     }
 
     /// Sets the limits of the cache of freed large mappings (default [`LARGE_CACHE_BLOCK`] and

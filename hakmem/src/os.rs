@@ -68,8 +68,9 @@ mod imp {
     }
 
     pub unsafe fn zero_resident(p: *mut u8, size: usize) {
-        // mincore's answer for up to a MiB at a time: one byte per page, bit 0 = resident.
-        const PAGES: usize = 256;
+        // mincore's answer for up to 16 MiB at a time (one byte per page, bit 0 = resident):
+        // one call for most mappings.
+        const PAGES: usize = 4096;
         let mut resident = [0u8; PAGES];
         let mut at = 0;
         while at < size {
@@ -243,24 +244,21 @@ impl Spares {
         p
     }
 
-    /// Gives back a mapping made by [`map_aligned`] (or taken from here): kept if it fits the
-    /// limit (the oldest spares make room), unmapped otherwise.
+    /// Whether a mapping of `size` bytes given back would be kept (else: unmap it).
+    pub fn keeps(&self, size: usize) -> bool {
+        size <= self.limit
+    }
+
+    /// Keeps a mapping (the oldest spares make room) for [`Spares::take`] to hand out as new.
     ///
     /// # Safety
-    /// As for [`unmap`]: `p`, `size` and `align` describe one mapping nothing uses any more.
-    /// In ASan builds, all of it must be addressable (as ASan's munmap leaves it anyway): the
-    /// caller knows which parts it poisoned, and unpoisoning a whole big mapping remaps its
-    /// shadow.
-    pub unsafe fn give_back(&mut self, p: *mut u8, size: usize, align: usize) {
-        if size > self.limit {
-            // SAFETY: forwarded.
-            return unsafe { unmap(p, size, align) };
-        }
+    /// `p`, `size` and `align` describe one mapping made by [`map_aligned`] (or taken from
+    /// here) that nothing uses any more; [`Spares::keeps`] said yes to `size`. Every byte of it
+    /// reads as zero and, in ASan builds, is addressable: the caller knows which parts it wrote
+    /// or poisoned (zeroing or unpoisoning a whole big mapping cost more than the mmap saved).
+    pub unsafe fn keep(&mut self, p: *mut u8, size: usize, align: usize) {
+        debug_assert!(self.keeps(size));
         self.evict(size, 1);
-        // SAFETY: the mapping is ours, unused and (ASan builds) addressable. Afterwards it reads
-        // as zero, as a new mapping does. Its pages stay: purging them would save memory, but
-        // the page faults after it were most of a fuzz input's time.
-        unsafe { zero_resident(p, size) };
         self.kept[self.len] = (p, size, align);
         self.len += 1;
         self.bytes += size;
@@ -286,53 +284,54 @@ mod tests {
     use super::*;
     use crate::layout::PAGE;
 
-    fn all_zero(p: *mut u8, len: usize) -> bool {
-        // SAFETY: the caller passes a live mapping of `len` bytes.
-        unsafe { core::slice::from_raw_parts(p, len) }.iter().all(|&b| b == 0)
-    }
-
     #[test]
-    fn a_spare_stands_in_only_for_its_size_and_alignment_and_reads_as_zero() {
+    fn a_spare_stands_in_only_for_its_size_and_alignment() {
         let mut s = Spares::new();
         s.set_limit(1 << 20);
-        // SAFETY: each mapping is used within its size and given back or unmapped once.
+        // SAFETY: each mapping is kept or unmapped once; none is written.
         unsafe {
             let p = map_aligned(8 * PAGE, 16 * PAGE);
-            p.write_bytes(0xab, 8 * PAGE);
-            s.give_back(p, 8 * PAGE, 16 * PAGE);
+            s.keep(p, 8 * PAGE, 16 * PAGE);
             assert!(s.take(4 * PAGE, 16 * PAGE).is_null(), "another size");
             assert!(s.take(8 * PAGE, PAGE).is_null(), "another alignment");
-            let q = s.take(8 * PAGE, 16 * PAGE);
-            assert_eq!(q, p);
-            assert!(all_zero(q, 8 * PAGE), "a spare reads as zero, as a new mapping does");
+            assert_eq!(s.take(8 * PAGE, 16 * PAGE), p);
             assert!(s.take(8 * PAGE, 16 * PAGE).is_null(), "taken once");
-            unmap(q, 8 * PAGE, 16 * PAGE);
+            unmap(p, 8 * PAGE, 16 * PAGE);
         }
     }
 
     #[test]
-    fn spares_beyond_the_limit_go_oldest_first_and_nothing_is_kept_without_a_limit() {
+    fn spares_beyond_the_limit_go_oldest_first() {
         let mut s = Spares::new();
+        assert!(!s.keeps(PAGE), "nothing is kept without a limit");
+        s.set_limit(3 * PAGE);
+        assert!(s.keeps(3 * PAGE) && !s.keeps(4 * PAGE));
         // SAFETY: as above.
         unsafe {
-            let p = map_aligned(PAGE, PAGE);
-            s.give_back(p, PAGE, PAGE);
-            assert!(s.take(PAGE, PAGE).is_null(), "no limit set: unmapped");
-            s.set_limit(3 * PAGE);
             let maps: Vec<_> = (0..4).map(|_| map_aligned(PAGE, PAGE)).collect();
             for &m in &maps {
-                s.give_back(m, PAGE, PAGE);
+                s.keep(m, PAGE, PAGE);
             }
             for &m in &maps[1..] {
                 assert_eq!(s.take(PAGE, PAGE), m);
             }
             assert!(s.take(PAGE, PAGE).is_null(), "the oldest made room");
-            let big = map_aligned(4 * PAGE, PAGE);
-            s.give_back(big, 4 * PAGE, PAGE);
-            assert!(s.take(4 * PAGE, PAGE).is_null(), "larger than the limit: unmapped");
             for &m in &maps[1..] {
                 unmap(m, PAGE, PAGE);
             }
+        }
+    }
+
+    #[test]
+    fn zero_resident_zeroes_what_was_written() {
+        // SAFETY: a mapping of 64 pages, written in part, then unmapped.
+        unsafe {
+            let p = map_aligned(64 * PAGE, PAGE);
+            p.add(5 * PAGE + 17).write_bytes(0xab, 3 * PAGE);
+            p.add(60 * PAGE).write(1);
+            zero_resident(p, 64 * PAGE);
+            assert!(core::slice::from_raw_parts(p, 64 * PAGE).iter().all(|&b| b == 0));
+            unmap(p, 64 * PAGE, PAGE);
         }
     }
 }

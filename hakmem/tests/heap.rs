@@ -316,6 +316,34 @@ fn spare_mappings_stand_in_for_new_ones_of_their_size_and_read_as_zero() {
 }
 
 #[test]
+fn spare_regions_come_back_zeroed() {
+    let mut heap: Heap = Heap::new();
+    heap.set_spare_mappings(64 << 20);
+    {
+        let mut c = heap.cache();
+        for p in fill(&mut c, 12_000, 1000) {
+            // SAFETY: a live block of this cache.
+            unsafe { c.free(p) };
+        }
+    }
+    assert!(heap.stats().small_regions >= 3);
+    heap.reset();
+    let mut c = heap.cache();
+    // The kept region's slabs are dirty and get calloc's memset; the others come from spares,
+    // which a heap takes for new mappings: their slabs skip it, and read as zero only if the
+    // spares were zeroed.
+    let blocks: Vec<_> = (0..12_000).map(|_| c.alloc_zeroed(1000, 8)).collect();
+    for &p in &blocks {
+        // SAFETY: live blocks of 1000 bytes.
+        assert!(unsafe { std::slice::from_raw_parts(p, 1000) }.iter().all(|&b| b == 0), "{p:p} is not zero");
+    }
+    for p in blocks {
+        // SAFETY: a live block of this cache.
+        unsafe { c.free(p) };
+    }
+}
+
+#[test]
 fn a_reset_checked_heap_forgets_old_blocks_and_still_checks() {
     use hakmem::{Checked, ReportKind};
     let mut heap: Heap<Checked> = Heap::new();
