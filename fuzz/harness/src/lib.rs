@@ -8,7 +8,7 @@
 //!   [`interp::run_plain`] and [`interp::Interp::exec`];
 //! - the oracle (reference model of live blocks): [`model`]; misuse judging and the checked
 //!   policy's reports: [`misuse`];
-//! - free-running mode on real threads: [`threaded`];
+//! - free-running mode on real threads: [`threaded`], on the threads of a [`pool`];
 //! - the entry points every fuzz target calls (libFuzzer and AFL alike): [`fuzz_deterministic`],
 //!   [`fuzz_free_running`], [`fuzz_misuse`] below;
 //! - seed programs for the corpora: [`seeds`]; the `replay` and `seed` binaries in `src/bin/`.
@@ -17,6 +17,7 @@ pub mod decode;
 pub mod interp;
 pub mod misuse;
 pub mod model;
+pub mod pool;
 pub mod program;
 pub mod rng;
 pub mod seeds;

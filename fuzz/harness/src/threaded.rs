@@ -1,5 +1,5 @@
 //! Free-running mode: the same program split over real OS threads, one per logical thread, for
-//! ThreadSanitizer and real races. Each thread runs its own steps in program order. A remote free
+//! ThreadSanitizer and real races (threads of a pool kept across programs: see [`crate::pool`]). Each thread runs its own steps in program order. A remote free
 //! sends the block to the freeing thread over a channel, and that thread frees it at its next step
 //! (or once its own steps are done); a `Give` sends it the same way, and the receiving thread
 //! waits for it when a step of its own needs it. The program order is a schedule in which every
@@ -13,6 +13,7 @@
 
 use crate::interp::{alloc_block, calloc_block, check_block, final_sweep, realloc_block, with_heap, write_block, Failure, HeapUse, Observed};
 use crate::model::{AddrMap, Block, Violation};
+use crate::pool;
 use crate::program::{BlockId, Op, Program, Step};
 use hakmem::{Heap, ThreadCache};
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -60,27 +61,25 @@ pub fn run_free<P: Observed>(prog: &Program, heap: HeapUse) -> Result<(), Failur
         let heap = &*heap_mut;
         let addrs = Mutex::new(AddrMap::default());
         let (txs, rxs): (Vec<Sender<Parcel>>, Vec<Receiver<Parcel>>) = (0..n).map(|_| channel()).unzip();
-        let result = std::thread::scope(|s| {
-            let handles: Vec<_> = plans
-                .into_iter()
-                .zip(rxs)
-                .enumerate()
-                .filter(|(_, (plan, _))| !plan.steps.is_empty() || plan.inbound > 0)
-                .map(|(t, (plan, rx))| {
-                    // A thread holds no sender to itself, so its inbox closes once every other
-                    // thread is done, even one that failed before sending all it should have.
-                    let txs: Vec<Option<Sender<Parcel>>> =
-                        txs.iter().enumerate().map(|(u, tx)| (u != t).then(|| tx.clone())).collect();
-                    let addrs = &addrs;
-                    s.spawn(move || Worker { heap, cache: Some(heap.cache()), held: vec![None; blocks], addrs, txs }.run(plan, rx))
-                })
-                .collect();
-            drop(txs);
-            // Join all, then report the failure of the earliest step.
-            let mut failures: Vec<Failure> = handles.into_iter().filter_map(|h| h.join().expect("worker panicked").err()).collect();
-            failures.sort_by_key(|f| f.step.unwrap_or(usize::MAX));
-            failures.into_iter().next().map_or(Ok(()), Err)
-        });
+        let jobs: Vec<Box<dyn FnOnce() -> Result<(), Failure> + Send + '_>> = plans
+            .into_iter()
+            .zip(rxs)
+            .enumerate()
+            .filter(|(_, (plan, _))| !plan.steps.is_empty() || plan.inbound > 0)
+            .map(|(t, (plan, rx))| {
+                // A thread holds no sender to itself, so its inbox closes once every other
+                // thread is done, even one that failed before sending all it should have.
+                let txs: Vec<Option<Sender<Parcel>>> = txs.iter().enumerate().map(|(u, tx)| (u != t).then(|| tx.clone())).collect();
+                let addrs = &addrs;
+                Box::new(move || Worker { heap, cache: Some(heap.cache()), held: vec![None; blocks], addrs, txs }.run(plan, rx)) as Box<_>
+            })
+            .collect();
+        drop(txs);
+        // All have ended; report the failure of the earliest step.
+        let mut failures: Vec<Failure> =
+            pool::run_all(jobs).into_iter().filter_map(|r| r.unwrap_or_else(|p| std::panic::resume_unwind(p)).err()).collect();
+        failures.sort_by_key(|f| f.step.unwrap_or(usize::MAX));
+        let result = failures.into_iter().next().map_or(Ok(()), Err);
         result?;
         // Every worker dropped its cache on the way out.
         if let Some(r) = final_sweep(heap_mut).first() {
