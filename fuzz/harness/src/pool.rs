@@ -14,13 +14,22 @@ use std::thread;
 /// A job as a pool thread holds it.
 type Task = Box<dyn FnOnce() + Send + 'static>;
 
-/// The pool threads, one sender each; the lock also makes batches take turns.
-static THREADS: Mutex<Vec<Sender<Task>>> = Mutex::new(Vec::new());
+/// The pool threads, one sender each, and the process they belong to; the lock also makes
+/// batches take turns.
+static THREADS: Mutex<(u32, Vec<Sender<Task>>)> = Mutex::new((0, Vec::new()));
 
 /// Runs every job on a thread of its own, all at once, and returns their results in order (a
 /// job that panicked gives its panic), once every one of them has ended.
 pub fn run_all<'a, R: Send + 'a>(jobs: Vec<Box<dyn FnOnce() -> R + Send + 'a>>) -> Vec<thread::Result<R>> {
-    let mut threads = THREADS.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut pool = THREADS.lock().unwrap_or_else(PoisonError::into_inner);
+    let (pid, threads) = &mut *pool;
+    if *pid != std::process::id() {
+        // A forked child (AFL++'s fork server forks the process it fuzzes) has none of its
+        // parent's threads: a job sent to one would never run. (Forgotten, not dropped: the
+        // channels' state is whatever the parent's threads left.)
+        std::mem::forget(std::mem::take(threads));
+        *pid = std::process::id();
+    }
     while threads.len() < jobs.len() {
         let (tx, rx) = channel::<Task>();
         thread::Builder::new()
