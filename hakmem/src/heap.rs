@@ -288,12 +288,10 @@ impl<P: Policy> Heap<P> {
             }
             let user = base.add((*h).user_offset);
             crate::asan::large_released(base, size, user, freed);
-            // Only the header page (written whole) and the block's pages on, its tail included,
-            // may hold non-zero bytes: the gap in front of an aligned block, up to 8 MiB, is
-            // never touched, and asking mincore about it was a good part of a fuzz input's time.
+            // The header page is written whole. Past it, any page may hold bytes, even in front
+            // of an aligned block: the large cache hands a mapping to blocks at other offsets.
             base.write_bytes(0, PAGE);
-            let from = ((*h).user_offset / PAGE * PAGE).max(PAGE);
-            os::zero_resident(base.add(from), size - from);
+            os::zero_resident(base.add(PAGE), size - PAGE);
             spares.keep(base, size, align);
         }
     }
@@ -334,8 +332,8 @@ impl<P: Policy> Heap<P> {
         st.large_cache_bytes = max_bytes;
     }
 
-    /// Keeps up to `max_bytes` of the mappings this heap gives back (purged, so they cost no
-    /// memory, only address space) and uses them in place of new mappings of the same size and
+    /// Keeps up to `max_bytes` of the mappings this heap gives back (zeroed; the pages that were
+    /// touched stay resident) and uses them in place of new mappings of the same size and
     /// alignment (see [`os::Spares`]). Default 0. For callers that run many short programs on
     /// one heap, such as the fuzz harness: each program would otherwise map and unmap its
     /// regions and large blocks anew.

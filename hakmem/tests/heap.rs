@@ -316,6 +316,36 @@ fn spare_mappings_stand_in_for_new_ones_of_their_size_and_read_as_zero() {
 }
 
 #[test]
+fn a_spare_that_served_blocks_at_several_offsets_comes_back_zeroed() {
+    let mut heap: Heap = Heap::new();
+    heap.set_spare_mappings(64 << 20);
+    let first = {
+        let mut c = heap.cache();
+        let p = c.alloc(100_000, 8);
+        // SAFETY: live blocks of this cache, written within their sizes, freed once.
+        unsafe {
+            p.write_bytes(0xab, 100_000);
+            c.free(p);
+            // The large cache hands the same mapping to a 64 KiB-aligned block, which starts
+            // further in: the first block's bytes in front of it are still there.
+            let q = c.alloc(1000, 65536);
+            assert_eq!(q.addr() & !(REGION_SIZE - 1), p.addr() & !(REGION_SIZE - 1), "the cached mapping is reused");
+            c.free(q);
+        }
+        p
+    };
+    heap.reset();
+    let mut c = heap.cache();
+    let p = c.alloc_zeroed(100_000, 8);
+    assert_eq!(p, first, "the spare serves the next mapping of its size");
+    // SAFETY: a live block of 100 000 bytes.
+    unsafe {
+        assert!(std::slice::from_raw_parts(p, 100_000).iter().all(|&b| b == 0), "stale bytes in a spare");
+        c.free(p);
+    }
+}
+
+#[test]
 fn spare_regions_come_back_zeroed() {
     let mut heap: Heap = Heap::new();
     heap.set_spare_mappings(64 << 20);
