@@ -16,6 +16,12 @@ fn fill(c: &mut hakmem::ThreadCache<'_>, n: usize, size: usize) -> Vec<*mut u8> 
         .collect()
 }
 
+/// Whether the `len` bytes at `p` (a live block) are all zero.
+fn zeroed(p: *mut u8, len: usize) -> bool {
+    // SAFETY: the caller passes a live block of at least `len` bytes.
+    unsafe { std::slice::from_raw_parts(p, len) }.iter().all(|&b| b == 0)
+}
+
 #[test]
 fn a_fresh_heap_maps_nothing() {
     let heap: Heap = Heap::new();
@@ -217,7 +223,7 @@ fn reused_large_mappings_are_zeroed_for_calloc() {
     // The freed mapping is cached and comes back for a block of about the same size.
     let z = c.alloc_zeroed(90_000, 8);
     assert_eq!(z, p, "expected the cached mapping to be reused");
-    assert!(unsafe { core::slice::from_raw_parts(z, 90_000) }.iter().all(|&b| b == 0));
+    assert!(zeroed(z, 90_000));
     unsafe { c.free(z) };
 }
 
@@ -307,8 +313,7 @@ fn spare_mappings_stand_in_for_new_ones_of_their_size_and_read_as_zero() {
     assert_eq!((p, q), first, "each spare serves the next mapping of its size and alignment");
     // SAFETY: live blocks of 300 000 bytes.
     unsafe {
-        assert!(std::slice::from_raw_parts(p, 300_000).iter().all(|&b| b == 0));
-        assert!(std::slice::from_raw_parts(q, 300_000).iter().all(|&b| b == 0));
+        assert!(zeroed(p, 300_000) && zeroed(q, 300_000));
         c.free(p);
         c.free(q);
     }
@@ -340,7 +345,7 @@ fn a_spare_that_served_blocks_at_several_offsets_comes_back_zeroed() {
     assert_eq!(p, first, "the spare serves the next mapping of its size");
     // SAFETY: a live block of 100 000 bytes.
     unsafe {
-        assert!(std::slice::from_raw_parts(p, 100_000).iter().all(|&b| b == 0), "stale bytes in a spare");
+        assert!(zeroed(p, 100_000), "stale bytes in a spare");
         c.free(p);
     }
 }
@@ -364,8 +369,7 @@ fn spare_regions_come_back_zeroed() {
     // spares were zeroed.
     let blocks: Vec<_> = (0..12_000).map(|_| c.alloc_zeroed(1000, 8)).collect();
     for &p in &blocks {
-        // SAFETY: live blocks of 1000 bytes.
-        assert!(unsafe { std::slice::from_raw_parts(p, 1000) }.iter().all(|&b| b == 0), "{p:p} is not zero");
+        assert!(zeroed(p, 1000), "{p:p} is not zero");
     }
     for p in blocks {
         // SAFETY: a live block of this cache.
