@@ -268,8 +268,7 @@ impl<P: Policy> Heap<P> {
                 if h.is_null() {
                     break;
                 }
-                stats.mapped.fetch_sub((*h).map_size, Relaxed);
-                Self::give_back_large(h, spares, freed);
+                Self::give_back_large(h, stats, spares, freed);
             }
         }
     }
@@ -279,10 +278,11 @@ impl<P: Policy> Heap<P> {
     ///
     /// # Safety
     /// `h` heads a large mapping of this heap that is in no list and no longer used.
-    unsafe fn give_back_large(h: *mut RegionHeader, spares: &mut os::Spares, freed: bool) {
+    unsafe fn give_back_large(h: *mut RegionHeader, stats: &Counters, spares: &mut os::Spares, freed: bool) {
         // SAFETY: forwarded; the header is intact until the mapping goes.
         unsafe {
             let (base, size, align) = (h.cast::<u8>(), (*h).map_size, (*h).map_align);
+            stats.mapped.fetch_sub(size, Relaxed);
             if !spares.keeps(size) {
                 return os::unmap(base, size, align);
             }
@@ -300,7 +300,8 @@ impl<P: Policy> Heap<P> {
     ///
     /// # Safety
     /// `r` is a region of this heap that is in no list and no longer used.
-    unsafe fn give_back_region(r: *mut SmallRegion, spares: &mut os::Spares) {
+    unsafe fn give_back_region(r: *mut SmallRegion, stats: &Counters, spares: &mut os::Spares) {
+        stats.mapped.fetch_sub(REGION_SIZE, Relaxed);
         // SAFETY: forwarded; the region's header is intact until the mapping goes.
         unsafe {
             if !spares.keeps(REGION_SIZE) {
@@ -312,11 +313,13 @@ impl<P: Policy> Heap<P> {
             let mut dirty = (*r).dirty;
             r.cast::<u8>().write_bytes(0, SMALL_HEADER);
             while dirty != 0 {
-                let (first, run) = (dirty.trailing_zeros() as usize, (dirty >> dirty.trailing_zeros()).trailing_ones() as usize);
+                let first = dirty.trailing_zeros() as usize;
+                let end = first + (dirty >> first).trailing_ones() as usize;
                 let (start, _) = SmallRegion::slab_span(r, first);
-                let (_, limit) = SmallRegion::slab_span(r, first + run - 1);
+                let (_, limit) = SmallRegion::slab_span(r, end - 1);
                 os::zero_resident(start, limit.addr() - start.addr());
-                dirty &= !(((1u128 << run) - 1) as u64) << first;
+                // The run and every bit below it are done.
+                dirty = if end == 64 { 0 } else { dirty & (u64::MAX << end) };
             }
             spares.keep(r.cast(), REGION_SIZE, REGION_SIZE);
         }
@@ -366,8 +369,7 @@ impl<P: Policy> Heap<P> {
                 if P::CHECKED {
                     check::region_dropped(r);
                 }
-                self.stats.mapped.fetch_sub(REGION_SIZE, Relaxed);
-                Self::give_back_region(r, spares);
+                Self::give_back_region(r, &self.stats, spares);
             }
             st.avail = List::new();
             st.abandoned = [const { List::new() }; NUM_CLASSES];
@@ -445,9 +447,8 @@ impl<P: Policy> Heap<P> {
     /// # Safety
     /// `r` is a region of this heap that is in no list and no longer used.
     unsafe fn unmap_region(&self, r: *mut SmallRegion) {
-        self.stats.mapped.fetch_sub(REGION_SIZE, Relaxed);
         // SAFETY: forwarded.
-        unsafe { Self::give_back_region(r, &mut self.spares.lock()) }
+        unsafe { Self::give_back_region(r, &self.stats, &mut self.spares.lock()) }
     }
 
     /// Takes the heap lock (and the spares' lock, in that order) with no guard, for `fork` handlers.
@@ -847,8 +848,7 @@ impl<P: Policy> Heap<P> {
             let size = (*h).map_size;
             if size > st.large_cache_block || size > st.large_cache_bytes {
                 drop(st);
-                self.stats.mapped.fetch_sub(size, Relaxed);
-                return Self::give_back_large(h, &mut self.spares.lock(), false);
+                return Self::give_back_large(h, &self.stats, &mut self.spares.lock(), false);
             }
             // The least recently cached mappings make room (unmapped once the lock is dropped):
             // a full cache that turned every newcomer away kept serving none of the sizes a

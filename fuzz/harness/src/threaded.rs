@@ -1,10 +1,11 @@
 //! Free-running mode: the same program split over real OS threads, one per logical thread, for
-//! ThreadSanitizer and real races (threads of a pool kept across programs: see [`crate::pool`]). Each thread runs its own steps in program order. A remote free
-//! sends the block to the freeing thread over a channel, and that thread frees it at its next step
-//! (or once its own steps are done); a `Give` sends it the same way, and the receiving thread
-//! waits for it when a step of its own needs it. The program order is a schedule in which every
-//! block is sent before it is needed, so the waits always end. The interleaving is up to the OS,
-//! so a failure here may not replay; its program still runs in deterministic mode.
+//! ThreadSanitizer and real races (threads of a pool kept across programs: see [`crate::pool`]).
+//! Each thread runs its own steps in program order. A remote free sends the block to the freeing
+//! thread over a channel, and that thread frees it at its next step (or once its own steps are
+//! done); a `Give` sends it the same way, and the receiving thread waits for it when a step of
+//! its own needs it. The program order is a schedule in which every block is sent before it is
+//! needed, so the waits always end. The interleaving is up to the OS, so a failure here may not
+//! replay; its program still runs in deterministic mode.
 //!
 //! The model is split: each thread checks the contents of the blocks it holds, and one address map
 //! behind a mutex catches overlapping blocks. A block leaves the map just before it is freed and
@@ -79,8 +80,7 @@ pub fn run_free<P: Observed>(prog: &Program, heap: HeapUse) -> Result<(), Failur
         let mut failures: Vec<Failure> =
             pool::run_all(jobs).into_iter().filter_map(|r| r.unwrap_or_else(|p| std::panic::resume_unwind(p)).err()).collect();
         failures.sort_by_key(|f| f.step.unwrap_or(usize::MAX));
-        let result = failures.into_iter().next().map_or(Ok(()), Err);
-        result?;
+        failures.into_iter().next().map_or(Ok(()), Err)?;
         // Every worker dropped its cache on the way out.
         if let Some(r) = final_sweep(heap_mut).first() {
             return Err(Failure::at(None, format!("checked mode reported: {r}")));
