@@ -86,6 +86,12 @@ afl-tmin TARGET FILE:
 fuzz-smoke:
     bash scripts/fuzz.sh smoke
 
+# The fault catalog's check: build each planted fault (hakmem/Cargo.toml, `fault-*`), run the
+# detectors that must find it from the committed seeds, print a table; non-zero if one is missed.
+# e.g. `just faults`, `just faults drain-keeps-queue --runs 5`, `just faults --tests`.
+faults *ARGS:
+    bash scripts/faults.sh {{ARGS}}
+
 # Rewrite corpora/<target>/ from the seed programs in fuzz/harness/src/seeds.rs.
 seed:
     cargo run -q -p hakmem-fuzz --bin seed

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ThreadSanitizer job (`just tsan`): std rebuilt with TSan (-Zbuild-std), so every atomic and
 # lock in std is visible to it. 1) hakmem's tests and the sanitizer stress tests must be clean;
-# 2) control: the same remote-free handoff built with `weak-remote-ordering` (Relaxed push/take)
+# 2) control: the same remote-free handoff built with `fault-remote-relaxed` (Relaxed push/take)
 # must be reported as a data race. Builds go to target/tsan, away from the normal build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,10 +20,10 @@ echo "== tsan: hakmem tests and sanitizer stress tests, which must be clean"
 "${cargo[@]}" -p hakmem -p hakmem-sanitizers --tests -- --skip keep_the_model --skip keeps_the_model
 t1=$(date +%s)
 
-echo "== tsan control: Relaxed remote-free queue (feature weak-remote-ordering) must be reported"
+echo "== tsan control: Relaxed remote-free queue (feature fault-remote-relaxed) must be reported"
 # The race must be the one on the slot link: written by the remote free, read by the owner's drain.
 bash sanitizers/expect-failure.sh "WARNING: ThreadSanitizer: data race" \
     "<hakmem::layout::BasePtr>::set_link" "<hakmem::slab::SlabLocal>::drain" -- \
-    "${cargo[@]}" -p hakmem-sanitizers --features weak-remote-ordering --test threads -- remote_free_handoff
+    "${cargo[@]}" -p hakmem-sanitizers --features hakmem/fault-remote-relaxed --test threads -- remote_free_handoff
 t2=$(date +%s)
 echo "== tsan: clean suite $((t1 - t0)) s, control $((t2 - t1)) s"

@@ -251,6 +251,19 @@ impl<P: Policy> CacheInner<P> {
                 if next.is_null() {
                     return None;
                 }
+                // FAULT fault-first-refill-skips-bin (failure 8): a class's first refill hands a
+                // slot out of the new slab before the slab is recorded as the class's current one.
+                #[cfg(feature = "fault-first-refill-skips-bin")]
+                // SAFETY (of the fault): the cache owns the slab it just acquired.
+                unsafe {
+                    let local = &mut (*next).local;
+                    if let Some(b) = local.pop::<P>() {
+                        return Some((b, false));
+                    }
+                    if local.can_carve() {
+                        return Some((local.carve::<P>(), local.zero_tail));
+                    }
+                }
             } else {
                 // SAFETY: find_room returns a member of others[class].
                 unsafe { self.others[class].remove(next) };
@@ -331,6 +344,11 @@ impl<P: Policy> CacheInner<P> {
                 self.flush_pending();
                 self.pending = slab;
                 self.pending_first = base.as_ptr();
+                // FAULT fault-remote-chain-user-ptr (failure 1): the chain starts at the client's
+                // pointer, which is the slot only where there is no header (release mode).
+                if cfg!(feature = "fault-remote-chain-user-ptr") {
+                    self.pending_first = base.to_user::<P>().as_ptr();
+                }
                 self.pending_last = base.as_ptr();
                 self.pending_n = 1;
             }
@@ -372,6 +390,12 @@ impl<P: Policy> CacheInner<P> {
     /// Returns what the cache holds without use: collects remote frees, pools every slab that is
     /// entirely free. With `all`, also abandons slabs that still have live slots.
     pub fn release_slabs(&mut self, all: bool) {
+        // FAULT fault-exit-drops-pending (thread exit): a cache that ends forgets its pending
+        // chain of remote frees; those slots are then in no list at all.
+        if cfg!(feature = "fault-exit-drops-pending") && all {
+            self.pending = null_mut();
+            self.pending_n = 0;
+        }
         self.flush_pending();
         let empty = self.empty_slab();
         for class in 0..NUM_CLASSES {
@@ -435,7 +459,7 @@ impl<P: Policy> CacheInner<P> {
             }
             let q = self.alloc(new_size, align);
             if !q.is_null() {
-                ptr::copy_nonoverlapping(p, q, old.min(new_size));
+                ptr::copy_nonoverlapping(p, q, realloc_copy_len(old, new_size));
                 self.free(p);
             }
             q
@@ -459,12 +483,23 @@ impl<P: Policy> CacheInner<P> {
             }
             let q = self.alloc(new_size, align);
             if !q.is_null() {
-                ptr::copy_nonoverlapping(p, q, old.min(new_size));
+                ptr::copy_nonoverlapping(p, q, realloc_copy_len(old, new_size));
                 self.free(p);
             }
             q
         }
     }
+}
+
+/// Bytes a moving realloc copies from a block of `old` bytes into one of `new_size`.
+#[inline(always)]
+fn realloc_copy_len(old: usize, new_size: usize) -> usize {
+    // FAULT fault-realloc-copies-old-size (failure 4): a shrinking move copies the old size,
+    // past the end of the smaller block.
+    if cfg!(feature = "fault-realloc-copies-old-size") {
+        return old;
+    }
+    old.min(new_size)
 }
 
 /// Where a live block lives.

@@ -18,7 +18,7 @@
 
 use crate::cache::Block;
 use crate::heap::Heap;
-use crate::layout::{region_base, region_offset, BasePtr, PAGE, REGION_SIZE, SLABS_PER_REGION, SLAB_SIZE};
+use crate::layout::{region_base, region_offset, BasePtr, UserPtr, PAGE, REGION_SIZE, SLABS_PER_REGION, SLAB_SIZE};
 use crate::os;
 use crate::policy::{Checked, Policy};
 use crate::region::{RegionHeader, SmallRegion};
@@ -40,7 +40,13 @@ const MAGIC: [u64; crate::size_class::NUM_CLASSES] = {
     let mut m = [0u64; crate::size_class::NUM_CLASSES];
     let mut i = 0;
     while i < m.len() {
-        m[i] = (1u64 << 32).div_ceil(crate::size_class::CLASS_SIZES[i] as u64);
+        // FAULT fault-slot-index-magic-floor (failure 10): the reciprocal rounded down is one
+        // short at slot starts, so a block's offset maps to the slot before it.
+        m[i] = if cfg!(feature = "fault-slot-index-magic-floor") {
+            (1u64 << 32) / crate::size_class::CLASS_SIZES[i] as u64
+        } else {
+            (1u64 << 32).div_ceil(crate::size_class::CLASS_SIZES[i] as u64)
+        };
         i += 1;
     }
     m
@@ -692,6 +698,11 @@ pub(crate) unsafe fn slab_assigned(r: *mut SmallRegion, i: usize, class: usize, 
                 });
             }
             at.forget_slots();
+            // FAULT fault-shadow-stale-class (failure 5): a slab that served a class before keeps
+            // that class (and slot size) in the shadow map.
+            if cfg!(feature = "fault-shadow-stale-class") {
+                return;
+            }
         }
         debug_assert!(slot_size >= MIN_SLOT);
         at.shadow().geometry[i].store(((class as u64) << 32) | slot_size as u64, Release);
@@ -909,7 +920,9 @@ pub(crate) unsafe fn hand_out(slab: *mut Slab, b: BasePtr, size: usize, offset: 
         let seq = who.seq;
         let word0 = (size as u64) | (seq << 32);
         let user = b.to_user_at(offset);
-        let h = user.header();
+        // FAULT fault-aligned-header-at-slot (failure 2): the header goes to the slot's start,
+        // where every check but this one reads it only for blocks at the header offset.
+        let h = if cfg!(feature = "fault-aligned-header-at-slot") { b.header() } else { user.header() };
         (*h).word0 = word0;
         (*h).word1 = word1(cs.secret, b.as_ptr().addr(), word0, HDR_ALLOCATED, class, thread);
         // An aligned block's front padding holds tail bytes too: see `verify_allocated`.
@@ -975,7 +988,11 @@ fn find_live<P: Policy>(heap: &Heap<P>, cs: &CheckState, p: *mut u8, thread: u32
             return None;
         }
         let meta = at.entry(slot).meta.load(Acquire);
+        // FAULT fault-remote-double-free-unseen (failure 12): a block still queued for a remote
+        // free counts as live.
+        let live = if cfg!(feature = "fault-remote-double-free-unseen") { meta_state(meta) == REMOTE } else { false };
         match meta_state(meta) {
+            _ if live => Some(Live::Small { at, slot, class, size, meta }),
             ALLOCATED => Some(Live::Small { at, slot, class, size, meta }),
             FREE | REMOTE if at.entry(slot).alloc_seq.load(Relaxed) != 0 => {
                 cs.report(Report { detail: op, ..at.report(ReportKind::DoubleFree, slot, class, size, thread) });
@@ -1020,7 +1037,9 @@ unsafe fn verify_allocated(cs: &CheckState, at: Place, slot: usize, class: usize
             }
         }
         let user = user.as_ptr();
-        if let Some(o) = first_mismatch(user.add(req), size - off - req, TAIL) {
+        // FAULT fault-tail-check-off-by-one (failure 12): the slot's last tail byte is not checked.
+        let tail = size - off - req - cfg!(feature = "fault-tail-check-off-by-one") as usize;
+        if let Some(o) = first_mismatch(user.add(req), tail, TAIL) {
             cs.report(Report {
                 offset: Some(req + o),
                 expected: TAIL as u64,
@@ -1059,6 +1078,13 @@ pub(crate) unsafe fn before_free<P: Policy>(heap: &Heap<P>, p: *mut u8, token: u
         let local = token != crate::slab::NO_OWNER && (*slab).owner.load(Relaxed) == token;
         let e = at.entry(slot);
         let new = (meta & !0xff & !(0xff_ffff << 40)) | if local { FREE } else { REMOTE } | ((thread as u64) << 40);
+        // FAULT fault-aligned-free-base (failure 1): the slot is taken to start a header's
+        // length below the client's pointer, which holds only for blocks at the header offset.
+        let list_base = if cfg!(feature = "fault-aligned-free-base") {
+            UserPtr::new(p).expect("non-null").to_base::<Checked>()
+        } else {
+            at.base(slot, size)
+        };
         // The CAS makes two racing frees of one block end in one free and one report.
         if e.meta.compare_exchange(meta, new, AcqRel, Acquire).is_err() {
             cs.report(Report { detail: "raced with another free", ..at.report(ReportKind::DoubleFree, slot, class, size, thread) });
@@ -1068,7 +1094,7 @@ pub(crate) unsafe fn before_free<P: Policy>(heap: &Heap<P>, p: *mut u8, token: u
         let b = at.base(slot, size);
         (*b.header()).word1 = word1(cs.secret, b.as_ptr().addr(), 0, HDR_FREE, class, thread);
         b.to_user::<Checked>().as_ptr().write_bytes(POISON, size - Checked::HEADER);
-        Some(Block::Small(slab, b))
+        Some(Block::Small(slab, list_base))
     }
 }
 

@@ -48,7 +48,9 @@ pub const LARGE_REUSE_SLACK: usize = 64 << 10;
 /// Freed large mappings kept at most (reuse searches them one by one).
 pub const LARGE_CACHE_COUNT: usize = 64;
 /// Bytes reserved per thread cache in the metadata arena.
-const CACHE_SLOT: usize = 2048;
+/// (FAULT fault-cache-slot-overlap, failure 9: 1 KiB, less than a cache, so a new cache writes
+/// over the end of its neighbour's: its class lists and its empty slab.)
+const CACHE_SLOT: usize = if cfg!(feature = "fault-cache-slot-overlap") { 1024 } else { 2048 };
 /// Bytes per arena chunk.
 const ARENA_CHUNK: usize = 64 * 1024;
 
@@ -316,7 +318,10 @@ impl<P: Policy> Heap<P> {
                 let first = dirty.trailing_zeros() as usize;
                 let end = first + (dirty >> first).trailing_ones() as usize;
                 let (start, _) = SmallRegion::slab_span(r, first);
-                let (_, limit) = SmallRegion::slab_span(r, end - 1);
+                // FAULT fault-spare-skips-last-run (spare mappings): the last slab of a run of
+                // two or more is left as it was.
+                let last = if cfg!(feature = "fault-spare-skips-last-run") && end - first > 1 { end - 2 } else { end - 1 };
+                let (_, limit) = SmallRegion::slab_span(r, last);
                 os::zero_resident(start, limit.addr() - start.addr());
                 // The run and every bit below it are done.
                 dirty = if end == 64 { 0 } else { dirty & (u64::MAX << end) };
@@ -454,7 +459,11 @@ impl<P: Policy> Heap<P> {
     /// Takes the heap lock (and the spares' lock, in that order) with no guard, for `fork` handlers.
     pub(crate) fn lock_for_fork(&self) {
         self.state.acquire();
-        self.spares.acquire();
+        // FAULT fault-fork-skips-spares-lock (failure 11, fork handlers): the spares' lock is
+        // not held across fork, so a child can inherit it locked by a thread it does not have.
+        if !cfg!(feature = "fault-fork-skips-spares-lock") {
+            self.spares.acquire();
+        }
     }
 
     /// Releases the lock taken by [`Heap::lock_for_fork`].
@@ -464,7 +473,9 @@ impl<P: Policy> Heap<P> {
     pub(crate) unsafe fn unlock_after_fork(&self) {
         // SAFETY: forwarded (both locks were taken by `lock_for_fork`).
         unsafe {
-            self.spares.force_unlock();
+            if !cfg!(feature = "fault-fork-skips-spares-lock") {
+                self.spares.force_unlock();
+            }
             self.state.force_unlock();
         }
     }
@@ -474,7 +485,7 @@ impl<P: Policy> Heap<P> {
     /// Storage for a new cache, from the heap's own arena so that creating a cache never calls
     /// back into an allocator (the global one may be this very heap).
     pub(crate) fn alloc_cache_slot(&self) -> *mut u8 {
-        const { assert!(core::mem::size_of::<CacheSlot<Release>>() <= CACHE_SLOT) };
+        const { assert!(core::mem::size_of::<CacheSlot<Release>>() <= CACHE_SLOT || cfg!(feature = "fault-cache-slot-overlap")) };
         let mut st = self.state.lock();
         if st.arena_free.is_null() {
             let chunk = self.map(ARENA_CHUNK, PAGE);
@@ -519,7 +530,13 @@ impl<P: Policy> Heap<P> {
         let mut st = self.state.lock();
         self.purge_when_due(&mut st);
         // SAFETY: the abandoned lists hold live slabs.
-        let adopted = unsafe { st.abandoned[class].pop_front() };
+        let mut adopted = unsafe { st.abandoned[class].pop_front() };
+        // FAULT fault-adopt-neighbour-class (failure 5): with none of its class abandoned, a
+        // cache adopts a slab of the class below.
+        if cfg!(feature = "fault-adopt-neighbour-class") && adopted.is_null() && class > 0 {
+            // SAFETY: as above.
+            adopted = unsafe { st.abandoned[class - 1].pop_front() };
+        }
         if !adopted.is_null() {
             // SAFETY: abandoned slabs are live and the lock makes the heap their owner.
             unsafe {
@@ -535,7 +552,9 @@ impl<P: Policy> Heap<P> {
                 let r = SmallRegion::of_slab(slab);
                 let i = SmallRegion::index_of(r, slab);
                 let (start, limit) = SmallRegion::slab_span(r, i);
-                let zero = (*r).dirty & (1 << i) == 0;
+                // FAULT fault-calloc-trusts-dirty-slab (calloc's zero shortcut): every pooled slab
+                // is taken for fresh, zeroed memory.
+                let zero = (*r).dirty & (1 << i) == 0 || cfg!(feature = "fault-calloc-trusts-dirty-slab");
                 (*r).dirty |= 1 << i;
                 (*slab).local.assign(class, CLASS_SIZES[class], start, limit, zero);
                 // ASan builds: uncarved slab space is off limits until slots are handed out.
@@ -658,7 +677,9 @@ impl<P: Policy> Heap<P> {
             let mut r = st.avail.head();
             while !r.is_null() && st.empty_regions > MAX_EMPTY_REGIONS {
                 let next = st.avail.next(r);
-                if (*r).pooled == ALL_SLABS {
+                // FAULT fault-purge-takes-avail-head (failure 7): takes the regions at the head
+                // of the list for the empty ones, though partly used regions are kept in front.
+                if (*r).pooled == ALL_SLABS || cfg!(feature = "fault-purge-takes-avail-head") {
                     st.avail.remove(r);
                     st.empty_regions -= 1;
                     st.dirty_pooled -= (*r).dirty.count_ones() as usize;
@@ -672,7 +693,9 @@ impl<P: Policy> Heap<P> {
             }
             let mut r = st.avail.head();
             while !r.is_null() && st.dirty_pooled > DIRTY_POOL_LIMIT {
-                let mut bits = (*r).pooled & (*r).dirty;
+                // FAULT fault-purge-owned-slabs (delayed purge): purges the region's dirty slabs,
+                // pooled or not, so the pages of blocks in use go back to the OS.
+                let mut bits = if cfg!(feature = "fault-purge-owned-slabs") { (*r).dirty } else { (*r).pooled & (*r).dirty };
                 while bits != 0 && st.dirty_pooled > DIRTY_POOL_LIMIT {
                     let i = bits.trailing_zeros() as usize;
                     bits &= bits - 1;
@@ -710,7 +733,11 @@ impl<P: Policy> Heap<P> {
         // SAFETY: per the contract; the lock makes the heap its owner from here on.
         unsafe {
             (*slab).local.state = SlabState::Abandoned;
-            (*slab).owner.store(NO_OWNER, Relaxed);
+            // FAULT fault-abandon-keeps-owner (failure 6): the slab keeps its old owner's token,
+            // which a new cache made in the same arena slot has too.
+            if !cfg!(feature = "fault-abandon-keeps-owner") {
+                (*slab).owner.store(NO_OWNER, Relaxed);
+            }
             let class = (*slab).local.class as usize;
             st.abandoned[class].push_back(slab);
         }
@@ -726,7 +753,9 @@ impl<P: Policy> Heap<P> {
                 unsafe {
                     let next = st.abandoned[class].next(s);
                     (*s).local.drain::<P>(&(*s).remote);
-                    if (*s).local.used == 0 {
+                    // FAULT fault-reclaim-live-slab (failure 7): "nothing queued" taken for
+                    // "nothing live": every drained slab goes back to the pool.
+                    if (*s).local.used == 0 || (cfg!(feature = "fault-reclaim-live-slab") && (*s).remote.is_empty()) {
                         st.abandoned[class].remove(s);
                         self.release_locked(st, s);
                         released += 1;
@@ -803,7 +832,9 @@ impl<P: Policy> Heap<P> {
         let fits = |h: *mut RegionHeader| {
             // SAFETY: cached headers are live mappings owned by the heap under its lock.
             let (size, align) = unsafe { ((*h).map_size, (*h).map_align) };
-            align == map_align && size >= total && size <= (2 * total).max(LARGE_REUSE_SLACK)
+            // FAULT fault-large-reuse-page-short (large cache): a mapping up to a page short fits.
+            let need = if cfg!(feature = "fault-large-reuse-page-short") { total - PAGE } else { total };
+            align == map_align && size >= need && size <= (2 * total).max(LARGE_REUSE_SLACK)
         };
         let mut h = st.large_cache.head();
         // SAFETY: as in `fits`.
@@ -840,6 +871,20 @@ impl<P: Policy> Heap<P> {
         // SAFETY: forwarded; after unlinking the mapping is ours alone.
         unsafe {
             let h = self.find_large(p);
+            // FAULT fault-spares-before-heap-lock (failure 11): a mapping too big for the cache
+            // takes the spares' lock first, then the heap lock; everywhere else the heap lock
+            // comes first (purging gives regions to the spares under it).
+            #[cfg(feature = "fault-spares-before-heap-lock")]
+            if (*h).map_size > self.state.lock().large_cache_block {
+                let mut spares = self.spares.lock();
+                let mut st = self.state.lock();
+                st.large.remove(h);
+                if P::CHECKED {
+                    check::large_unmapped(self.check_state(), region_base(p).addr());
+                }
+                drop(st);
+                return Self::give_back_large(h, &self.stats, &mut spares, false);
+            }
             let mut st = self.state.lock();
             st.large.remove(h);
             if P::CHECKED {
@@ -892,7 +937,10 @@ impl<P: Policy> Heap<P> {
             let Some(total) = (*h).user_offset.checked_add(new_size).and_then(|n| round_up(n, PAGE)) else {
                 return false;
             };
-            if total <= (*h).map_size {
+            // FAULT fault-grow-large-page-short (realloc in place): growth by up to a page is
+            // taken to fit without mapping anything.
+            let have = if cfg!(feature = "fault-grow-large-page-short") { (*h).map_size + PAGE } else { (*h).map_size };
+            if total <= have {
                 return true;
             }
             if !os::grow_in_place(h.cast(), (*h).map_size, total) {

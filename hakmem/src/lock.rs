@@ -57,7 +57,10 @@ impl<T> SpinLock<T> {
     /// # Safety
     /// The caller must hold the lock (or be the only thread left after `fork`).
     pub unsafe fn force_unlock(&self) {
-        self.locked.store(false, Ordering::Release);
+        // FAULT fault-unlock-relaxed (failure 3): a Relaxed release publishes nothing the next
+        // holder can rely on.
+        let order = if cfg!(feature = "fault-unlock-relaxed") { Ordering::Relaxed } else { Ordering::Release };
+        self.locked.store(false, order);
     }
 
     /// Mutable access without locking, through exclusive ownership.

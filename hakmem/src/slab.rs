@@ -66,11 +66,12 @@ pub struct SlabLocal {
 }
 
 /// Orderings of the remote-free handoff: Release on push, Acquire on the owner's swap.
-/// SANITIZER CONTROL ONLY: the off-by-default feature `weak-remote-ordering` makes both Relaxed,
-/// which is a real data race on the slot links; `just tsan` builds it to prove TSan reports it
-/// (see sanitizers/README.md). Never enable it anywhere else.
-const PUSH_ORDER: Ordering = if cfg!(feature = "weak-remote-ordering") { Ordering::Relaxed } else { Ordering::Release };
-const TAKE_ORDER: Ordering = if cfg!(feature = "weak-remote-ordering") { Ordering::Relaxed } else { Ordering::Acquire };
+/// (Faults `fault-remote-relaxed`, `fault-remote-push-relaxed` and `fault-remote-take-relaxed`
+/// weaken them to Relaxed: failure 3. `just tsan` builds the first as its control.)
+const PUSH_ORDER: Ordering =
+    if cfg!(any(feature = "fault-remote-relaxed", feature = "fault-remote-push-relaxed")) { Ordering::Relaxed } else { Ordering::Release };
+const TAKE_ORDER: Ordering =
+    if cfg!(any(feature = "fault-remote-relaxed", feature = "fault-remote-take-relaxed")) { Ordering::Relaxed } else { Ordering::Acquire };
 
 /// The multi-producer, single-consumer queue of remotely freed slots.
 #[repr(C, align(64))]
@@ -115,7 +116,12 @@ impl Slab {
 impl SlabLocal {
     /// Prepares the slab to serve `class` with slots of `slot_size` bytes in `[start, limit)`.
     pub fn assign(&mut self, class: usize, slot_size: usize, start: *mut u8, limit: *mut u8, zero: bool) {
-        let slots = (limit.addr() - start.addr()) / slot_size;
+        let mut slots = (limit.addr() - start.addr()) / slot_size;
+        // FAULT fault-slot-count-rounds (failure 10): rounds the slot count to the nearest, so a
+        // slab whose slack is half a slot or more gets a last slot that runs into the next slab.
+        if cfg!(feature = "fault-slot-count-rounds") {
+            slots = (limit.addr() - start.addr() + slot_size / 2) / slot_size;
+        }
         debug_assert!(slots > 0);
         self.free = None;
         self.used = 0;
@@ -191,6 +197,20 @@ impl SlabLocal {
 
     /// Moves every slot queued on `q` (this slab's remote queue) onto `free`; returns how many.
     pub fn drain<P: Policy>(&mut self, q: &RemoteQueue) -> u32 {
+        // FAULT fault-drain-keeps-queue (failure 6): "a queue of one slot needs no swap" takes
+        // the slot but leaves it queued, so a later drain splices it in again, handed out or not.
+        #[cfg(feature = "fault-drain-keeps-queue")]
+        {
+            let head = BasePtr::from_raw(q.head.load(Ordering::Acquire));
+            // SAFETY (of the fault): a queued slot carries a link written with this policy.
+            if let Some(h) = head.filter(|h| unsafe { h.link::<P>() }.is_none()) {
+                // SAFETY: as for the real drain below.
+                unsafe { h.set_link::<P>(self.free) };
+                self.free = Some(h);
+                self.used -= 1;
+                return 1;
+            }
+        }
         let Some(first) = q.take_all() else { return 0 };
         let mut n = 1;
         let mut last = first;
@@ -262,6 +282,13 @@ impl RemoteQueue {
     pub fn take_all(&self) -> Option<BasePtr> {
         if self.head.load(Ordering::Relaxed).is_null() {
             return None;
+        }
+        // FAULT fault-drain-not-atomic (failure 6): detaches the queue with a load and a store,
+        // so a push that lands between them is lost: its slot is in no list ever again.
+        if cfg!(feature = "fault-drain-not-atomic") {
+            let head = self.head.load(TAKE_ORDER);
+            self.head.store(null_mut(), Ordering::Relaxed);
+            return BasePtr::from_raw(head);
         }
         // Acquire pairs with the Release of every push, making their links readable.
         BasePtr::from_raw(self.head.swap(null_mut(), TAKE_ORDER))

@@ -4,7 +4,7 @@
 //! accesses TSan watches: where one thread must wait for another, it spins on a Relaxed flag,
 //! which gives TSan no happens-before edge. A missing Release/Acquire inside hakmem then shows up
 //! as a data race instead of being hidden by a channel or a join. The first test is also the
-//! control of `just tsan`: built with the feature `weak-remote-ordering` it must be reported.
+//! control of `just tsan`: built with the feature `fault-remote-relaxed` (an entry of the fault catalog) it must be reported.
 
 use hakmem::{Heap, ThreadCache};
 use hakmem_sanitizers::{xorshift, Blk};
@@ -35,7 +35,7 @@ fn stamped(c: &mut ThreadCache<'_>, size: usize) -> Blk {
 /// The remote-free handoff alone: the owner hands blocks to another thread (a spawn, which
 /// orders owner -> freer), the freer checks and frees them (remote pushes), and the owner drains
 /// and reuses them after a Relaxed flag says the freer is done. Freer -> owner is ordered by
-/// nothing but the remote queue's Release push and Acquire take; with `weak-remote-ordering`
+/// nothing but the remote queue's Release push and Acquire take; with `fault-remote-relaxed` (an entry of the fault catalog)
 /// TSan reports the free's link write (`BasePtr::set_link`, published by the queue's CAS) racing
 /// with the owner's read of it in `SlabLocal::drain`.
 #[test]

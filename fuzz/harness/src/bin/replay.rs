@@ -2,10 +2,11 @@
 //! heap it names (and on a checked heap too, if that is a release one), and prints what the run
 //! found; free-running inputs also run 50 times on real threads. Exit status 1 if any failed.
 //!
-//! Usage: replay [--target deterministic|free_running|misuse] [--save LISTING.prog] FILE...
+//! Usage: replay [--target deterministic|free_running|misuse] [--save LISTING.prog] [--list] FILE...
 //! Without --target, a file under a `misuse` directory decodes as a misuse program and any other
 //! file as a plain one. A `.prog` file is a program listing (how regressions are kept); `--save`
-//! writes the listing of the input, which is how a crash becomes a regression.
+//! writes the listing of the input, which is how a crash becomes a regression; `--list` only
+//! prints the listing.
 
 use hakmem_fuzz::{load, replay_one, run_deterministic, run_free_running, Failure, HeapUse, Program, RunOpts, TARGETS};
 use std::path::Path;
@@ -13,12 +14,14 @@ use std::path::Path;
 fn main() {
     let mut target: Option<String> = None;
     let mut save: Option<String> = None;
+    let mut list_only = false;
     let mut files = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--target" => target = args.next(),
             "--save" => save = args.next(),
+            "--list" => list_only = true,
             "-h" | "--help" => {
                 eprintln!("usage: replay [--target {}] [--save LISTING.prog] FILE...", TARGETS.join("|"));
                 return;
@@ -33,7 +36,9 @@ fn main() {
     let mut failed = false;
     for f in &files {
         let target = target.clone().unwrap_or_else(|| guess_target(Path::new(f)).to_owned());
-        println!("== {f} (as a {target} input)");
+        if !list_only {
+            println!("== {f} (as a {target} input)");
+        }
         match load(Path::new(f), &target) {
             Err(e) => {
                 println!("{e}");
@@ -41,6 +46,9 @@ fn main() {
             }
             Ok(prog) => {
                 print!("{prog}");
+                if list_only {
+                    continue;
+                }
                 if let Some(out) = &save {
                     std::fs::write(out, prog.to_string()).unwrap_or_else(|e| panic!("{out}: {e}"));
                     println!("(listing saved to {out})");
