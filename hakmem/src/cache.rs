@@ -20,13 +20,11 @@ use crate::size_class::{class_for, tiny_class, CLASS_SIZES, NUM_CLASSES, SMALL_M
 use crate::slab::{Slab, SlabLinks};
 use core::marker::PhantomData;
 use core::ptr::{self, null_mut, NonNull};
-use core::sync::atomic::Ordering::Relaxed;
+use crate::sync::Ordering::Relaxed;
 
 /// Slabs of a class inspected for free room before asking the heap for another, bounding the
 /// slow path when a cache holds many full slabs.
 const SCAN_LIMIT: usize = 16;
-/// Remote frees to one slab gathered into a chain before it is queued with one atomic operation.
-const PENDING_MAX: u32 = 32;
 
 /// The state behind a [`ThreadCache`], at a stable address inside the heap's arena; its address
 /// is its owner token.
@@ -50,6 +48,23 @@ pub struct CacheInner<P: Policy> {
     pending_first: *mut u8,
     pending_last: *mut u8,
     pending_n: u32,
+    /// Remote frees to one slab gathered into a chain before it is queued with one atomic
+    /// operation (the heap's `Limits::pending_max` when the cache was made).
+    pending_max: u32,
+}
+
+/// A cache's slabs and pending remote frees, as [`CacheInner::holdings`] shows them.
+pub(crate) struct Holdings<'a> {
+    /// The current slab of each class (the empty slab where there is none).
+    pub bins: &'a [*mut Slab; NUM_CLASSES],
+    /// The other slabs of each class.
+    pub others: &'a [List<Slab, SlabLinks>; NUM_CLASSES],
+    /// The empty slab every empty bin points at (it must stay empty).
+    pub empty: *mut Slab,
+    /// The pending chain: its slab, first slot and length.
+    pub pending: (*mut Slab, *mut u8, u32),
+    /// The cache's id.
+    pub id: u32,
 }
 
 /// What a cache occupies in the heap's arena. The empty slab sits beside the cache rather than
@@ -83,6 +98,7 @@ impl<P: Policy> CacheInner<P> {
                 pending_first: null_mut(),
                 pending_last: null_mut(),
                 pending_n: 0,
+                pending_max: heap.pending_max(),
             });
             &raw mut (*slot).inner
         }
@@ -101,8 +117,32 @@ impl<P: Policy> CacheInner<P> {
     }
 
     #[inline(always)]
-    fn token(&self) -> usize {
+    pub(crate) fn token(&self) -> usize {
         self as *const Self as usize
+    }
+
+    /// Test only: forgets the current slab of `class` (a planted bug); returns it.
+    #[cfg(test)]
+    pub(crate) fn forget_bin(&mut self, class: usize) -> *mut Slab {
+        core::mem::replace(&mut self.bins[class], self.empty)
+    }
+
+    /// Test only: undoes [`CacheInner::forget_bin`].
+    #[cfg(test)]
+    pub(crate) fn restore_bin(&mut self, class: usize, slab: *mut Slab) {
+        self.bins[class] = slab;
+    }
+
+    /// What the cache holds, for the consistency sweep: its current slab of each class (or the
+    /// empty slab), its other slabs of each class, its empty slab, and its pending chain.
+    pub(crate) fn holdings(&self) -> Holdings<'_> {
+        Holdings {
+            bins: &self.bins,
+            others: &self.others,
+            empty: self.empty,
+            pending: (self.pending, self.pending_first, self.pending_n),
+            id: self.id,
+        }
     }
 
     #[inline(always)]
@@ -337,7 +377,7 @@ impl<P: Policy> CacheInner<P> {
                 base.set_link::<P>(BasePtr::from_raw(self.pending_first));
                 self.pending_first = base.as_ptr();
                 self.pending_n += 1;
-                if self.pending_n >= PENDING_MAX {
+                if self.pending_n >= self.pending_max {
                     self.flush_pending();
                 }
             } else {
@@ -663,6 +703,12 @@ impl<'h, P: Policy> ThreadCache<'h, P> {
     pub unsafe fn usable_size(&mut self, p: *mut u8) -> usize {
         // SAFETY: forwarded.
         unsafe { self.inner().usable_size(p) }
+    }
+
+    /// The cache's state, for tests that break it on purpose.
+    #[cfg(test)]
+    pub(crate) fn inner_for_tests(&mut self) -> &mut CacheInner<P> {
+        self.inner()
     }
 
     /// This cache's id, as reports name it (ids start at 1 per heap).

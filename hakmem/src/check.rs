@@ -26,7 +26,7 @@ use crate::report::{print_and_abort, Identity, Report, ReportKind};
 use crate::slab::{Slab, SlabLocal};
 use core::cell::UnsafeCell;
 use core::ptr::null_mut;
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
+use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
 use std::sync::Mutex;
 
 /// Fill of a free slot's client bytes.
@@ -65,14 +65,14 @@ const MIN_SLOT: usize = 32;
 const SLOTS_PER_SLAB: usize = SLAB_SIZE / MIN_SLOT;
 
 // Block states in the shadow map.
-const NEVER: u64 = 0;
-const ALLOCATED: u64 = 1;
+pub(crate) const NEVER: u64 = 0;
+pub(crate) const ALLOCATED: u64 = 1;
 /// On its slab's free list (the slab's owner holds it).
-const FREE: u64 = 2;
-/// On its slab's remote queue.
-const REMOTE: u64 = 3;
+pub(crate) const FREE: u64 = 2;
+/// On its slab's remote queue (or a cache's pending chain of remote frees).
+pub(crate) const REMOTE: u64 = 3;
 /// Set aside after a failed check in capture mode; never handed out again.
-const QUARANTINED: u64 = 4;
+pub(crate) const QUARANTINED: u64 = 4;
 
 // Header states (word1's low byte): distinct from each other and from zeroed memory.
 const HDR_ALLOCATED: u64 = 0xA1;
@@ -330,7 +330,8 @@ struct Shadow {
     entries: [Entry; SLABS_PER_REGION * SLOTS_PER_SLAB],
 }
 
-const SHADOW_BYTES: usize = match crate::layout::round_up(core::mem::size_of::<Shadow>(), PAGE) {
+/// Bytes of a region's shadow map (a mapping of its own, made by the heap).
+pub(crate) const SHADOW_BYTES: usize = match crate::layout::round_up(core::mem::size_of::<Shadow>(), PAGE) {
     Some(n) => n,
     None => panic!(),
 };
@@ -531,32 +532,28 @@ unsafe fn header_report(at: Place, slot: usize, class: usize, size: usize, threa
 
 // ---- hooks: regions, slabs ---------------------------------------------------------------
 
-/// A small region was mapped for a checked heap: give it a shadow and a link key, register it.
-/// Returns false if the OS refuses the shadow's memory. Called under the heap lock.
+/// A small region was mapped for a checked heap: give it its shadow (a zeroed mapping of
+/// [`SHADOW_BYTES`]) and a link key, register it. Called under the heap lock.
 ///
 /// # Safety
 /// `r` is a freshly initialised region; `cs` the heap's live check state.
-pub(crate) unsafe fn region_created(cs: *mut CheckState, r: *mut SmallRegion) -> bool {
+pub(crate) unsafe fn region_created(cs: *mut CheckState, r: *mut SmallRegion, shadow: *mut u8) {
     // SAFETY: per the contract.
     unsafe {
-        let shadow = os::map_aligned(SHADOW_BYTES, PAGE);
-        if shadow.is_null() {
-            return false;
-        }
         (*r).shadow = shadow;
         (*r).hdr.checks = cs.cast();
         (*r).hdr.link_key = mix((*cs).secret ^ r.addr() as u64) as usize;
         (*cs).register(r.addr(), TAG_SMALL);
     }
-    true
 }
 
 /// A small region is about to be unmapped: no block of it may be allocated or queued
-/// (failure 7 of the C history). Called under the heap lock.
+/// (failure 7 of the C history). Called under the heap lock. Returns its shadow map, for the
+/// heap to give back.
 ///
 /// # Safety
 /// `r` is a live checked region whose slabs are all pooled.
-pub(crate) unsafe fn region_released(r: *mut SmallRegion) {
+pub(crate) unsafe fn region_released(r: *mut SmallRegion) -> *mut u8 {
     // SAFETY: per the contract.
     unsafe {
         let cs = &*(*r).hdr.checks.cast::<CheckState>();
@@ -572,48 +569,26 @@ pub(crate) unsafe fn region_released(r: *mut SmallRegion) {
             }
         }
         cs.reregister(r.addr(), 0);
-        region_dropped(r);
+        region_dropped(r)
     }
 }
 
-/// Frees a region's shadow, when the region goes with its heap.
+/// Detaches a region's shadow map, when the region goes with its heap (or a reset): the caller
+/// gives the mapping back (null if the region had none).
 ///
 /// # Safety
 /// `r` is a live checked region that is being unmapped.
-pub(crate) unsafe fn region_dropped(r: *mut SmallRegion) {
-    // SAFETY: per the contract; the shadow was mapped by region_created.
-    unsafe {
-        if !(*r).shadow.is_null() {
-            os::unmap((*r).shadow, SHADOW_BYTES, PAGE);
-            (*r).shadow = null_mut();
-        }
-    }
+pub(crate) unsafe fn region_dropped(r: *mut SmallRegion) -> *mut u8 {
+    // SAFETY: per the contract; the shadow was given by region_created.
+    unsafe { core::mem::replace(&mut (*r).shadow, null_mut()) }
 }
 
-/// Forgets every slot of a region whose heap is being reset: each slab's entries back to
-/// "never allocated" (only the carved ones were ever written) and no geometry.
+/// A reset heap's check state: no regions, operation numbers from the start, no recorded
+/// reports. The secret and the capture setting stay.
 ///
 /// # Safety
-/// `r` is a live checked region of a heap with no cache; called before its header is re-made.
-pub(crate) unsafe fn region_reset(r: *mut SmallRegion) {
-    // SAFETY: per the contract.
-    unsafe {
-        for slab in 0..SLABS_PER_REGION {
-            let at = Place { region: r, slab, start: SmallRegion::slab_span(r, slab).0.addr() };
-            if at.geometry().is_some() {
-                at.forget_slots();
-                at.shadow().geometry[slab].store(0, Relaxed);
-            }
-        }
-    }
-}
-
-/// A reset heap's check state: no regions but `keep` (if any), operation numbers from the start,
-/// no recorded reports. The secret and the capture setting stay.
-///
-/// # Safety
-/// The heap has no cache; `keep` is its one remaining region or null.
-pub(crate) unsafe fn state_reset(cs: &CheckState, keep: *mut SmallRegion) {
+/// The heap has no cache and no region.
+pub(crate) unsafe fn state_reset(cs: &CheckState) {
     // Entries only ever change from EMPTY in `register`, which logs them (`reregister` rewrites
     // an entry `register` wrote).
     let n = cs.written_len.load(Relaxed);
@@ -627,9 +602,6 @@ pub(crate) unsafe fn state_reset(cs: &CheckState, keep: *mut SmallRegion) {
         unsafe { core::ptr::write_bytes(cs.table.as_ptr().cast_mut(), 0, TABLE_LEN) };
     }
     cs.written_len.store(0, Relaxed);
-    if !keep.is_null() {
-        cs.register(keep.addr(), TAG_SMALL);
-    }
     cs.seq.store(1, Relaxed);
     cs.take();
 }
@@ -663,6 +635,32 @@ pub(crate) unsafe fn verify_free_slots(r: *mut SmallRegion) {
                 }
             }
         }
+    }
+}
+
+/// The shadow map's state of slot `slot` of slab `slab` of the checked region `r` (one of the
+/// constants above), for the consistency sweep.
+///
+/// # Safety
+/// `r` is a live checked region with a shadow; `slot < ` the slab's carved slots.
+pub(crate) unsafe fn slot_state(r: *mut SmallRegion, slab: usize, slot: usize) -> u64 {
+    // SAFETY: per the contract.
+    unsafe {
+        let at = Place { region: r, slab, start: SmallRegion::slab_span(r, slab).0.addr() };
+        meta_state(at.entry(slot).meta.load(Acquire))
+    }
+}
+
+/// The shadow map's geometry of slab `slab` of the checked region `r` (class, slot size) and
+/// its count of carved slots, for the consistency sweep.
+///
+/// # Safety
+/// `r` is a live checked region with a shadow.
+pub(crate) unsafe fn slab_shadow(r: *mut SmallRegion, slab: usize) -> (Option<(usize, usize)>, usize) {
+    // SAFETY: per the contract.
+    unsafe {
+        let at = Place { region: r, slab, start: SmallRegion::slab_span(r, slab).0.addr() };
+        (at.geometry(), at.carved())
     }
 }
 

@@ -41,7 +41,7 @@ impl<P: Policy> Statics<P> {
     const fn new() -> Self {
         Statics {
             heap: Heap::new(),
-            fallback: SpinLock::new(Fallback(null_mut())),
+            fallback: SpinLock::new(crate::sync::LockClass::Fallback, Fallback(null_mut())),
             key_once: Once::new(),
             fork_once: Once::new(),
             key: UnsafeCell::new(0),

@@ -27,7 +27,7 @@ use crate::slab::{Slab, SlabLinks, SlabState, NO_OWNER};
 use core::marker::PhantomData;
 use core::ptr::null_mut;
 use crate::report::Report;
-use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering::{AcqRel, Acquire, Relaxed}};
+use crate::sync::{AtomicPtr, AtomicU32, AtomicUsize, LockClass, Ordering::{AcqRel, Acquire, Relaxed}};
 
 /// Pooled slabs allowed to keep their dirty pages for good.
 pub const DIRTY_POOL_LIMIT: usize = 64;
@@ -47,16 +47,71 @@ pub const LARGE_CACHE_BYTES: usize = 8 << 20;
 pub const LARGE_REUSE_SLACK: usize = 64 << 10;
 /// Freed large mappings kept at most (reuse searches them one by one).
 pub const LARGE_CACHE_COUNT: usize = 64;
+/// Remote frees to one slab a cache chains before queueing them with one atomic operation.
+pub const PENDING_MAX: u32 = 32;
+
+/// A heap's thresholds: what it keeps, for how long, and how much it may map. Each field's
+/// default is the constant named in its doc; [`Heap::set_limits`] changes them, which the fuzz
+/// harness does per program so that a few steps cross each threshold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Pooled slabs allowed to keep their dirty pages ([`DIRTY_POOL_LIMIT`]).
+    pub dirty_pool: usize,
+    /// Entirely free regions kept mapped ([`MAX_EMPTY_REGIONS`]).
+    pub empty_regions: usize,
+    /// How long memory beyond those limits stays ([`PURGE_DELAY`]).
+    pub purge_delay: std::time::Duration,
+    /// Largest freed large mapping kept for reuse ([`LARGE_CACHE_BLOCK`]).
+    pub large_cache_block: usize,
+    /// Bytes of freed large mappings kept ([`LARGE_CACHE_BYTES`]).
+    pub large_cache_bytes: usize,
+    /// Freed large mappings kept ([`LARGE_CACHE_COUNT`]).
+    pub large_cache_count: usize,
+    /// Slabs of each small region the heap uses, 1 to 64 (all 64): fewer make a program cross
+    /// region boundaries with few blocks.
+    pub region_slabs: usize,
+    /// Small regions mapped at once at most (no limit: `usize::MAX`); beyond it, a small
+    /// allocation that finds no room returns null.
+    pub max_regions: usize,
+    /// Remote frees a cache chains per slab before queueing them ([`PENDING_MAX`]); caches made
+    /// later take it.
+    pub pending_max: u32,
+    /// Bytes of given-back mappings kept as spares (0; see [`Heap::set_spare_mappings`]).
+    pub spare_bytes: usize,
+}
+
+impl Limits {
+    /// Every threshold at its default.
+    pub const DEFAULT: Limits = Limits {
+        dirty_pool: DIRTY_POOL_LIMIT,
+        empty_regions: MAX_EMPTY_REGIONS,
+        purge_delay: PURGE_DELAY,
+        large_cache_block: LARGE_CACHE_BLOCK,
+        large_cache_bytes: LARGE_CACHE_BYTES,
+        large_cache_count: LARGE_CACHE_COUNT,
+        region_slabs: crate::layout::SLABS_PER_REGION,
+        max_regions: usize::MAX,
+        pending_max: PENDING_MAX,
+        spare_bytes: 0,
+    };
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::DEFAULT
+    }
+}
+
 /// Bytes reserved per thread cache in the metadata arena.
 /// (FAULT fault-cache-slot-overlap, failure 9: 1 KiB, less than a cache, so a new cache writes
 /// over the end of its neighbour's: its class lists and its empty slab.)
-const CACHE_SLOT: usize = if cfg!(feature = "fault-cache-slot-overlap") { 1024 } else { 2048 };
+pub(crate) const CACHE_SLOT: usize = if cfg!(feature = "fault-cache-slot-overlap") { 1024 } else { 2048 };
 /// Bytes per arena chunk.
-const ARENA_CHUNK: usize = 64 * 1024;
+pub(crate) const ARENA_CHUNK: usize = 64 * 1024;
 
 /// An allocator instance: create it, hand out [`ThreadCache`]s, drop it to unmap everything.
 pub struct Heap<P: Policy = Release> {
-    state: SpinLock<State>,
+    pub(crate) state: SpinLock<State>,
     stats: Counters,
     /// Checked heaps: secret, reports, region table; made on first use.
     checks: AtomicPtr<CheckState>,
@@ -67,29 +122,29 @@ pub struct Heap<P: Policy = Release> {
     /// but its own bookkeeping (and unmapping what it evicts), so that mappings can be made and
     /// given back with or without the heap lock held.
     spares: SpinLock<os::Spares>,
+    /// `Limits::pending_max`, for caches to read when they are made (without the lock).
+    pending_max: AtomicU32,
     _policy: PhantomData<P>,
 }
 
-struct State {
-    regions: List<SmallRegion, AllRegions>,
-    avail: List<SmallRegion, AvailRegions>,
-    empty_regions: usize,
-    dirty_pooled: usize,
+/// Everything the heap lock guards (fields shared with the consistency sweep, `verify.rs`).
+pub(crate) struct State {
+    pub(crate) regions: List<SmallRegion, AllRegions>,
+    pub(crate) avail: List<SmallRegion, AvailRegions>,
+    pub(crate) empty_regions: usize,
+    pub(crate) dirty_pooled: usize,
     /// When the memory beyond the retention limits goes back; None while within them.
-    purge_at: Option<std::time::Instant>,
-    /// How long after going over the limits that is ([`PURGE_DELAY`] unless set).
-    purge_delay: std::time::Duration,
-    abandoned: [List<Slab, SlabLinks>; NUM_CLASSES],
-    large: List<RegionHeader, LargeRegions>,
-    /// Freed large mappings kept for reuse, newest first, within `large_cache_block` and
-    /// `large_cache_bytes`.
-    large_cache: List<RegionHeader, LargeRegions>,
-    large_cached_bytes: usize,
-    /// The cache's limits: largest mapping kept, and bytes kept in all.
-    large_cache_block: usize,
-    large_cache_bytes: usize,
-    arena_chunks: *mut u8,
-    arena_free: *mut u8,
+    pub(crate) purge_at: Option<std::time::Instant>,
+    pub(crate) limits: Limits,
+    /// The `pooled` bits of a region whose usable slabs (`limits.region_slabs`) are all pooled.
+    pub(crate) full_mask: u64,
+    pub(crate) abandoned: [List<Slab, SlabLinks>; NUM_CLASSES],
+    pub(crate) large: List<RegionHeader, LargeRegions>,
+    /// Freed large mappings kept for reuse, newest first, within the limits' `large_cache_*`.
+    pub(crate) large_cache: List<RegionHeader, LargeRegions>,
+    pub(crate) large_cached_bytes: usize,
+    pub(crate) arena_chunks: *mut u8,
+    pub(crate) arena_free: *mut u8,
 }
 
 // SAFETY: the raw pointers in State point into mappings the heap owns; the lock serialises them.
@@ -139,19 +194,18 @@ impl<P: Policy> Heap<P> {
     /// An empty heap; it maps nothing until first used.
     pub const fn new() -> Self {
         Heap {
-            state: SpinLock::new(State {
+            state: SpinLock::new(LockClass::Heap, State {
                 regions: List::new(),
                 avail: List::new(),
                 empty_regions: 0,
                 dirty_pooled: 0,
                 purge_at: None,
-                purge_delay: PURGE_DELAY,
+                limits: Limits::DEFAULT,
+                full_mask: ALL_SLABS,
                 abandoned: [const { List::new() }; NUM_CLASSES],
                 large: List::new(),
                 large_cache: List::new(),
                 large_cached_bytes: 0,
-                large_cache_block: LARGE_CACHE_BLOCK,
-                large_cache_bytes: LARGE_CACHE_BYTES,
                 arena_chunks: null_mut(),
                 arena_free: null_mut(),
             }),
@@ -164,7 +218,8 @@ impl<P: Policy> Heap<P> {
             },
             checks: AtomicPtr::new(null_mut()),
             next_cache_id: AtomicU32::new(1),
-            spares: SpinLock::new(os::Spares::new()),
+            spares: SpinLock::new(LockClass::Spares, os::Spares::new()),
+            pending_max: AtomicU32::new(PENDING_MAX),
             _policy: PhantomData,
         }
     }
@@ -330,14 +385,31 @@ impl<P: Policy> Heap<P> {
         }
     }
 
+    /// The heap's thresholds.
+    pub fn limits(&self) -> Limits {
+        self.state.lock().limits
+    }
+
+    /// Sets the heap's thresholds. Meant for a heap that has mapped no small region yet (a new
+    /// one, or one just [`Heap::reset`]): `region_slabs` applies to regions mapped afterwards.
+    pub fn set_limits(&self, limits: Limits) {
+        let limits = Limits { region_slabs: limits.region_slabs.clamp(1, crate::layout::SLABS_PER_REGION), ..limits };
+        let mut st = self.state.lock();
+        debug_assert!(st.regions.len() == 0 || limits.region_slabs == st.limits.region_slabs, "region_slabs changed on a heap with regions");
+        st.limits = limits;
+        st.full_mask = if limits.region_slabs == 64 { u64::MAX } else { (1u64 << limits.region_slabs) - 1 };
+        self.pending_max.store(limits.pending_max.max(1), Relaxed);
+        self.spares.lock().set_limit(limits.spare_bytes);
+    }
+
     /// Sets the limits of the cache of freed large mappings (default [`LARGE_CACHE_BLOCK`] and
     /// [`LARGE_CACHE_BYTES`]): the largest mapping kept and the bytes kept in all. A caller that
     /// allocates big blocks over and over (the fuzz harness) trades resident memory for the
     /// mmap, munmap and page faults each fresh mapping costs.
     pub fn set_large_cache(&self, max_block: usize, max_bytes: usize) {
         let mut st = self.state.lock();
-        st.large_cache_block = max_block;
-        st.large_cache_bytes = max_bytes;
+        st.limits.large_cache_block = max_block;
+        st.limits.large_cache_bytes = max_bytes;
     }
 
     /// Keeps up to `max_bytes` of the mappings this heap gives back (zeroed; the pages that were
@@ -346,17 +418,22 @@ impl<P: Policy> Heap<P> {
     /// one heap, such as the fuzz harness: each program would otherwise map and unmap its
     /// regions and large blocks anew.
     pub fn set_spare_mappings(&self, max_bytes: usize) {
+        self.state.lock().limits.spare_bytes = max_bytes;
         self.spares.lock().set_limit(max_bytes);
     }
 
-    /// Frees every block and returns the heap to the state of a new one, except that it keeps
-    /// one small region, its metadata and the cache arena mapped for reuse. For callers that run
-    /// many short programs, such as the fuzz harness: a new `Heap` per program costs more in
-    /// mmap, munmap and page faults than the program itself. Blocks still live become invalid.
-    /// (Slabs the last program used stay dirty, so calloc zeroes them like any reused slab.)
-    /// The cached large mappings go: which of them a program could reuse would depend on the
-    /// programs before it, and a fuzzer's failure must replay from its own input (one found this
-    /// way did not, with the cache kept).
+    /// Remote frees a new cache chains per slab (`Limits::pending_max`).
+    pub(crate) fn pending_max(&self) -> u32 {
+        self.pending_max.load(Relaxed)
+    }
+
+    /// Frees every block and returns the heap to the state of a new one with the same limits, for
+    /// callers that run many short programs on one heap, such as the fuzz harness (a new `Heap`
+    /// per program costs more in mmap, munmap and page faults than the program itself). Blocks
+    /// still live become invalid. Every region, shadow map and large mapping is given back: to
+    /// the spares if [`Heap::set_spare_mappings`] allows, which zero them, so that the next
+    /// program finds memory exactly as a new heap would (fresh, zeroed, no dirty slab) and runs
+    /// the same whatever ran before it. Only the cache arena (which no program can observe) stays.
     pub fn reset(&mut self) {
         assert_eq!(self.stats.caches.load(Relaxed), 0, "hakmem: reset of a heap with live caches");
         let st = self.state.get_mut();
@@ -365,14 +442,13 @@ impl<P: Policy> Heap<P> {
         // use; each mapping is given back once, after being unlinked.
         unsafe {
             Self::unmap_large(st, &self.stats, spares);
-            let keep = st.regions.pop_front();
             loop {
                 let r = st.regions.pop_front();
                 if r.is_null() {
                     break;
                 }
                 if P::CHECKED {
-                    check::region_dropped(r);
+                    give_back_shadow(check::region_dropped(r), spares);
                 }
                 Self::give_back_region(r, &self.stats, spares);
             }
@@ -381,23 +457,8 @@ impl<P: Policy> Heap<P> {
             st.empty_regions = 0;
             st.dirty_pooled = 0;
             st.purge_at = None;
-            if !keep.is_null() {
-                if P::CHECKED {
-                    check::region_reset(keep);
-                }
-                let (dirty, shadow, checks, key) = ((*keep).dirty, (*keep).shadow, (*keep).hdr.checks, (*keep).hdr.link_key);
-                SmallRegion::init(keep.cast());
-                (*keep).dirty = dirty;
-                (*keep).shadow = shadow;
-                (*keep).hdr.checks = checks;
-                (*keep).hdr.link_key = key;
-                st.regions.push_back(keep);
-                st.avail.push_back(keep);
-                st.empty_regions = 1;
-                st.dirty_pooled = dirty.count_ones() as usize;
-            }
             // The arena's free list in its canonical order, so caches land where they would in a
-            // new heap with these chunks and a program replays the same whatever ran before it.
+            // new heap with these chunks.
             st.arena_free = null_mut();
             let mut c = st.arena_chunks;
             while !c.is_null() {
@@ -410,7 +471,7 @@ impl<P: Policy> Heap<P> {
             }
             let cs = *self.checks.get_mut();
             if P::CHECKED && !cs.is_null() {
-                check::state_reset(&*cs, keep);
+                check::state_reset(&*cs);
             }
         }
         self.next_cache_id.store(1, Relaxed);
@@ -445,6 +506,17 @@ impl<P: Policy> Heap<P> {
         if !p.is_null() {
             let now = self.stats.mapped.fetch_add(size, Relaxed) + size;
             self.stats.peak_mapped.fetch_max(now, Relaxed);
+        }
+        p
+    }
+
+    /// A zeroed mapping for a checked region's shadow map: a spare if one fits. (Not counted as
+    /// the heap's mapped bytes: it is the checks' overhead.)
+    fn map_shadow(&self) -> *mut u8 {
+        let mut p = self.spares.lock().take(check::SHADOW_BYTES, PAGE);
+        if p.is_null() {
+            // SAFETY: a page multiple.
+            p = unsafe { os::map_aligned(check::SHADOW_BYTES, PAGE) };
         }
         p
     }
@@ -576,17 +648,25 @@ impl<P: Policy> Heap<P> {
                 if Self::reclaim_abandoned(self, st) > 0 {
                     continue;
                 }
+                if st.regions.len() >= st.limits.max_regions {
+                    return null_mut();
+                }
                 let base = self.map(REGION_SIZE, REGION_SIZE);
                 if base.is_null() {
                     return null_mut();
                 }
                 // SAFETY: a fresh region-aligned mapping of REGION_SIZE bytes.
-                let r = unsafe { SmallRegion::init(base) };
-                // SAFETY: r is fresh; the state lives as long as the heap.
-                if P::CHECKED && !unsafe { check::region_created((self.check_state() as *const CheckState).cast_mut(), r) } {
-                    // SAFETY: the region was never shared.
-                    unsafe { self.unmap_region(r) };
-                    return null_mut();
+                let r = unsafe { SmallRegion::init(base, st.full_mask) };
+                if P::CHECKED {
+                    let shadow = self.map_shadow();
+                    if shadow.is_null() {
+                        // SAFETY: the region was never shared.
+                        unsafe { self.unmap_region(r) };
+                        return null_mut();
+                    }
+                    // SAFETY: r is fresh, the shadow a zeroed mapping of its size; the state lives
+                    // as long as the heap.
+                    unsafe { check::region_created((self.check_state() as *const CheckState).cast_mut(), r, shadow) };
                 }
                 // SAFETY: r is a new region in no list.
                 unsafe {
@@ -600,7 +680,7 @@ impl<P: Policy> Heap<P> {
             unsafe {
                 let pooled = (*r).pooled;
                 debug_assert!(pooled != 0);
-                if pooled == ALL_SLABS {
+                if pooled == st.full_mask {
                     st.empty_regions -= 1;
                 }
                 let i = pooled.trailing_zeros() as usize;
@@ -644,15 +724,15 @@ impl<P: Policy> Heap<P> {
             (*r).pooled |= bit;
             // (Every slab handed out is dirty: `acquire_slab` marks it so.)
             st.dirty_pooled += 1;
-            if (*r).pooled == ALL_SLABS {
+            if (*r).pooled == st.full_mask {
                 // Partly used regions stay at the front so empty ones are the last to be cut up.
                 st.avail.remove(r);
                 st.avail.push_back(r);
                 st.empty_regions += 1;
             }
-            if st.dirty_pooled > DIRTY_POOL_LIMIT || st.empty_regions > MAX_EMPTY_REGIONS {
+            if st.dirty_pooled > st.limits.dirty_pool || st.empty_regions > st.limits.empty_regions {
                 // (With a zero delay the deadline is now, so the excess goes at once.)
-                let delay = st.purge_delay;
+                let delay = st.limits.purge_delay;
                 st.purge_at.get_or_insert_with(|| std::time::Instant::now() + delay);
                 self.purge_when_due(st);
             }
@@ -667,36 +747,37 @@ impl<P: Policy> Heap<P> {
         }
     }
 
-    /// Unmaps the empty regions beyond [`MAX_EMPTY_REGIONS`] (in checked heaps, after checking
-    /// that none of their blocks is live or queued), then purges pooled slabs until at most
-    /// [`DIRTY_POOL_LIMIT`] hold dirty pages.
+    /// Unmaps the empty regions beyond the limit of those kept (in checked heaps, after checking
+    /// that none of their blocks is live or queued), then purges pooled slabs until no more than
+    /// the limit of them hold dirty pages.
     fn purge_excess(&self, st: &mut State) {
         // SAFETY: regions on `avail` are live, their pooled slabs owned by the heap under its
         // lock; a region is unlinked from both lists before it is unmapped.
         unsafe {
             let mut r = st.avail.head();
-            while !r.is_null() && st.empty_regions > MAX_EMPTY_REGIONS {
+            while !r.is_null() && st.empty_regions > st.limits.empty_regions {
                 let next = st.avail.next(r);
                 // FAULT fault-purge-takes-avail-head (failure 7): takes the regions at the head
                 // of the list for the empty ones, though partly used regions are kept in front.
-                if (*r).pooled == ALL_SLABS || cfg!(feature = "fault-purge-takes-avail-head") {
+                if (*r).pooled == st.full_mask || cfg!(feature = "fault-purge-takes-avail-head") {
                     st.avail.remove(r);
                     st.empty_regions -= 1;
-                    st.dirty_pooled -= (*r).dirty.count_ones() as usize;
+                    st.dirty_pooled -= ((*r).dirty & (*r).pooled).count_ones() as usize;
                     st.regions.remove(r);
+                    let mut spares = self.spares.lock();
                     if P::CHECKED {
-                        check::region_released(r);
+                        give_back_shadow(check::region_released(r), &mut spares);
                     }
-                    self.unmap_region(r);
+                    Self::give_back_region(r, &self.stats, &mut spares);
                 }
                 r = next;
             }
             let mut r = st.avail.head();
-            while !r.is_null() && st.dirty_pooled > DIRTY_POOL_LIMIT {
+            while !r.is_null() && st.dirty_pooled > st.limits.dirty_pool {
                 // FAULT fault-purge-owned-slabs (delayed purge): purges the region's dirty slabs,
                 // pooled or not, so the pages of blocks in use go back to the OS.
                 let mut bits = if cfg!(feature = "fault-purge-owned-slabs") { (*r).dirty } else { (*r).pooled & (*r).dirty };
-                while bits != 0 && st.dirty_pooled > DIRTY_POOL_LIMIT {
+                while bits != 0 && st.dirty_pooled > st.limits.dirty_pool {
                     let i = bits.trailing_zeros() as usize;
                     bits &= bits - 1;
                     let (start, limit) = SmallRegion::slab_span(r, i);
@@ -715,7 +796,7 @@ impl<P: Policy> Heap<P> {
     /// returns it at once, which makes the heap's behaviour independent of the clock: the fuzz
     /// harness needs every run of a program to do exactly the same.
     pub fn set_purge_delay(&self, delay: std::time::Duration) {
-        self.state.lock().purge_delay = delay;
+        self.state.lock().limits.purge_delay = delay;
     }
 
     /// Gives the memory the heap keeps beyond its retention limits back to the OS now, rather
@@ -826,7 +907,7 @@ impl<P: Policy> Heap<P> {
     /// cache; null if none fits.
     fn reuse_large(&self, total: usize, map_align: usize) -> *mut RegionHeader {
         let mut st = self.state.lock();
-        if total > st.large_cache_block {
+        if total > st.limits.large_cache_block {
             return null_mut();
         }
         let fits = |h: *mut RegionHeader| {
@@ -875,7 +956,7 @@ impl<P: Policy> Heap<P> {
             // takes the spares' lock first, then the heap lock; everywhere else the heap lock
             // comes first (purging gives regions to the spares under it).
             #[cfg(feature = "fault-spares-before-heap-lock")]
-            if (*h).map_size > self.state.lock().large_cache_block {
+            if (*h).map_size > self.state.lock().limits.large_cache_block {
                 let mut spares = self.spares.lock();
                 let mut st = self.state.lock();
                 st.large.remove(h);
@@ -891,7 +972,7 @@ impl<P: Policy> Heap<P> {
                 check::large_unmapped(self.check_state(), region_base(p).addr());
             }
             let size = (*h).map_size;
-            if size > st.large_cache_block || size > st.large_cache_bytes {
+            if size > st.limits.large_cache_block || size > st.limits.large_cache_bytes {
                 drop(st);
                 return Self::give_back_large(h, &self.stats, &mut self.spares.lock(), false);
             }
@@ -899,7 +980,7 @@ impl<P: Policy> Heap<P> {
             // a full cache that turned every newcomer away kept serving none of the sizes a
             // workload had moved on to.
             let mut evicted = List::<RegionHeader, LargeRegions>::new();
-            while st.large_cached_bytes + size > st.large_cache_bytes || st.large_cache.len() >= LARGE_CACHE_COUNT {
+            while st.large_cached_bytes + size > st.limits.large_cache_bytes || st.large_cache.len() >= st.limits.large_cache_count.max(1) {
                 let old = st.large_cache.pop_back();
                 st.large_cached_bytes -= (*old).map_size;
                 evicted.push_back(old);
@@ -955,6 +1036,26 @@ impl<P: Policy> Heap<P> {
     }
 }
 
+/// Gives a checked region's shadow map (from [`check::region_released`] or
+/// [`check::region_dropped`]; null if it had none) back to the OS or the spares, zeroed.
+///
+/// # Safety
+/// `shadow` is a shadow mapping nothing uses any more.
+unsafe fn give_back_shadow(shadow: *mut u8, spares: &mut os::Spares) {
+    if shadow.is_null() {
+        return;
+    }
+    // SAFETY: per the contract; a shadow is never poisoned.
+    unsafe {
+        if spares.keeps(check::SHADOW_BYTES) {
+            os::zero_resident(shadow, check::SHADOW_BYTES);
+            spares.keep(shadow, check::SHADOW_BYTES, PAGE);
+        } else {
+            os::unmap(shadow, check::SHADOW_BYTES, PAGE);
+        }
+    }
+}
+
 impl<P: Policy> Drop for Heap<P> {
     fn drop(&mut self) {
         debug_assert_eq!(self.stats.caches.load(Relaxed), 0, "heap dropped with live caches");
@@ -973,7 +1074,10 @@ impl<P: Policy> Drop for Heap<P> {
                     break;
                 }
                 if P::CHECKED {
-                    check::region_dropped(r);
+                    let shadow = check::region_dropped(r);
+                    if !shadow.is_null() {
+                        os::unmap(shadow, check::SHADOW_BYTES, PAGE);
+                    }
                 }
                 os::unmap(r.cast(), REGION_SIZE, REGION_SIZE);
             }

@@ -139,6 +139,8 @@ impl BasePtr {
     /// for checked slots, the slot must lie in a live region.
     #[inline(always)]
     pub unsafe fn link<P: Policy>(self) -> Option<BasePtr> {
+        // Links cross threads (remote frees): `sched` builds check each read for a data race.
+        crate::sync::plain(self.as_ptr().addr(), false);
         // ASan builds: a free slot is poisoned; open its link word for this read only.
         let _open = crate::asan::Unpoisoned::word(self.as_ptr());
         // SAFETY: a free slot is at least 8 bytes and 8-aligned; its first word is the link.
@@ -160,6 +162,7 @@ impl BasePtr {
     /// slot must lie in a live region.
     #[inline(always)]
     pub unsafe fn set_link<P: Policy>(self, next: Option<BasePtr>) {
+        crate::sync::plain(self.as_ptr().addr(), true);
         // ASan builds: as in `link`.
         let _open = crate::asan::Unpoisoned::word(self.as_ptr());
         // SAFETY: as for `link`.

@@ -26,9 +26,11 @@ pub mod report;
 mod region;
 pub mod size_class;
 mod slab;
+pub mod sync;
+mod verify;
 
 pub use cache::ThreadCache;
 pub use global::{HakMem, HakMemChecked};
-pub use heap::{Heap, HeapStats};
+pub use heap::{Heap, HeapStats, Limits};
 pub use policy::{Checked, Policy, Release};
 pub use report::{Identity, Report, ReportKind};

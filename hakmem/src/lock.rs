@@ -1,13 +1,16 @@
 //! A spin-then-yield lock. The allocator cannot use `std::sync::Mutex` because fork handlers must
 //! release a lock held across `fork()` without a guard, and because slow paths hold it only briefly.
+//! Each lock has a [`LockClass`] and reports taking, waiting and releasing to the scheduler hooks
+//! of `sched` builds (see [`crate::sync`]): lock order and deadlocks are checked there.
 
+use crate::sync::{lock_event, AtomicBool, LockClass, LockEvent, Ordering};
 use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
-use core::sync::atomic::{AtomicBool, Ordering};
 
 /// A lock around `T` with an explicit unlock for the fork child.
 pub struct SpinLock<T> {
     locked: AtomicBool,
+    class: LockClass,
     value: UnsafeCell<T>,
 }
 
@@ -22,9 +25,13 @@ pub struct Guard<'a, T> {
 }
 
 impl<T> SpinLock<T> {
-    /// A new unlocked lock.
-    pub const fn new(value: T) -> Self {
-        SpinLock { locked: AtomicBool::new(false), value: UnsafeCell::new(value) }
+    /// A new unlocked lock of class `class`.
+    pub const fn new(class: LockClass, value: T) -> Self {
+        SpinLock { locked: AtomicBool::new(false), class, value: UnsafeCell::new(value) }
+    }
+
+    fn addr(&self) -> usize {
+        self as *const Self as usize
     }
 
     /// Acquires the lock, spinning briefly and then yielding the CPU.
@@ -41,6 +48,8 @@ impl<T> SpinLock<T> {
             .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
             .is_err()
         {
+            // A scheduler that runs one logical thread at a time lets the holder run here.
+            lock_event(self.addr(), self.class, LockEvent::Wait);
             while self.locked.load(Ordering::Relaxed) {
                 spins += 1;
                 if spins < 64 {
@@ -50,6 +59,7 @@ impl<T> SpinLock<T> {
                 }
             }
         }
+        lock_event(self.addr(), self.class, LockEvent::Acquired);
     }
 
     /// Releases a lock taken by [`SpinLock::acquire`].
@@ -60,6 +70,7 @@ impl<T> SpinLock<T> {
         // FAULT fault-unlock-relaxed (failure 3): a Relaxed release publishes nothing the next
         // holder can rely on.
         let order = if cfg!(feature = "fault-unlock-relaxed") { Ordering::Relaxed } else { Ordering::Release };
+        lock_event(self.addr(), self.class, LockEvent::Released);
         self.locked.store(false, order);
     }
 

@@ -3,7 +3,7 @@
 //! Under Miri, mmap is unavailable, so mappings come from the Rust allocator with the same
 //! alignment and purging writes zeros: the allocator above sees the same contract either way.
 
-use core::sync::atomic::{AtomicUsize, Ordering};
+use crate::sync::{AtomicUsize, Ordering};
 
 static MAPPED: AtomicUsize = AtomicUsize::new(0);
 
@@ -232,9 +232,12 @@ impl Spares {
         self.evict(0, 0);
     }
 
-    /// A spare of `size` bytes asked for at `align`, taken out; null if none.
+    /// A spare of `size` bytes asked for at `align`, taken out; null if none. The one kept last
+    /// goes first, so a program that gives a mapping back and maps one of its size again gets
+    /// the same address back, whatever spares earlier programs left (as a new heap, whose
+    /// spares are only its own, would).
     pub fn take(&mut self, size: usize, align: usize) -> *mut u8 {
-        let Some(i) = self.kept[..self.len].iter().position(|&(_, n, a)| n == size && a == align) else {
+        let Some(i) = self.kept[..self.len].iter().rposition(|&(_, n, a)| n == size && a == align) else {
             return core::ptr::null_mut();
         };
         let (p, _, _) = self.kept[i];
@@ -301,7 +304,7 @@ mod tests {
     }
 
     #[test]
-    fn spares_beyond_the_limit_go_oldest_first() {
+    fn spares_beyond_the_limit_go_oldest_first_and_the_newest_is_taken_first() {
         let mut s = Spares::new();
         assert!(!s.keeps(PAGE), "nothing is kept without a limit");
         s.set_limit(3 * PAGE);
@@ -312,7 +315,7 @@ mod tests {
             for &m in &maps {
                 s.keep(m, PAGE, PAGE);
             }
-            for &m in &maps[1..] {
+            for &m in maps[1..].iter().rev() {
                 assert_eq!(s.take(PAGE, PAGE), m);
             }
             assert!(s.take(PAGE, PAGE).is_null(), "the oldest made room");

@@ -91,11 +91,12 @@ impl Adapter<RegionHeader> for LargeRegions {
 }
 
 impl SmallRegion {
-    /// Initialises a freshly mapped, zeroed region in place; every slab starts pooled and clean.
+    /// Initialises a freshly mapped, zeroed region in place; the slabs of `usable` (bit `i`:
+    /// slab `i`) start pooled and clean, the others are never used.
     ///
     /// # Safety
     /// `base` must be a fresh mapping of `REGION_SIZE` bytes aligned to `REGION_SIZE`.
-    pub unsafe fn init(base: *mut u8) -> *mut SmallRegion {
+    pub unsafe fn init(base: *mut u8, usable: u64) -> *mut SmallRegion {
         let r = base.cast::<SmallRegion>();
         // SAFETY: the mapping is large enough and aligned for the header; we write every field.
         unsafe {
@@ -111,7 +112,7 @@ impl SmallRegion {
             (&raw mut (*r).shadow).write(core::ptr::null_mut());
             (&raw mut (*r).all_links).write(Links::new());
             (&raw mut (*r).avail_links).write(Links::new());
-            (&raw mut (*r).pooled).write(ALL_SLABS);
+            (&raw mut (*r).pooled).write(usable & ALL_SLABS);
             (&raw mut (*r).dirty).write(0);
             let slabs = (&raw mut (*r).slabs).cast::<Slab>();
             for i in 0..SLABS_PER_REGION {

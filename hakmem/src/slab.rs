@@ -13,7 +13,7 @@ use crate::layout::BasePtr;
 use crate::policy::Policy;
 use crate::list::{Adapter, Links};
 use core::ptr::null_mut;
-use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use crate::sync::{AtomicPtr, AtomicUsize, Ordering};
 
 /// What currently holds a slab.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -292,6 +292,12 @@ impl RemoteQueue {
         }
         // Acquire pairs with the Release of every push, making their links readable.
         BasePtr::from_raw(self.head.swap(null_mut(), TAKE_ORDER))
+    }
+
+    /// The first queued slot, without taking the queue (for the consistency sweep, which runs
+    /// while no thread frees).
+    pub(crate) fn peek(&self) -> Option<BasePtr> {
+        BasePtr::from_raw(self.head.load(Ordering::Acquire))
     }
 
     /// True if a remote free is waiting (a hint; the owner drains to be sure).
