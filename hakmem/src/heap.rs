@@ -528,6 +528,33 @@ impl<P: Policy> Heap<P> {
         unsafe { Self::give_back_region(r, &self.stats, &mut self.spares.lock()) }
     }
 
+    /// `fork()`'s prepare handler: takes the heap's locks, so that no other thread holds one
+    /// across the fork (which would leave it locked for good in the child). Pair with
+    /// [`Heap::fork_parent`] and [`Heap::fork_child`]. The global allocator registers these with
+    /// `pthread_atfork`; a program that forks while using a heap of its own calls them itself.
+    pub fn fork_prepare(&self) {
+        self.lock_for_fork();
+    }
+
+    /// `fork()`'s parent handler: releases what [`Heap::fork_prepare`] took.
+    ///
+    /// # Safety
+    /// The calling thread called `fork_prepare` and has not released it since.
+    pub unsafe fn fork_parent(&self) {
+        // SAFETY: forwarded.
+        unsafe { self.unlock_after_fork() }
+    }
+
+    /// `fork()`'s child handler: the child's copy of the locks, taken by the thread that forked
+    /// (the child's only one), released.
+    ///
+    /// # Safety
+    /// Called in the child of a fork whose parent called `fork_prepare` before forking.
+    pub unsafe fn fork_child(&self) {
+        // SAFETY: forwarded.
+        unsafe { self.unlock_after_fork() }
+    }
+
     /// Takes the heap lock (and the spares' lock, in that order) with no guard, for `fork` handlers.
     pub(crate) fn lock_for_fork(&self) {
         self.state.acquire();

@@ -5,8 +5,14 @@
 //! format evolves; `tests/format.rs` checks `decode(encode(p)) == p`). Layout:
 //!
 //! ```text
-//! header (threads-1 in bits 0-2; bit 7: release heap, plain programs only)
+//! header byte 0  threads-1 in bits 0-2; knobs pending (bit 3) and spares (bit 4);
+//!                bit 7: release heap (plain programs only)
+//! header byte 1  knobs dirty-pool (bits 0-1), empty-regions (2), large-cache (3-4),
+//!                region-slabs (5-6), max-regions (7)   (see `program::Knobs`)
 //! then per step:   thread  kind  fields...
+//! kind = mod 64, an op of the weighted table `KINDS`; 0xE0-0xEF in plain programs: a schedule
+//!        prefix of the next step, `value 0xE0` (start at point value+1) or `value 0xE1`
+//!        (pause at point value+1); from 0xF0 in misuse programs: a misuse
 //! thread = mod threads; for an op on a block, an index (mod count) into the threads holding one
 //! size  = tier byte + u16 LE   (tier, low 4 bits: 0-10: 0..=1024, 11-13: 1025..=32768,
 //!                               14: 32769..=557056, 15: edge table)
@@ -19,7 +25,7 @@
 //! a misuse program or a second one inside it, a misuse on a block it cannot be judged on, or
 //! limits exceeded. So every accepted program runs every step.
 
-use crate::program::{BlockId, Op, Program, Step, MAX_THREADS};
+use crate::program::{BlockId, Knobs, Op, Program, Step, MAX_THREADS};
 use arbitrary::{Arbitrary, Unstructured};
 
 /// Most steps in a program; longer inputs are rejected to bound the time per input.
@@ -97,25 +103,32 @@ enum Kind {
     Check,
     Flush,
     EndThread,
+    Fork,
 }
 
-const KINDS: [Kind; 32] = {
+const KINDS: [Kind; 64] = {
     use Kind::*;
     [
-        Alloc, Alloc, Alloc, Alloc, Alloc, Alloc, Alloc, Alloc, // 8
-        Calloc, Calloc, // 2
-        Realloc, Realloc, Realloc, Realloc, // 4
-        Free, Free, Free, Free, Free, // 5
-        RemoteFree, RemoteFree, RemoteFree, RemoteFree, RemoteFree, // 5
-        Give, Give, // 2
-        Write, Write, Check, // 3
-        Flush, EndThread, EndThread, // 3
+        Alloc, Alloc, Alloc, Alloc, Alloc, Alloc, Alloc, Alloc, // 16
+        Alloc, Alloc, Alloc, Alloc, Alloc, Alloc, Alloc, Alloc,
+        Calloc, Calloc, Calloc, Calloc, // 4
+        Realloc, Realloc, Realloc, Realloc, Realloc, Realloc, Realloc, Realloc, // 8
+        Free, Free, Free, Free, Free, Free, Free, Free, Free, Free, // 10
+        RemoteFree, RemoteFree, RemoteFree, RemoteFree, RemoteFree, // 10
+        RemoteFree, RemoteFree, RemoteFree, RemoteFree, RemoteFree,
+        Give, Give, Give, Give, // 4
+        Write, Write, Write, Write, Check, Check, // 6
+        // A fork costs the process's page tables (most under ASan): one step in 64.
+        Flush, Flush, EndThread, EndThread, EndThread, Fork, // 6
     ]
 };
 
-/// Kind bytes from here up are misuse ops in a misuse program (and plain kinds, mod 32, in a
+/// Kind bytes from here up are misuse ops in a misuse program (and plain kinds, mod 64, in a
 /// plain one).
 const MISUSE_BASE: u8 = 0xF0;
+/// Kind bytes `SCHED_BASE` (start at a point) and `SCHED_BASE + 1` (pause at a point) are a
+/// schedule prefix of the next step in a plain program (the rest of 0xE0-0xEF are plain kinds).
+const SCHED_BASE: u8 = 0xE0;
 const MISUSE_KINDS: u8 = 5;
 
 /// What the decoder and encoder know about the program so far.
@@ -274,7 +287,7 @@ impl Sim {
                 self.blocks[slot as usize].holder = Some(to);
             }
             Op::Write { slot, .. } | Op::Check { slot } => held(self, slot)?,
-            Op::Flush | Op::EndThread | Op::FreeWild { .. } => {}
+            Op::Flush | Op::EndThread | Op::Fork | Op::FreeWild { .. } => {}
             Op::FreeInterior { slot, offset } => {
                 held(self, slot)?;
                 self.misusable(slot)?;
@@ -368,24 +381,60 @@ pub fn decode(data: &[u8], flavor: Flavor) -> Result<Program, Reject> {
     decode_from(&mut u, flavor)
 }
 
+/// The knobs two header bytes choose.
+fn decode_knobs(h0: u8, h1: u8) -> Knobs {
+    Knobs {
+        pending: (h0 >> 3) & 1,
+        spares: (h0 >> 4) & 1,
+        dirty_pool: h1 & 3,
+        empty_regions: (h1 >> 2) & 1,
+        large_cache: (h1 >> 3) & 3,
+        region_slabs: (h1 >> 5) & 3,
+        max_regions: h1 >> 7,
+    }
+}
+
+/// The two header bytes of a program.
+fn encode_header(p: &Program) -> [u8; 2] {
+    let k = p.knobs;
+    [
+        (p.threads - 1) | (k.pending << 3) | (k.spares << 4) | ((p.release as u8) << 7),
+        k.dirty_pool | (k.empty_regions << 2) | (k.large_cache << 3) | (k.region_slabs << 5) | (k.max_regions << 7),
+    ]
+}
+
 /// As [`decode`], from an `Unstructured` (for `Arbitrary`).
 pub fn decode_from(u: &mut Unstructured<'_>, flavor: Flavor) -> Result<Program, Reject> {
     let header = byte(u);
     let threads = 1 + header % MAX_THREADS;
     let release = flavor == Flavor::Plain && header & 0x80 != 0;
+    let mut knobs = decode_knobs(header, byte(u));
+    if flavor == Flavor::Misuse {
+        // A misuse is judged on blocks that exist: no budget to make an allocation fail.
+        knobs.max_regions = 0;
+    }
     let mut sim = Sim::new(threads);
     let mut steps = Vec::new();
+    let (mut at, mut pause) = (None, None);
     while !u.is_empty() {
         if steps.len() == MAX_STEPS {
             return Err(Reject("too many steps"));
         }
         let tb = byte(u);
         let k = byte(u);
+        if flavor == Flavor::Plain && (k == SCHED_BASE || k == SCHED_BASE + 1) {
+            let slot = if k == SCHED_BASE { &mut at } else { &mut pause };
+            if slot.is_some() {
+                return Err(Reject("two schedule prefixes of one kind"));
+            }
+            *slot = Some(tb as u16 + 1);
+            continue;
+        }
         let misuse = flavor == Flavor::Misuse && k >= MISUSE_BASE;
         let needs_block = if misuse {
             (k - MISUSE_BASE) % MISUSE_KINDS != 1
         } else {
-            !matches!(KINDS[k as usize % KINDS.len()], Kind::Alloc | Kind::Calloc | Kind::Flush | Kind::EndThread)
+            !matches!(KINDS[k as usize % KINDS.len()], Kind::Alloc | Kind::Calloc | Kind::Flush | Kind::EndThread | Kind::Fork)
         };
         let t = sim.thread(tb, needs_block)?;
         let op = if misuse {
@@ -428,19 +477,23 @@ pub fn decode_from(u: &mut Unstructured<'_>, flavor: Flavor) -> Result<Program, 
                 Kind::Check => Op::Check { slot: sim.pick(t, byte(u))? },
                 Kind::Flush => Op::Flush,
                 Kind::EndThread => Op::EndThread,
+                Kind::Fork => Op::Fork,
             }
         };
-        let step = Step { thread: t, op };
+        let step = Step { thread: t, op, at: at.take(), pause: pause.take() };
         sim.apply(&step, flavor)?;
         steps.push(step);
     }
     if steps.is_empty() {
         return Err(Reject("no steps"));
     }
+    if at.is_some() || pause.is_some() {
+        return Err(Reject("a schedule prefix with no step after it"));
+    }
     if flavor == Flavor::Misuse && sim.misuses == 0 {
         return Err(Reject("misuse program without a misuse"));
     }
-    Ok(Program { threads, release, steps })
+    Ok(Program { threads, knobs, release, steps })
 }
 
 /// Bytes that decode to `p` (under the flavor `p` needs); fails if `p` is not a program the
@@ -453,11 +506,27 @@ pub fn encode(p: &Program) -> Result<Vec<u8>, Reject> {
     if p.release && flavor == Flavor::Misuse {
         return Err(Reject("misuse programs run on a checked heap"));
     }
-    let mut out = vec![(p.threads - 1) | ((p.release as u8) << 7)];
+    if p.knobs.max_regions != 0 && flavor == Flavor::Misuse {
+        return Err(Reject("misuse programs have no region budget"));
+    }
+    if !p.knobs.valid() {
+        return Err(Reject("knob out of range"));
+    }
+    let mut out = encode_header(p).to_vec();
     let mut sim = Sim::new(p.threads);
     let kind = |k: Kind| KINDS.iter().position(|&x| x == k).expect("every kind is in the table") as u8;
     for step in &p.steps {
         let t = step.thread;
+        for (v, k) in [(step.at, SCHED_BASE), (step.pause, SCHED_BASE + 1)] {
+            let Some(v) = v else { continue };
+            if flavor == Flavor::Misuse {
+                return Err(Reject("misuse programs have no schedules"));
+            }
+            if !(1..=256).contains(&v) {
+                return Err(Reject("schedule point out of range"));
+            }
+            out.extend([(v - 1) as u8, k]);
+        }
         out.push(sim.thread_byte(t, step.op.acts_on_block())?);
         match step.op {
             Op::Alloc { size, align_log2 } => {
@@ -483,6 +552,7 @@ pub fn encode(p: &Program) -> Result<Vec<u8>, Reject> {
             Op::Check { slot } => out.extend([kind(Kind::Check), sim.slot_byte(t, slot)?]),
             Op::Flush => out.push(kind(Kind::Flush)),
             Op::EndThread => out.push(kind(Kind::EndThread)),
+            Op::Fork => out.push(kind(Kind::Fork)),
             Op::DoubleFree { slot, by } => out.extend([MISUSE_BASE, sim.slot_byte(t, slot)?, by]),
             Op::FreeWild { offset } => {
                 out.push(MISUSE_BASE + 1);

@@ -1,30 +1,42 @@
-//! THE INTERPRETER (deterministic mode): runs a [`Program`] on one heap in the state of a new
-//! one, all logical threads as thread caches on the calling OS thread, interleaved exactly in step
-//! order, and checks the reference model after every step. Start reading at [`run_plain`] and
+//! THE INTERPRETER (deterministic mode): runs a [`Program`] on a heap in the state of a new one,
+//! every logical thread a thread cache, the steps in program order under the scheduler of
+//! [`crate::sched`] (which starts a step inside another's allocator call where the program says
+//! so), and checks the reference model after every step. Start reading at [`run_plain`] and
 //! [`Interp::exec`].
 //!
-//! Every input starts from a new heap's state (a new `Heap`, or one `Heap::reset` returned to that
-//! state: see [`HeapUse`]), so every crash replays from its input alone.
+//! Every input starts from a new heap's state (a new `Heap`, or one `Heap::reset` returned to
+//! exactly that state: see [`HeapUse`]), so every failure replays from its input alone. Every
+//! few steps, and at the end, the heap's consistency sweep (`Heap::verify`) checks its whole
+//! structure against the model's live blocks, so that damage shows near the step that did it.
+//!
+//! A step may run on another OS thread than the one that called the run (when it starts inside
+//! another step), and a suspended step may be in the middle of an allocator call: so each cache
+//! sits behind a lock of its own, held by the step that uses it, and the model behind one that
+//! is never held across an allocator call.
 
 use crate::decode::WILD_LEN;
 use crate::model::{check_new, fill_for, AddrMap, Block, Violation};
-use crate::program::{BlockId, Op, Program, Step};
+use crate::program::{BlockId, Knobs, Op, Program, Step};
+use crate::sched::{self, Flow, StepInfo};
+use crate::trace::Event;
 use hakmem::layout::SLAB_SIZE;
 use hakmem::{Heap, Policy, Release, ThreadCache};
 use std::cell::RefCell;
 use std::fmt;
 use std::mem::ManuallyDrop;
-use std::time::Duration;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::thread::LocalKey;
 
 /// How the harness sees a policy's reports (the checked policy has them; release has none).
 pub trait Observed: Policy {
     /// One report of the allocator's checks.
-    type Report: fmt::Display + fmt::Debug;
+    type Report: fmt::Display + fmt::Debug + Send;
     /// Makes `heap` record its reports (and skip the offending operation) instead of aborting.
     fn capture(heap: &Heap<Self>);
     /// Moves the reports recorded since the last call into `into`.
     fn take(heap: &Heap<Self>, into: &mut Vec<Self::Report>);
+    /// The report as a trace event (its fields, addresses left for the trace to normalize).
+    fn event(r: &Self::Report, step: Option<usize>) -> Event;
     /// This thread's heap of this policy for [`HeapUse::Reset`] runs.
     fn reused() -> &'static ReusedHeap<Self>;
 }
@@ -46,6 +58,9 @@ impl Observed for Release {
     type Report = NoReport;
     fn capture(_: &Heap<Self>) {}
     fn take(_: &Heap<Self>, _: &mut Vec<NoReport>) {}
+    fn event(r: &NoReport, _: Option<usize>) -> Event {
+        match *r {}
+    }
 
     fn reused() -> &'static ReusedHeap<Self> {
         thread_local!(static HEAP: RefCell<Option<Box<Heap<Release>>>> = const { RefCell::new(None) });
@@ -84,12 +99,16 @@ pub enum Sweep {
     /// The edges of the live blocks in the slabs the step touched, and of every live block after
     /// a flush or a thread's end (which drain queues everywhere). What the fuzz targets use: the
     /// allocator writes free-list links into the slabs it works on, so that is where it corrupts
-    /// a live block; anything else shows when the block is next checked, freed, or at the end.
+    /// a live block; anything else shows when the block is next checked, freed, at the heap's
+    /// next consistency sweep, or at the end.
     Local,
     /// The edges of every live block after every step: the replay tool and tests, to name the
     /// exact step that corrupted a block. Its cost grows with steps times live blocks.
     Full,
 }
+
+/// The heap's consistency sweep (`Heap::verify`) runs after every this many steps, and at the end.
+pub const VERIFY_EVERY: usize = 8;
 
 /// The report kinds a misuse must produce, in the harness's own words (mapped to the checked
 /// mode's `ReportKind` in `misuse.rs`).
@@ -122,65 +141,40 @@ pub struct Misuse {
     pub align: usize,
 }
 
-/// The interpreter's state: one heap's caches and the model of its live blocks.
-pub struct Interp<'h, P: Observed> {
-    heap: &'h Heap<P>,
-    /// One cache per logical thread; `None` only in the middle of `EndThread`.
-    caches: Vec<Option<ThreadCache<'h, P>>>,
+/// The model of a run: what the program holds, and what the heap said.
+pub struct Model<R> {
     /// Per block id, its holder thread and model entry while live.
     blocks: Vec<Option<(u8, Block)>>,
+    /// Blocks whose allocation failed because the program's region budget ran out: the steps
+    /// that name them do nothing.
+    failed: Vec<BlockId>,
     addrs: AddrMap,
-    /// Addresses of the blocks the current step allocated or freed, for [`Sweep::Local`].
-    touched: Vec<usize>,
-    /// Whether the current step touched slabs of every cache (flush, end of thread).
-    touched_all: bool,
-    /// The buffer `FreeWild` points into: harness memory, never the heap's (made on first use).
-    wild: Vec<u64>,
     /// Reports recorded so far (checked policy only).
-    pub reports: Vec<P::Report>,
+    pub reports: Vec<R>,
     /// The misuse committed, once it has been.
     pub misuse: Option<Misuse>,
+    /// What the run did, when it is traced.
+    trace: Option<Vec<Event>>,
 }
 
-impl<'h, P: Observed> Interp<'h, P> {
-    /// Caches for `threads` logical threads on `heap`.
-    pub fn new(heap: &'h Heap<P>, threads: u8) -> Self {
-        Interp {
-            heap,
-            caches: (0..threads).map(|_| Some(heap.cache())).collect(),
-            blocks: Vec::new(),
-            addrs: AddrMap::default(),
-            touched: Vec::new(),
-            touched_all: false,
-            wild: Vec::new(),
-            reports: Vec::new(),
-            misuse: None,
+impl<R> Model<R> {
+    fn live(&self, id: BlockId) -> Option<Block> {
+        self.blocks.get(id as usize).and_then(|b| b.map(|(_, b)| b))
+    }
+
+    /// Removes a block from the model before it is freed (so that a reuse of its address by a
+    /// later allocation is not mistaken for an overlap); None if its allocation failed.
+    fn retire(&mut self, id: BlockId) -> Option<Block> {
+        if self.failed.contains(&id) {
+            return None;
         }
-    }
-
-    fn cache(&mut self, t: u8) -> &mut ThreadCache<'h, P> {
-        self.caches[t as usize].as_mut().expect("every thread has a cache between steps")
-    }
-
-    /// A live block's model entry (a reference: sweeps call this for every neighbour of every
-    /// step, and under ASan each 48-byte copy was a checked memcpy, 12% of a typical input).
-    fn live(&self, id: BlockId) -> &Block {
-        &self.blocks[id as usize].as_ref().expect("the decoder only names live blocks").1
-    }
-
-    /// Removes a block from the model before it is freed, so that a reuse of its address by a
-    /// later allocation is not mistaken for an overlap.
-    fn retire(&mut self, id: BlockId) -> Block {
         let (_, b) = self.blocks[id as usize].take().expect("the decoder only names live blocks");
         self.addrs.remove(&b);
-        self.touched.push(b.ptr as usize);
-        b
+        Some(b)
     }
 
-    /// Checks a block the allocator just handed out and enters it into the model.
     fn admit(&mut self, t: u8, id: BlockId, b: Block) -> Result<(), Violation> {
         self.addrs.insert(id, &b)?;
-        self.touched.push(b.ptr as usize);
         if self.blocks.len() <= id as usize {
             self.blocks.resize(id as usize + 1, None);
         }
@@ -188,11 +182,65 @@ impl<'h, P: Observed> Interp<'h, P> {
         Ok(())
     }
 
-    /// Records the misuse about to be committed; reports so far came before it.
-    fn commit_misuse(&mut self, kind: Expected, addr: *mut u8, b: Option<&Block>) {
-        self.poll();
-        let (size, align) = b.map_or((0, 0), |b| (b.size, b.align));
-        self.misuse = Some(Misuse { kind, addr: addr as usize, reports_before: self.reports.len(), size, align });
+    fn record(&mut self, e: Event) {
+        if let Some(t) = &mut self.trace {
+            t.push(e);
+        }
+    }
+
+    /// The live blocks that start in `[from, to)`.
+    fn in_range(&self, from: usize, to: usize) -> Vec<(BlockId, Block)> {
+        self.addrs.ids_in(from, to).filter_map(|id| self.live(id).map(|b| (id, b))).collect()
+    }
+}
+
+/// The interpreter's state: one heap's caches and the model of its live blocks.
+pub struct Interp<'h, P: Observed> {
+    heap: &'h Heap<P>,
+    /// One cache per logical thread; `None` only in the middle of `EndThread`.
+    caches: Vec<Mutex<Option<ThreadCache<'h, P>>>>,
+    model: Mutex<Model<P::Report>>,
+    /// The buffer `FreeWild` points into: harness memory, never the heap's.
+    wild: Box<[u64]>,
+    /// Whether the program's region budget may make a small allocation fail.
+    budget: bool,
+    sweep: Sweep,
+}
+
+fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl<'h, P: Observed> Interp<'h, P> {
+    /// Caches for `threads` logical threads on `heap`, sweeping as `sweep` says.
+    pub fn new(heap: &'h Heap<P>, threads: u8, knobs: Knobs, sweep: Sweep, trace: bool) -> Self {
+        Interp {
+            heap,
+            caches: (0..threads).map(|_| Mutex::new(Some(heap.cache()))).collect(),
+            model: Mutex::new(Model {
+                blocks: Vec::new(),
+                failed: Vec::new(),
+                addrs: AddrMap::default(),
+                reports: Vec::new(),
+                misuse: None,
+                trace: trace.then(Vec::new),
+            }),
+            wild: vec![0u64; WILD_LEN / 8].into_boxed_slice(),
+            budget: knobs.limits().max_regions != usize::MAX,
+            sweep,
+        }
+    }
+
+    /// The model (never held across an allocator call: another step may need it meanwhile).
+    pub fn model(&self) -> MutexGuard<'_, Model<P::Report>> {
+        locked(&self.model)
+    }
+
+    /// Runs `f` on thread `t`'s cache (its lock held throughout: no other step uses the cache
+    /// meanwhile, which the scheduler guarantees by never starting one that would).
+    fn with_cache<R>(&self, t: u8, f: impl FnOnce(&mut ThreadCache<'h, P>) -> R) -> R {
+        let mut c = locked(&self.caches[t as usize]);
+        f(c.as_mut().expect("every thread has a cache between steps"))
     }
 
     /// The heap this interpreter runs on.
@@ -200,108 +248,177 @@ impl<'h, P: Observed> Interp<'h, P> {
         self.heap
     }
 
-    /// Collects the reports the heap recorded since the last poll.
-    pub fn poll(&mut self) {
-        P::take(self.heap, &mut self.reports);
+    /// Collects the reports the heap recorded since the last poll; `step` is the step that
+    /// just ended (for the trace).
+    pub fn poll(&self, step: Option<usize>) {
+        let mut v = Vec::new();
+        P::take(self.heap, &mut v);
+        if v.is_empty() {
+            return;
+        }
+        let mut m = self.model();
+        for r in &v {
+            let e = P::event(r, step);
+            m.record(e);
+        }
+        m.reports.extend(v);
     }
 
-    /// Runs one step (`next_id` is the id an allocating step creates) and checks the model as
-    /// `sweep` says.
-    pub fn step(&mut self, s: &Step, next_id: BlockId, sweep: Sweep) -> Result<(), Violation> {
-        self.touched.clear();
-        self.touched_all = false;
-        self.exec(s, next_id)?;
-        if sweep == Sweep::Full || self.touched_all {
-            return self.sweep();
+    /// Whether a null from an allocation of `size` bytes at `align` is the program's region
+    /// budget running out rather than a bug.
+    fn out_of_budget(&self, size: usize, align: usize) -> bool {
+        self.budget && crate::in_slab::<P>(size, align) && self.heap.stats().small_regions >= self.heap.limits().max_regions
+    }
+
+    /// A new block `id` at `p` (or a null the budget explains: None), into the model.
+    fn admit_new(&self, t: u8, step: usize, id: BlockId, p: *mut u8, size: usize, align: usize, fill: u8) -> Result<Option<Block>, Violation> {
+        if p.is_null() && self.out_of_budget(size, align) {
+            let mut m = self.model();
+            m.failed.push(id);
+            m.record(Event::Null { step });
+            return Ok(None);
         }
-        for i in 0..self.touched.len() {
-            let slab = self.touched[i] & !(SLAB_SIZE - 1);
-            for id in self.addrs.ids_in(slab, slab + SLAB_SIZE) {
-                self.live(id).check_edges(id)?;
+        let b = self.with_cache(t, |c| new_block(c, id, p, size, align, fill))?;
+        let mut m = self.model();
+        m.record(Event::Block { step, addr: p.addr(), usable: b.usable });
+        m.admit(t, id, b)?;
+        Ok(Some(b))
+    }
+
+    /// Runs one step (`id` is the id an allocating step creates, `i` its index) and checks the
+    /// model as the sweep setting says.
+    pub fn step(&self, i: usize, s: &Step, id: BlockId) -> Result<(), Violation> {
+        let touched = self.exec(i, s, id)?;
+        let blocks = {
+            let m = self.model();
+            if self.sweep == Sweep::Full || touched.is_none() {
+                m.in_range(0, usize::MAX)
+            } else {
+                let mut v = Vec::new();
+                for a in touched.unwrap_or_default() {
+                    let slab = a & !(SLAB_SIZE - 1);
+                    v.extend(m.in_range(slab, slab + SLAB_SIZE));
+                }
+                v
             }
-        }
-        Ok(())
+        };
+        blocks.iter().try_for_each(|(id, b)| b.check_edges(*id))
     }
 
-    /// Runs one step; `next_id` is the id an allocating step creates. Checks the blocks the step
-    /// touched; [`Interp::step`] checks the others.
-    pub fn exec(&mut self, s: &Step, next_id: BlockId) -> Result<(), Violation> {
+    /// Runs one step; `id` is the id an allocating step creates. Checks the blocks the step
+    /// touched; returns their addresses for [`Interp::step`] to check their slabs' other blocks
+    /// (None: it touched every cache's slabs, as a flush or a thread's end drains queues).
+    pub fn exec(&self, i: usize, s: &Step, id: BlockId) -> Result<Option<Vec<usize>>, Violation> {
         let t = s.thread;
-        if matches!(s.op, Op::Flush | Op::EndThread) {
-            self.touched_all = true;
-        }
+        let mut touched = Vec::new();
         match s.op {
             Op::Alloc { size, align_log2 } => {
-                let b = alloc_block(self.cache(t), next_id, size, 1 << align_log2)?;
-                self.admit(t, next_id, b)?;
+                let align = 1 << align_log2;
+                let p = self.with_cache(t, |c| c.alloc(size, align));
+                if let Some(b) = self.admit_new(t, i, id, p, size, align, fill_for(id))? {
+                    b.fill_all();
+                    touched.push(p.addr());
+                }
             }
             Op::Calloc { n, size } => {
-                let b = calloc_block(self.cache(t), next_id, n * size)?;
-                self.admit(t, next_id, b)?;
+                let p = self.with_cache(t, |c| c.alloc_zeroed(n * size, 16));
+                if let Some(b) = self.admit_new(t, i, id, p, n * size, 16, 0)? {
+                    b.check(id).map_err(|v| Violation(format!("calloc memory not zero: {v}")))?;
+                    touched.push(p.addr());
+                }
             }
             Op::Realloc { slot, size } => {
-                let old = self.retire(slot);
-                let b = realloc_block(self.cache(t), slot, old, size)?;
-                self.admit(t, slot, b)?;
+                let Some(old) = self.model().retire(slot) else { return Ok(Some(touched)) };
+                old.check(slot)?;
+                touched.push(old.ptr.addr());
+                // SAFETY: `old` is live in this heap; on success only the returned block is.
+                let p = self.with_cache(t, |c| unsafe { c.realloc(old.ptr, size, old.align) });
+                if p.is_null() && self.out_of_budget(size, old.align) {
+                    // C's realloc: the old block stays as it was.
+                    let mut m = self.model();
+                    m.record(Event::Null { step: i });
+                    m.admit(t, slot, old)?;
+                    return Ok(Some(touched));
+                }
+                let b = self.admit_new(t, i, slot, p, size, old.align, old.fill)?.expect("not null");
+                // The bytes the model kept of the old block, as far as the new one reaches, must have moved.
+                b.check_as(slot, old.size, old.size.min(size)).map_err(|v| Violation(format!("realloc lost contents: {v}")))?;
+                b.fill_all();
+                touched.push(p.addr());
             }
             Op::Free { slot } | Op::RemoteFree { slot, .. } => {
                 let by = if let Op::RemoteFree { by, .. } = s.op { by } else { t };
-                let b = self.retire(slot);
+                let Some(b) = self.model().retire(slot) else { return Ok(Some(touched)) };
                 b.check(slot)?;
+                touched.push(b.ptr.addr());
+                // The client hands the block to the freeing thread.
+                sched::handoff(t, by);
                 // SAFETY: `b` was live; the model forgot it first.
-                unsafe { self.cache(by).free(b.ptr) };
+                self.with_cache(by, |c| unsafe { c.free(b.ptr) });
             }
             Op::Give { slot, to } => {
-                let (holder, b) = self.blocks[slot as usize].as_mut().expect("the decoder only names live blocks");
-                b.check(slot)?;
-                *holder = to;
+                let mut m = self.model();
+                if let Some((holder, b)) = m.blocks.get_mut(slot as usize).and_then(Option::as_mut) {
+                    b.check(slot)?;
+                    *holder = to;
+                }
+                drop(m);
+                sched::handoff(t, to);
             }
             Op::Write { slot, byte } => {
-                let (_, b) = self.blocks[slot as usize].as_mut().expect("the decoder only names live blocks");
-                write_block(b, byte);
+                let mut m = self.model();
+                if let Some((_, b)) = m.blocks.get_mut(slot as usize).and_then(Option::as_mut) {
+                    b.fill = byte;
+                    b.fill_all();
+                }
             }
             Op::Check { slot } => {
-                let b = *self.live(slot);
-                check_block(self.cache(t), slot, &b)?;
+                let Some(b) = self.model().live(slot) else { return Ok(Some(touched)) };
+                self.with_cache(t, |c| check_block(c, slot, &b))?;
             }
-            Op::Flush => self.cache(t).flush(),
+            Op::Flush => {
+                self.with_cache(t, |c| c.flush());
+                return Ok(None);
+            }
             Op::EndThread => {
+                let mut c = locked(&self.caches[t as usize]);
                 // Drop first, as a thread exits before another starts: the new cache may then
                 // reuse the old one's storage and owner token.
-                self.caches[t as usize] = None;
-                self.caches[t as usize] = Some(self.heap.cache());
+                *c = None;
+                *c = Some(self.heap.cache());
+                return Ok(None);
             }
+            Op::Fork => fork(self.heap)?,
             Op::DoubleFree { slot, by } => {
-                let b = self.retire(slot);
+                let b = self.model().retire(slot).expect("misuse programs have no budget failures");
                 b.check(slot)?;
+                let regions = self.heap.stats().small_regions;
                 // SAFETY: the first free is legitimate; the second is the misuse under test, which
                 // the checked heap in capture mode reports and skips.
                 unsafe {
-                    let regions = self.heap.stats().small_regions;
-                    self.cache(t).free(b.ptr);
+                    self.with_cache(t, |c| c.free(b.ptr));
                     // If the first free emptied a region that was then unmapped, the pointer is
                     // no longer in the heap at all, and that is what must be reported.
                     let kind = if self.heap.stats().small_regions < regions { Expected::ForeignPointer } else { Expected::DoubleFree };
                     self.commit_misuse(kind, b.ptr, Some(&b));
-                    self.cache(by).free(b.ptr);
+                    self.with_cache(by, |c| c.free(b.ptr));
                 }
             }
             Op::FreeWild { offset } => {
-                self.wild.resize(WILD_LEN / 8, 0);
-                let p = self.wild.as_mut_ptr().cast::<u8>().wrapping_add(offset);
+                let p = self.wild.as_ptr().cast::<u8>().cast_mut().wrapping_add(offset);
                 self.commit_misuse(Expected::ForeignPointer, p, None);
                 // SAFETY: deliberately not a heap block: the checked heap must report it and skip.
-                unsafe { self.cache(t).free(p) };
+                self.with_cache(t, |c| unsafe { c.free(p) });
             }
             Op::FreeInterior { slot, offset } => {
-                let b = *self.live(slot);
+                let b = self.model().live(slot).expect("live");
                 let p = b.ptr.wrapping_add(offset);
                 self.commit_misuse(Expected::InvalidFree, p, Some(&b));
                 // SAFETY: deliberately not a block start: reported and skipped; `b` stays live.
-                unsafe { self.cache(t).free(p) };
+                self.with_cache(t, |c| unsafe { c.free(p) });
             }
             Op::WriteAfterFree { slot, offset } => {
-                let b = self.retire(slot);
+                let b = self.model().retire(slot).expect("live");
                 b.check(slot)?;
                 let pool = |h: &Heap<P>| {
                     let s = h.stats();
@@ -309,7 +426,7 @@ impl<'h, P: Observed> Interp<'h, P> {
                 };
                 let before = pool(self.heap);
                 // SAFETY: a legitimate free.
-                unsafe { self.cache(t).free(b.ptr) };
+                self.with_cache(t, |c| unsafe { c.free(b.ptr) });
                 // A free that emptied its slab sends the slab back to the pool (or unmaps its
                 // region): then no block owns the slot, nothing will check its poison, and the
                 // write could even fault. The misuse is not committed; the run expects silence.
@@ -324,7 +441,7 @@ impl<'h, P: Observed> Interp<'h, P> {
                 }
             }
             Op::Overflow { slot, by } => {
-                let b = self.retire(slot);
+                let b = self.model().retire(slot).expect("live");
                 b.check(slot)?;
                 self.commit_misuse(Expected::Overflow, b.ptr, Some(&b));
                 // SAFETY: the misuse under test: `by` bytes past the requested size, inside the
@@ -334,38 +451,140 @@ impl<'h, P: Observed> Interp<'h, P> {
                         let q = b.ptr.add(b.size + i);
                         q.write_volatile(!q.read_volatile());
                     }
-                    self.cache(t).free(b.ptr);
                 }
+                self.with_cache(t, |c| unsafe { c.free(b.ptr) });
             }
         }
-        Ok(())
+        Ok(Some(touched))
     }
 
-    /// Checks the edges of every live block: catches a free-list link or another block's bytes
-    /// written into a live block, right after the step that did it.
+    /// Records the misuse about to be committed; reports so far came before it.
+    fn commit_misuse(&self, kind: Expected, addr: *mut u8, b: Option<&Block>) {
+        self.poll(None);
+        let (size, align) = b.map_or((0, 0), |b| (b.size, b.align));
+        let mut m = self.model();
+        let reports_before = m.reports.len();
+        m.misuse = Some(Misuse { kind, addr: addr as usize, reports_before, size, align });
+    }
+
+    /// Checks the edges of every live block.
     pub fn sweep(&self) -> Result<(), Violation> {
-        for id in self.addrs.ids() {
-            self.live(id).check_edges(id)?;
+        let blocks = self.model().in_range(0, usize::MAX);
+        blocks.iter().try_for_each(|(id, b)| b.check_edges(*id))
+    }
+
+    /// The heap's consistency sweep against the model's live blocks (nothing may run on the
+    /// heap meanwhile: the scheduler calls it when no step is active).
+    pub fn verify(&self) -> Result<(), Violation> {
+        let m = self.model();
+        let live = |from: usize, to: usize| m.addrs.ids_in(from, to).count();
+        // SAFETY: no step is active, so no cache is in use.
+        let r = unsafe { self.heap.verify(Some(&live)) };
+        match r.first() {
+            Some(r) => Err(Violation(format!("the heap's consistency sweep: {r}"))),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Frees every live block through its holder's cache (checking contents first when `check`)
     /// and drops every cache.
     pub fn finish(&mut self, check: bool) -> Result<(), Violation> {
-        let ids: Vec<BlockId> = self.addrs.ids().collect();
-        for id in ids {
-            let (h, b) = self.blocks[id as usize].expect("live");
+        let live: Vec<(BlockId, u8, Block)> = {
+            let m = self.model();
+            m.addrs.ids().filter_map(|id| m.blocks[id as usize].map(|(h, b)| (id, h, b))).collect()
+        };
+        for (id, h, b) in live {
             if check {
                 b.check(id)?;
             }
-            self.retire(id);
+            self.model().retire(id);
             // SAFETY: live block, forgotten by the model first.
-            unsafe { self.cache(h).free(b.ptr) };
+            self.with_cache(h, |c| unsafe { c.free(b.ptr) });
         }
         self.caches.clear();
         Ok(())
     }
+
+    /// The trace recorded, if the run was traced.
+    pub fn take_trace(&self) -> Vec<Event> {
+        self.model().trace.take().unwrap_or_default()
+    }
+}
+
+/// The scheduler's view of a program's steps.
+pub fn step_info(prog: &Program) -> Vec<StepInfo> {
+    prog.steps
+        .iter()
+        .map(|s| {
+            let cache = match s.op {
+                Op::RemoteFree { by, .. } => Some(by),
+                Op::Give { .. } | Op::Write { .. } | Op::Fork => None,
+                _ => Some(s.thread),
+            };
+            StepInfo { cache, block: s.op.slot(), at: s.at, pause: s.pause }
+        })
+        .collect()
+}
+
+/// The id each step creates if it allocates (the number of allocating steps before it).
+pub fn block_ids(prog: &Program) -> Vec<BlockId> {
+    let mut next = 0;
+    prog.steps
+        .iter()
+        .map(|s| {
+            let id = next;
+            next += s.op.creates_block() as BlockId;
+            id
+        })
+        .collect()
+}
+
+/// `Fork`: `fork()` with the heap's fork handlers; the child allocates and frees small and
+/// large blocks through a new cache and exits. It must exit cleanly and within seconds: a hang
+/// means it inherited a lock held by a thread it does not have.
+pub(crate) fn fork<P: Policy>(heap: &Heap<P>) -> Result<(), Violation> {
+    const CHILD_SECONDS: u32 = 3;
+    heap.fork_prepare();
+    // SAFETY: the child only touches the heap (whose locks the handlers made consistent) and
+    // leaves by _exit.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        sched::detach();
+        // SAFETY: this is the child, the only thread; its copy of the locks was taken above.
+        unsafe {
+            heap.fork_child();
+            libc::signal(libc::SIGALRM, libc::SIG_DFL);
+            libc::alarm(CHILD_SECONDS);
+            let mut c = heap.cache();
+            let small = c.alloc(64, 8);
+            let large = c.alloc(1 << 20, 8);
+            if !small.is_null() {
+                c.free(small);
+            }
+            if !large.is_null() {
+                c.free(large);
+            }
+            drop(c);
+            libc::_exit(0);
+        }
+    }
+    // SAFETY: this is the parent, which took the locks in fork_prepare.
+    unsafe { heap.fork_parent() };
+    if pid < 0 {
+        return Ok(()); // no process to spare: nothing to check
+    }
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    while unsafe { libc::waitpid(pid, &mut status, 0) } < 0 {}
+    if libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGALRM {
+        return Err(Violation(format!(
+            "the forked child hung and was killed after {CHILD_SECONDS} s: it inherited a heap lock held across fork by a thread it does not have"
+        )));
+    }
+    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+        return Err(Violation(format!("the forked child failed (wait status {status:#x})")));
+    }
+    Ok(())
 }
 
 /// A new block from the allocator: checks its address and usable size.
@@ -380,7 +599,9 @@ fn new_block<P: Policy>(
     // SAFETY: usable_size is only asked of a non-null block this heap just handed out.
     let usable = if ptr.is_null() { 0 } else { unsafe { cache.usable_size(ptr) } };
     check_new(id, ptr, size, align, usable)?;
-    Ok(Block { ptr, size, usable, align, fill })
+    let b = Block { ptr, size, usable, align, fill };
+    b.check_mapped(id)?;
+    Ok(b)
 }
 
 /// `Alloc`: a new block, checked and filled with its id's byte.
@@ -433,32 +654,11 @@ pub(crate) fn write_block(b: &mut Block, byte: u8) {
 pub enum HeapUse {
     /// `Heap::new()`, dropped after the run: nothing carries over from anything before.
     New,
-    /// This thread's heap of the policy, `reset()` before the run: the state of a new heap but
-    /// for the mappings it keeps (one region, its shadow, the cache arena) and the dirtiness of
-    /// the slabs earlier runs used. A new checked heap costs more in mmap, munmap and page faults
-    /// than a short program does, so the fuzz targets use this.
+    /// This thread's heap of the policy, `reset()` before the run: a new heap's state exactly
+    /// (every mapping went back, to be handed out again zeroed), only cheaper than a new heap,
+    /// which costs more in mmap, munmap and page faults than a short program does. The fuzz
+    /// targets use this.
     Reset,
-    /// As `Reset`, after a warm-up that dirtied every slab of the region a reset heap keeps: the
-    /// state a long fuzzing run drifts toward. A failure found on a reset heap may need slabs an
-    /// earlier input left dirty (say, a bug in calloc's skipping of the memset on fresh memory);
-    /// this is how such a failure replays from its input alone.
-    Dirty,
-}
-
-/// Dirties every slab of the first region of an empty `heap`: fills more than a region with
-/// the largest slab blocks, written through (two fill a slab), then frees them all.
-fn dirty_everything<P: Policy>(heap: &Heap<P>) {
-    let size = hakmem::size_class::SMALL_MAX - P::HEADER - P::MIN_TAIL;
-    let mut c = heap.cache();
-    let blocks: Vec<*mut u8> = (0..140).map(|_| c.alloc(size, 16)).filter(|p| !p.is_null()).collect();
-    for &p in &blocks {
-        // SAFETY: a live block of `size` bytes.
-        unsafe { p.write_bytes(0xa5, size) };
-    }
-    for p in blocks {
-        // SAFETY: a live block of this heap, freed once.
-        unsafe { c.free(p) };
-    }
 }
 
 /// How a run gets its heap and how much of the model it checks after each step.
@@ -479,36 +679,34 @@ impl RunOpts {
 
 /// Checks every free block of a heap whose program is over (no cache left): a write after free
 /// into a block that was never handed out again shows only here, for instance in a slab
-/// abandoned by an ended thread, whose remote queue nothing drains. Returns the reports.
-pub(crate) fn final_sweep<P: Observed>(heap: &mut Heap<P>) -> Vec<P::Report> {
+/// abandoned by an ended thread, whose remote queue nothing drains; then the consistency sweep
+/// with no block live. Returns the reports, and the sweep's first finding.
+pub(crate) fn final_sweep<P: Observed>(heap: &mut Heap<P>) -> (Vec<P::Report>, Option<String>) {
     heap.verify_free_slots();
     let mut reports = Vec::new();
     P::take(heap, &mut reports);
-    reports
+    let none = |_: usize, _: usize| 0;
+    // SAFETY: `&mut` heap: no cache exists.
+    let v = unsafe { heap.verify(Some(&none)) };
+    (reports, v.first().map(|r| format!("the heap's consistency sweep with every block freed: {r}")))
 }
 
-/// The largest freed mapping a reused heap keeps: room for the largest size the decoder makes
-/// at its largest alignment (8 MiB each, plus the header page).
-const REUSED_LARGE_CACHE_BLOCK: usize = 32 << 20;
-/// The bytes of freed mappings a reused heap keeps. Mostly address space: the model touches at
-/// most 18 pages of a large block, so this bounds the resident memory kept only in the worst case,
-/// well under libFuzzer's default RSS limit of 2 GB.
-const REUSED_LARGE_CACHE_BYTES: usize = 256 << 20;
-/// The bytes of given-back mappings a reused heap keeps to stand in for new ones, across
-/// programs (see `hakmem::os::Spares`: unlike the large cache, they cannot change what a program
-/// does). The pages programs touched stay resident: all of this at worst, well under
-/// libFuzzer's 2 GB limit. With them, deterministic inputs ran 2x as fast under
-/// libFuzzer+ASan (2916 -> 5836 exec/s, 30 s from the seeds).
-const REUSED_SPARE_BYTES: usize = 256 << 20;
+/// The bytes of given-back mappings a heap keeps to stand in for new ones, across programs on a
+/// reused heap (see `hakmem::os::Spares`: they cannot change what a program does). The pages
+/// programs touched stay resident: all of this at worst, well under libFuzzer's 2 GB limit.
+/// With them, deterministic inputs ran 2x as fast under libFuzzer+ASan (2916 -> 5836 exec/s,
+/// 30 s from the seeds). New heaps get the same limit, so that a program that cycles mappings
+/// through the spares within itself behaves the same on both (a knob makes it smaller).
+pub const SPARE_BYTES: usize = 256 << 20;
 
-/// Calls `f` with a heap as `heap` says, capturing its reports. After a failure the heap may be
-/// corrupt, so it is never dropped (unmapping it could crash before the failure is printed) nor
-/// used again.
-pub(crate) fn with_heap<P: Observed, T>(heap_use: HeapUse, f: impl FnOnce(&mut Heap<P>) -> Result<T, Failure>) -> Result<T, Failure> {
+/// Calls `f` with a heap as `heap` says, set up as `knobs` say, capturing its reports. After a
+/// failure the heap may be corrupt, so it is never dropped (unmapping it could crash before the
+/// failure is printed) nor used again.
+pub(crate) fn with_heap<P: Observed, T>(heap_use: HeapUse, knobs: Knobs, f: impl FnOnce(&mut Heap<P>) -> Result<T, Failure>) -> Result<T, Failure> {
     match heap_use {
         HeapUse::New => {
             let mut heap = ManuallyDrop::new(Heap::<P>::new());
-            heap.set_purge_delay(Duration::ZERO);
+            heap.set_limits(knobs.limits());
             P::capture(&heap);
             let r = f(&mut heap);
             if r.is_ok() {
@@ -516,26 +714,12 @@ pub(crate) fn with_heap<P: Observed, T>(heap_use: HeapUse, f: impl FnOnce(&mut H
             }
             r
         }
-        HeapUse::Reset | HeapUse::Dirty => P::reused().with(|cell| {
+        HeapUse::Reset => P::reused().with(|cell| {
             let mut slot = cell.borrow_mut();
             // Boxed: caches point at their heap, so it must not move while they live.
-            let heap = slot.get_or_insert_with(|| {
-                let h = Box::new(Heap::new());
-                // Memory goes back at once, not after a delay: a program must run the same
-                // however fast it runs.
-                h.set_purge_delay(Duration::ZERO);
-                // Inputs allocate big blocks all the time; a fresh mapping for each (mmap,
-                // munmap, a page fault per page touched) was most of the time per input. The
-                // new heaps of `HeapUse::New` keep the default, so both paths run in replays.
-                h.set_large_cache(REUSED_LARGE_CACHE_BLOCK, REUSED_LARGE_CACHE_BYTES);
-                h.set_spare_mappings(REUSED_SPARE_BYTES);
-                h
-            });
+            let heap = slot.get_or_insert_with(|| Box::new(Heap::new()));
             heap.reset();
-            if heap_use == HeapUse::Dirty {
-                dirty_everything(heap);
-                heap.reset();
-            }
+            heap.set_limits(knobs.limits());
             P::capture(heap);
             let r = f(heap);
             if r.is_err() {
@@ -546,43 +730,63 @@ pub(crate) fn with_heap<P: Observed, T>(heap_use: HeapUse, f: impl FnOnce(&mut H
     }
 }
 
-/// Runs a plain program deterministically and checks the model after every step; any report of
-/// the checked policy is a failure too.
-pub fn run_plain<P: Observed>(prog: &Program, opts: RunOpts) -> Result<(), Failure> {
-    with_heap::<P, ()>(opts.heap, |heap| {
-        let mut it = Interp::new(heap, prog.threads);
-        let r = drive_plain(&mut it, prog, opts.sweep);
+/// A plain program's run, traced if `trace`: the verdict and what it did.
+pub fn run_plain_traced<P: Observed>(prog: &Program, opts: RunOpts, trace: bool) -> (Result<(), Failure>, Vec<Event>) {
+    let mut events = Vec::new();
+    let r = with_heap::<P, ()>(opts.heap, prog.knobs, |heap| {
+        let mut it = Interp::new(heap, prog.threads, prog.knobs, opts.sweep, trace);
+        let r = drive_plain(&it, prog);
+        events = it.take_trace();
         if r.is_err() {
             // The heap may be corrupt: dropping the caches could crash before the failure prints.
             std::mem::forget(it);
             return r;
         }
+        it.finish(true).map_err(|v| Failure::at(None, v))?;
+        it.poll(None);
+        if let Some(r) = it.model().reports.first() {
+            return Err(Failure::at(None, format!("checked mode reported during cleanup: {r}")));
+        }
         drop(it);
-        if let Some(r) = final_sweep(heap).first() {
+        let (reports, verify) = final_sweep(heap);
+        if let Some(r) = reports.first() {
             return Err(Failure::at(None, format!("checked mode reported in the final sweep of free blocks: {r}")));
+        }
+        if let Some(v) = verify {
+            return Err(Failure::at(None, v));
         }
         let large = heap.stats().large_blocks;
         if large != 0 {
             return Err(Failure::at(None, format!("{large} large block(s) still mapped after every block was freed")));
         }
         Ok(())
-    })
+    });
+    (r, events)
 }
 
-fn drive_plain<P: Observed>(it: &mut Interp<'_, P>, prog: &Program, sweep: Sweep) -> Result<(), Failure> {
-    let mut next_id = 0;
-    for (i, s) in prog.steps.iter().enumerate() {
-        it.step(s, next_id, sweep).map_err(|v| Failure::at(Some(i), v))?;
-        next_id += s.op.creates_block() as BlockId;
-        it.poll();
-        if let Some(r) = it.reports.first() {
-            return Err(Failure::at(Some(i), format!("checked mode reported: {r}")));
+/// Runs a plain program deterministically and checks the model after every step; any report of
+/// the checked policy is a failure too.
+pub fn run_plain<P: Observed>(prog: &Program, opts: RunOpts) -> Result<(), Failure> {
+    run_plain_traced::<P>(prog, opts, false).0
+}
+
+fn drive_plain<P: Observed>(it: &Interp<'_, P>, prog: &Program) -> Result<(), Failure> {
+    let ids = block_ids(prog);
+    let exec = |i: usize| {
+        it.step(i, &prog.steps[i], ids[i]).map_err(|v| Failure::at(Some(i), v))?;
+        it.poll(Some(i));
+        match it.model().reports.first() {
+            Some(r) => Err(Failure::at(Some(i), format!("checked mode reported: {r}"))),
+            None => Ok(Flow::Continue),
         }
-    }
-    it.finish(true).map_err(|v| Failure::at(None, v))?;
-    it.poll();
-    match it.reports.first() {
-        Some(r) => Err(Failure::at(None, format!("checked mode reported during cleanup: {r}"))),
-        None => Ok(()),
-    }
+    };
+    let mut last = 0;
+    let mut quiet = |done: usize| {
+        if done >= last + VERIFY_EVERY || done == prog.steps.len() {
+            last = done;
+            it.verify().map_err(|v| Failure::at(done.checked_sub(1), v))?;
+        }
+        Ok(())
+    };
+    sched::run(&step_info(prog), prog.threads, &exec, &mut quiet)
 }

@@ -5,7 +5,9 @@
 //! - what an input means, and its readable listing: [`program`] ([`Program`], [`Op`]);
 //! - bytes to program and back (the seed encoder): [`mod@decode`];
 //! - **the interpreter** (deterministic mode, misuse ops included): [`interp`], start at
-//!   [`interp::run_plain`] and [`interp::Interp::exec`];
+//!   [`interp::run_plain`] and [`interp::Interp::exec`]; its scheduler, which runs steps inside
+//!   each other's allocator calls and checks happens-before, lock order and deadlocks: [`sched`];
+//! - traces and the history-independence check: [`trace`];
 //! - the oracle (reference model of live blocks): [`model`]; misuse judging and the checked
 //!   policy's reports: [`misuse`];
 //! - free-running mode on real threads: [`threaded`], on the threads of a [`pool`];
@@ -20,13 +22,15 @@ pub mod model;
 pub mod pool;
 pub mod program;
 pub mod rng;
+pub mod sched;
 pub mod seeds;
 pub mod threaded;
+pub mod trace;
 
 pub use decode::{decode, encode, Flavor, MisuseProgram, Reject};
 pub use interp::{run_plain, Failure, HeapUse, Observed, RunOpts, Sweep};
 pub use misuse::run_misuse;
-pub use program::{BlockId, Op, Program, Step};
+pub use program::{BlockId, Knobs, Op, Program, Step};
 pub use threaded::run_free;
 
 use hakmem::layout::{slot_needed, user_offset};
@@ -67,20 +71,19 @@ pub fn overflow_room<P: Policy>(size: usize, align: usize) -> usize {
 }
 
 /// Panics with the failure and the program in readable form: the fuzzer saves the input, and
-/// `just replay <file>` runs it again. The targets run on a reset heap, whose slabs earlier
-/// inputs may have left dirty, so first `again` re-runs the input on a new heap and on an
-/// all-dirty reset one (what replay does), and the message says whether and how it replays.
-fn fail(mode: &str, prog: &Program, first: Failure, again: impl Fn(HeapUse) -> Result<(), Failure>) -> ! {
-    let (f, how) = match (again(HeapUse::New), again(HeapUse::Dirty)) {
-        (Err(f), _) => (f, "it replays on a new heap: just replay <crash file>"),
-        (Ok(()), Err(f)) => (f, "it replays on a reset heap whose slabs are all dirty, as `just replay <crash file>` runs it"),
-        (Ok(()), Ok(())) => (
+/// `just replay <file>` runs it again. A reset heap is a new heap's state, so a failure replays
+/// from its input alone; `again` re-runs it on a new heap to say so (or, should that ever not
+/// hold, that the harness has a history dependence to fix, which `just history` would show).
+fn fail(mode: &str, prog: &Program, first: Failure, again: impl Fn(HeapUse) -> Result<(), Failure>, more: &str) -> ! {
+    let (f, how) = match again(HeapUse::New) {
+        Err(f) => (f, "it fails again on a new heap: just replay <crash file>".to_owned()),
+        Ok(()) => (
             first,
-            "it does NOT replay from this input alone: it needs what earlier inputs left in the reused heap; \
-             fuzz on, an input that fails alone usually follows within seconds",
+            "it does NOT fail again on a new heap from this input alone; a deterministic run that depends on what ran              before it is a harness bug (see `just history`)"
+                .to_owned(),
         ),
     };
-    panic!("hakmem-fuzz: {mode} run FAILED {f}\n{prog}({how})");
+    panic!("hakmem-fuzz: {mode} run FAILED {f}\n{prog}({how}){more}");
 }
 
 /// Runs a plain program deterministically on the kind of heap it asks for.
@@ -105,25 +108,89 @@ pub fn run_free_running(prog: &Program, heap: HeapUse) -> Result<(), Failure> {
 pub fn fuzz_deterministic(data: &[u8]) -> Verdict {
     let Ok(prog) = decode(data, Flavor::Plain) else { return Verdict::Rejected };
     if let Err(f) = run_deterministic(&prog, RunOpts::FUZZ) {
-        fail("deterministic", &prog, f, |heap| run_deterministic(&prog, RunOpts { heap, ..RunOpts::FUZZ }));
+        fail("deterministic", &prog, f, |heap| run_deterministic(&prog, RunOpts { heap, ..RunOpts::FUZZ }), "");
     }
     Verdict::Ran
 }
 
-/// The free-running target: one OS thread per logical thread.
+/// The free-running target: one OS thread per logical thread. A failure here depends on how
+/// the OS interleaved the threads, so before reporting it the harness looks for a
+/// deterministic input that fails too (see [`deterministic_repro`]) and saves it.
 pub fn fuzz_free_running(data: &[u8]) -> Verdict {
     let Ok(prog) = decode(data, Flavor::Plain) else { return Verdict::Rejected };
     if let Err(f) = run_free_running(&prog, HeapUse::Reset) {
-        fail("free-running", &prog, f, |heap| run_free_running(&prog, heap));
+        let more = match deterministic_repro(&prog, repro_seconds()) {
+            Some((p, found)) => {
+                let path = save_repro(&p);
+                format!(
+                    "\nreproduced by the deterministic scheduler ({found}): saved as {path}, a deterministic input that replays                      and minimizes (just replay {path}; just tmin deterministic {path}):\n{p}"
+                )
+            }
+            None => format!("\nno deterministic schedule of this program failed within {} s", repro_seconds().as_secs()),
+        };
+        fail("free-running", &prog, f, |heap| run_free_running(&prog, heap), &more);
     }
     Verdict::Ran
+}
+
+/// How long a free-running failure's search for a deterministic schedule lasts
+/// (`HAKMEM_FUZZ_REPRO_SECONDS`, default 10).
+fn repro_seconds() -> std::time::Duration {
+    let s = std::env::var("HAKMEM_FUZZ_REPRO_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
+    std::time::Duration::from_secs(s)
+}
+
+/// Looks for a deterministic input that fails like a free-running one did: the program as it
+/// is, then the program with up to three steps started inside others and paused, at points
+/// drawn at random (seeded by the program, so the search is itself reproducible), for up to
+/// `limit`. Returns the failing program and what found it.
+pub fn deterministic_repro(prog: &Program, limit: std::time::Duration) -> Option<(Program, String)> {
+    let opts = RunOpts { heap: HeapUse::New, ..RunOpts::FUZZ };
+    if run_deterministic(prog, opts).is_err() {
+        return Some((prog.clone(), "as it is, in program order".to_owned()));
+    }
+    if prog.steps.len() < 2 {
+        return None;
+    }
+    let seed = encode(prog).map_or(1, |b| b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &x| (h ^ x as u64).wrapping_mul(0x100_0000_01b3)));
+    let mut rng = rng::Rng(seed | 1);
+    let start = std::time::Instant::now();
+    let mut tries = 0;
+    while start.elapsed() < limit {
+        tries += 1;
+        let mut p = prog.clone();
+        for _ in 0..1 + rng.next_u64() % 3 {
+            let i = 1 + (rng.next_u64() as usize) % (p.steps.len() - 1);
+            p.steps[i].at = Some(1 + (rng.next_u64() % 24) as u16);
+            if rng.next_u64() % 2 == 0 {
+                p.steps[i].pause = Some(1 + (rng.next_u64() % 12) as u16);
+            }
+        }
+        if run_deterministic(&p, opts).is_err() {
+            return Some((p, format!("schedule {tries} of a random search")));
+        }
+    }
+    None
+}
+
+/// Writes a deterministic reproducer to `$HAKMEM_FUZZ_REPRO_DIR` (default: the current
+/// directory) and returns its path.
+fn save_repro(p: &Program) -> String {
+    let dir = std::env::var("HAKMEM_FUZZ_REPRO_DIR").unwrap_or_else(|_| ".".into());
+    let bytes = encode(p).expect("the search only adds schedules a program can encode");
+    let h = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &x| (h ^ x as u64).wrapping_mul(0x100_0000_01b3));
+    let path = std::path::Path::new(&dir).join(format!("deterministic-repro-{h:016x}"));
+    match std::fs::write(&path, &bytes) {
+        Ok(()) => path.display().to_string(),
+        Err(e) => format!("(not saved: {e})"),
+    }
 }
 
 /// The misuse target: exactly one client misuse, which the checked mode must report precisely.
 pub fn fuzz_misuse(data: &[u8]) -> Verdict {
     let Ok(prog) = decode(data, Flavor::Misuse) else { return Verdict::Rejected };
     if let Err(f) = run_misuse(&prog, RunOpts::FUZZ) {
-        fail("misuse", &prog, f, |heap| run_misuse(&prog, RunOpts { heap, ..RunOpts::FUZZ }).map(|_| ()));
+        fail("misuse", &prog, f, |heap| run_misuse(&prog, RunOpts { heap, ..RunOpts::FUZZ }).map(|_| ()), "");
     }
     Verdict::Ran
 }
@@ -183,30 +250,24 @@ pub fn flavor_of(target: &str) -> Flavor {
 
 /// Runs a decoded input of `target` the way the replay tool and the regression tests do: in
 /// deterministic mode (free-running inputs too, so that they replay), checking every live block
-/// after every step, on a new heap, then on a reset heap whose slabs are all dirty, then on one
-/// reset after that run: the fuzz targets reuse a heap between inputs, and a failure may need
-/// slabs an earlier input left dirty. Says what the runs did, or how the first failing one failed.
+/// after every step, on a new heap and then on a reset one, whose traces must be the same (a
+/// reset heap is a new heap). Says what the runs did, or how the first failing one failed.
 pub fn replay_one(target: &str, prog: &Program) -> Result<String, Failure> {
-    let runs = [HeapUse::New, HeapUse::Dirty, HeapUse::Reset].map(|heap| RunOpts { heap, ..RunOpts::THOROUGH });
+    let misuse = flavor_of(target) == Flavor::Misuse;
+    let new = trace::trace(prog, misuse, HeapUse::New);
+    let reset = trace::trace(prog, misuse, HeapUse::Reset);
+    if let Some(d) = trace::difference(&new, &reset) {
+        return Err(Failure::at(None, format!("a reset heap ran it differently from a new heap: {d}")));
+    }
+    let opts = RunOpts { heap: HeapUse::New, ..RunOpts::THOROUGH };
     match flavor_of(target) {
         Flavor::Plain => {
-            for opts in runs {
-                run_deterministic(prog, opts)?;
-            }
+            run_deterministic(prog, opts)?;
             Ok("every check held, no report".to_owned())
         }
-        Flavor::Misuse => {
-            let r = run_misuse(prog, runs[0])?;
-            for opts in &runs[1..] {
-                let again = run_misuse(prog, *opts)?;
-                if again.as_ref().map(|r| r.kind) != r.as_ref().map(|r| r.kind) {
-                    return Err(Failure::at(None, format!("a reused heap reports {again:?}, a new one {r:?}")));
-                }
-            }
-            Ok(match r {
-                Some(r) => format!("reported as expected: {r}"),
-                None => "the write after free was not made (the free sent its slab back to the pool); no report, as expected".to_owned(),
-            })
-        }
+        Flavor::Misuse => Ok(match run_misuse(prog, opts)? {
+            Some(r) => format!("reported as expected: {r}"),
+            None => "the write after free was not made (the free sent its slab back to the pool); no report, as expected".to_owned(),
+        }),
     }
 }

@@ -2,10 +2,12 @@
 //! the checked heap must report exactly that (never a silent pass, never a wrong kind or address,
 //! never a report before it).
 
-use crate::interp::{final_sweep, with_heap, Expected, Failure, Interp, Misuse, Observed, ReusedHeap, RunOpts, Sweep};
-use std::cell::RefCell;
-use crate::program::{BlockId, Program};
+use crate::interp::{block_ids, final_sweep, step_info, with_heap, Expected, Failure, Interp, Misuse, Observed, ReusedHeap, RunOpts};
+use crate::program::Program;
+use crate::sched::{self, Flow};
+use crate::trace::Event;
 use hakmem::{Checked, Heap, Report, ReportKind};
+use std::cell::RefCell;
 
 impl Observed for Checked {
     type Report = Report;
@@ -16,6 +18,19 @@ impl Observed for Checked {
 
     fn take(heap: &Heap<Self>, into: &mut Vec<Report>) {
         into.extend(heap.take_reports());
+    }
+
+    fn event(r: &Report, step: Option<usize>) -> Event {
+        // The header words a canary check expected and found depend on the heap's secret.
+        let values = if r.kind == ReportKind::HeaderCorrupt { String::new() } else { format!(" {:#x}/{:#x}", r.expected, r.found) };
+        Event::Report {
+            step,
+            text: format!(
+                "{:?} class {:?} requested {:?} offset {:?} alloc {:?} free {:?} by {} [{}]{values}",
+                r.kind, r.class, r.requested, r.offset, r.alloc, r.free, r.thread, r.detail
+            ),
+            addrs: [Some(r.addr), r.region].into_iter().flatten().collect(),
+        }
     }
 
     fn reused() -> &'static ReusedHeap<Self> {
@@ -42,47 +57,60 @@ pub fn report_kind(e: Expected) -> ReportKind {
 /// the misuse could not be committed (a write after a free that sent its slab back to the pool)
 /// and, as required then, nothing was reported.
 pub fn run_misuse(prog: &Program, opts: RunOpts) -> Result<Option<Report>, Failure> {
-    with_heap::<Checked, Option<Report>>(opts.heap, |heap| {
-        let mut it = Interp::new(heap, prog.threads);
-        if let Err(f) = drive(&mut it, prog, opts.sweep) {
+    run_misuse_traced(prog, opts, false).0
+}
+
+/// As [`run_misuse`], traced if `trace`.
+pub fn run_misuse_traced(prog: &Program, opts: RunOpts, trace: bool) -> (Result<Option<Report>, Failure>, Vec<Event>) {
+    let mut events = Vec::new();
+    let r = with_heap::<Checked, Option<Report>>(opts.heap, prog.knobs, |heap| {
+        let mut it = Interp::new(heap, prog.threads, prog.knobs, opts.sweep, trace);
+        let r = drive(&it, prog);
+        events = it.take_trace();
+        if let Err(f) = r {
             // The heap may be corrupt: dropping the caches could crash before the failure prints.
             std::mem::forget(it);
             return Err(f);
         }
-        let (misuse, mut reports) = (it.misuse, std::mem::take(&mut it.reports));
+        // A misuse may leave contents the model cannot vouch for; the checked heap judges now.
+        it.finish(false).map_err(|v| Failure::at(None, v))?;
+        it.poll(None);
+        let (misuse, mut reports) = {
+            let mut m = it.model();
+            (m.misuse, std::mem::take(&mut m.reports))
+        };
         drop(it);
         // A write after free into a slot never handed out again shows here at the latest.
-        reports.extend(final_sweep(heap));
+        reports.extend(final_sweep(heap).0);
         judge(misuse, &reports)
-    })
+    });
+    (r, events)
 }
 
-/// Runs the steps until the misuse is reported (or the program ends), then frees every live
-/// block and drops every cache.
-fn drive(it: &mut Interp<'_, Checked>, prog: &Program, sweep: Sweep) -> Result<(), Failure> {
-    let mut next_id: BlockId = 0;
-    for (i, s) in prog.steps.iter().enumerate() {
-        let r = it.step(s, next_id, sweep);
-        next_id += s.op.creates_block() as BlockId;
-        it.poll();
-        let before = match it.misuse {
-            None => it.reports.first(),
-            Some(m) => it.reports.first().filter(|_| m.reports_before > 0),
+/// Runs the steps until the misuse is reported (or the program ends).
+fn drive(it: &Interp<'_, Checked>, prog: &Program) -> Result<(), Failure> {
+    let ids = block_ids(prog);
+    let exec = |i: usize| {
+        let r = it.step(i, &prog.steps[i], ids[i]);
+        it.poll(Some(i));
+        let m = it.model();
+        let before = match m.misuse {
+            None => m.reports.first(),
+            Some(mu) => m.reports.first().filter(|_| mu.reports_before > 0),
         };
         if let Some(rep) = before {
             return Err(Failure::at(Some(i), format!("report before the misuse: {rep}")));
         }
         // Reported: stop here. The op that ran into the report was skipped, so the model's view
         // of it (a null from an allocation, say) is no failure.
-        if it.misuse.is_some() && !it.reports.is_empty() {
-            break;
+        if m.misuse.is_some() && !m.reports.is_empty() {
+            return Ok(Flow::Stop);
         }
+        drop(m);
         r.map_err(|v| Failure::at(Some(i), v))?;
-    }
-    // A misuse may leave contents the model cannot vouch for; the checked heap judges now.
-    it.finish(false).map_err(|v| Failure::at(None, v))?;
-    it.poll();
-    Ok(())
+        Ok(Flow::Continue)
+    };
+    sched::run(&step_info(prog), prog.threads, &exec, &mut |_| Ok(()))
 }
 
 /// The verdict on a misuse program's reports: exactly the misuse, reported first.

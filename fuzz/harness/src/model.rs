@@ -24,6 +24,10 @@ pub struct Block {
     pub fill: u8,
 }
 
+// SAFETY: a block is memory the program holds; the model moves it between the logical threads
+// that hold it (on whichever OS thread runs them), and only one of them uses it at a time.
+unsafe impl Send for Block {}
+
 /// Something the allocator got wrong, found by the model.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Violation(pub String);
@@ -120,6 +124,27 @@ impl Block {
         }
         self.check_span(id, 0, EDGE)?;
         self.check_span(id, self.size - EDGE, self.size)
+    }
+
+    /// Checks that every page of a block above the slab tiers is mapped (one `mincore` call):
+    /// a block that runs past its mapping would otherwise show as a segmentation fault in the
+    /// model's first write, far from saying what went wrong.
+    pub fn check_mapped(&self, id: BlockId) -> Result<(), Violation> {
+        if self.size <= DENSE_MAX {
+            return Ok(());
+        }
+        let start = self.ptr as usize & !4095;
+        let end = (self.ptr as usize + self.size).next_multiple_of(4096);
+        let mut vec = vec![0u8; (end - start) / 4096];
+        // SAFETY: mincore only reads the page tables; an unmapped page gives ENOMEM.
+        let rc = unsafe { libc::mincore(start as *mut libc::c_void, end - start, vec.as_mut_ptr()) };
+        if rc != 0 {
+            return Err(Violation(format!(
+                "b{id} at {:p} (size {}): its pages are not all mapped: the block runs past the mapping it was given",
+                self.ptr, self.size
+            )));
+        }
+        Ok(())
     }
 
     /// Sets every byte the model keeps of the block to the fill byte.

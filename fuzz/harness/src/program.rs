@@ -4,7 +4,13 @@
 //! order they were allocated in (`b0`, `b1`, ...): the n-th `alloc` or `calloc` of the program
 //! creates block `bn`, and every later op names the block it acts on by that number. `realloc`
 //! keeps the name. The decoder (`decode.rs`) only produces programs where every named block is
-//! live and held by the thread that acts on it, so the interpreter never has to skip a step.
+//! live and held by the thread that acts on it, so the interpreter never has to skip a step
+//! (except after an allocation the program's region budget made fail: see [`Knobs`]).
+//!
+//! The header also chooses the heap's thresholds ([`Knobs`]), and a step may say when it starts
+//! and pauses relative to the steps running before it ([`Step::at`], [`Step::pause`]): the
+//! deterministic interpreter's scheduler then runs it in the middle of another thread's
+//! operation, at the preemption point the program names (see `sched.rs`).
 
 use core::fmt;
 
@@ -14,11 +20,112 @@ pub const MAX_THREADS: u8 = 8;
 /// Name of a block: the index of the allocation that created it.
 pub type BlockId = u32;
 
+/// The heap thresholds a program's header chooses. Each field indexes a small table, 0 being
+/// the harness's usual setting; the others make a few steps cross a threshold that takes
+/// thousands of steps otherwise (see [`Knobs::limits`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Knobs {
+    /// Pooled slabs that keep their pages: 64, 0, 1, 8.
+    pub dirty_pool: u8,
+    /// Empty regions kept mapped: 1, 0.
+    pub empty_regions: u8,
+    /// The large-mapping cache: the harness's (32 MiB blocks, 256 MiB), the library's default
+    /// (1 MiB, 8 MiB), tiny (1 MiB, 2 MiB, two mappings), off.
+    pub large_cache: u8,
+    /// Slabs a region hands out: 64, 1, 2, 4.
+    pub region_slabs: u8,
+    /// Small regions mapped at most: no limit, 2 (then small allocations can fail).
+    pub max_regions: u8,
+    /// Remote frees chained per slab before they are queued: 32, 1.
+    pub pending: u8,
+    /// Bytes of spare mappings kept: 256 MiB, 8 MiB.
+    pub spares: u8,
+}
+
+/// Each knob's name in a listing, and its settings' names (index 0 first).
+const KNOB_NAMES: [(&str, &[&str]); 7] = [
+    ("dirty-pool", &["64", "0", "1", "8"]),
+    ("empty-regions", &["1", "0"]),
+    ("large-cache", &["fuzz", "default", "tiny", "off"]),
+    ("region-slabs", &["64", "1", "2", "4"]),
+    ("max-regions", &["none", "2"]),
+    ("pending", &["32", "1"]),
+    ("spares", &["256M", "8M"]),
+];
+
+impl Knobs {
+    fn fields(&self) -> [u8; 7] {
+        [self.dirty_pool, self.empty_regions, self.large_cache, self.region_slabs, self.max_regions, self.pending, self.spares]
+    }
+
+    fn from_fields(f: [u8; 7]) -> Knobs {
+        Knobs { dirty_pool: f[0], empty_regions: f[1], large_cache: f[2], region_slabs: f[3], max_regions: f[4], pending: f[5], spares: f[6] }
+    }
+
+    /// Whether every knob is within its table.
+    pub fn valid(&self) -> bool {
+        self.fields().iter().zip(KNOB_NAMES).all(|(&v, (_, names))| (v as usize) < names.len())
+    }
+
+    /// The heap limits these knobs choose. The purge delay is always zero, so that a program
+    /// runs the same however fast it runs.
+    pub fn limits(&self) -> hakmem::Limits {
+        const MIB: usize = 1 << 20;
+        let (large_cache_block, large_cache_bytes, large_cache_count) = match self.large_cache {
+            0 => (32 * MIB, 256 * MIB, 64),
+            1 => (hakmem::heap::LARGE_CACHE_BLOCK, hakmem::heap::LARGE_CACHE_BYTES, hakmem::heap::LARGE_CACHE_COUNT),
+            2 => (MIB, 2 * MIB, 2),
+            _ => (0, 0, 1),
+        };
+        hakmem::Limits {
+            dirty_pool: [64, 0, 1, 8][self.dirty_pool as usize % 4],
+            empty_regions: [1, 0][self.empty_regions as usize % 2],
+            purge_delay: std::time::Duration::ZERO,
+            large_cache_block,
+            large_cache_bytes,
+            large_cache_count,
+            region_slabs: [64, 1, 2, 4][self.region_slabs as usize % 4],
+            max_regions: [usize::MAX, 2][self.max_regions as usize % 2],
+            pending_max: [32, 1][self.pending as usize % 2],
+            spare_bytes: [256 * MIB, 8 * MIB][self.spares as usize % 2],
+        }
+    }
+}
+
+/// The knobs not at their usual setting, as a listing shows them: `dirty-pool=0 pending=1`.
+impl fmt::Display for Knobs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut sep = "";
+        for (&v, (name, values)) in self.fields().iter().zip(KNOB_NAMES) {
+            if v != 0 {
+                write!(f, "{sep}{name}={}", values.get(v as usize).unwrap_or(&"?"))?;
+                sep = " ";
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Knobs {
+    /// Reads the knobs from the words of a listing's header (`name=value`; others ignored).
+    fn parse(words: &str) -> Result<Knobs, String> {
+        let mut f = [0u8; 7];
+        for w in words.split_whitespace() {
+            let Some((name, value)) = w.trim_end_matches(',').split_once('=') else { continue };
+            let i = KNOB_NAMES.iter().position(|(n, _)| *n == name).ok_or_else(|| format!("unknown limit {name}"))?;
+            f[i] = KNOB_NAMES[i].1.iter().position(|v| *v == value).ok_or_else(|| format!("unknown setting {value} of {name}"))? as u8;
+        }
+        Ok(Knobs::from_fields(f))
+    }
+}
+
 /// A multi-thread allocator program.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Program {
     /// Logical threads (thread caches), `1..=MAX_THREADS`.
     pub threads: u8,
+    /// The heap's thresholds.
+    pub knobs: Knobs,
     /// Run on a release heap instead of a checked one. The checked heap finds more (every
     /// report is a failure), but release mode has paths of its own (realloc in place, usable size
     /// of the whole slot) that only a release heap runs. Misuse programs are always checked.
@@ -34,6 +141,20 @@ pub struct Step {
     pub thread: u8,
     /// What it does.
     pub op: Op,
+    /// Deterministic mode: start this step at the `at`-th preemption point (an atomic operation
+    /// of the allocator) after the step before it started, suspending whatever step is running
+    /// then; without, or if the steps running first finish sooner, it starts after them.
+    pub at: Option<u16>,
+    /// Deterministic mode: at this step's own `pause`-th preemption point, let the steps it
+    /// interrupted run on (until they end, or wait for a lock it holds) before it continues.
+    pub pause: Option<u16>,
+}
+
+impl Step {
+    /// A step that runs after the steps before it.
+    pub fn new(thread: u8, op: Op) -> Step {
+        Step { thread, op, at: None, pause: None }
+    }
 }
 
 /// An allocator operation. The last five are client misuse, allowed only in misuse programs.
@@ -61,6 +182,10 @@ pub enum Op {
     /// Drop the acting thread's cache and start a fresh one, as a thread exits and another
     /// starts; the blocks it holds stay live.
     EndThread,
+    /// Fork the process as `fork()` would with the heap's fork handlers: the child allocates and
+    /// frees small and large blocks through a new cache and exits; it must not hang (a lock
+    /// held across the fork) nor fail.
+    Fork,
     /// Misuse: free a block, then free it again through thread `by`.
     DoubleFree { slot: BlockId, by: u8 },
     /// Misuse: free a pointer into a buffer the harness owns, `offset` bytes in.
@@ -107,7 +232,7 @@ impl Op {
             | Op::FreeInterior { slot, .. }
             | Op::WriteAfterFree { slot, .. }
             | Op::Overflow { slot, .. } => Some(slot),
-            Op::Alloc { .. } | Op::Calloc { .. } | Op::Flush | Op::EndThread | Op::FreeWild { .. } => None,
+            Op::Alloc { .. } | Op::Calloc { .. } | Op::Flush | Op::EndThread | Op::Fork | Op::FreeWild { .. } => None,
         }
     }
 
@@ -133,7 +258,11 @@ impl Program {
 impl fmt::Display for Program {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let heap = if self.release { "release" } else { "checked" };
-        writeln!(f, "program: {} thread(s), {} step(s), {heap} heap", self.threads, self.steps.len())?;
+        write!(f, "program: {} thread(s), {} step(s), {heap} heap", self.threads, self.steps.len())?;
+        if self.knobs != Knobs::default() {
+            write!(f, ", limits: {}", self.knobs)?;
+        }
+        writeln!(f)?;
         let mut next_block = 0;
         for (i, s) in self.steps.iter().enumerate() {
             write!(f, "{i:4} t{}  ", s.thread)?;
@@ -141,7 +270,14 @@ impl fmt::Display for Program {
                 write!(f, "b{next_block} = ")?;
                 next_block += 1;
             }
-            writeln!(f, "{}", s.op)?;
+            write!(f, "{}", s.op)?;
+            match (s.at, s.pause) {
+                (None, None) => {}
+                (Some(a), None) => write!(f, "  [at point {a}]")?,
+                (None, Some(p)) => write!(f, "  [pause at point {p}]")?,
+                (Some(a), Some(p)) => write!(f, "  [at point {a}, pause at point {p}]")?,
+            }
+            writeln!(f)?;
         }
         Ok(())
     }
@@ -161,6 +297,7 @@ impl fmt::Display for Op {
             Op::Check { slot } => write!(f, "check b{slot}"),
             Op::Flush => write!(f, "flush"),
             Op::EndThread => write!(f, "end thread (new cache)"),
+            Op::Fork => write!(f, "fork (the child allocates, frees and exits)"),
             Op::DoubleFree { slot, by } => write!(f, "MISUSE double free b{slot} (second free by t{by})"),
             Op::FreeWild { offset } => write!(f, "MISUSE free wild pointer (harness buffer + {offset})"),
             Op::FreeInterior { slot, offset } => write!(f, "MISUSE free interior pointer b{slot} + {offset}"),
@@ -189,21 +326,39 @@ impl core::str::FromStr for Program {
         }
         let threads = u8::try_from(n[0]).map_err(|_| err(head, "thread count"))?;
         let release = head.contains("release heap");
+        let knobs = match head.split_once("limits:") {
+            Some((_, words)) => Knobs::parse(words).map_err(|e| err(head, &e))?,
+            None => Knobs::default(),
+        };
         let mut steps = Vec::new();
         for line in lines {
             // "  12 t1  b4 = alloc 100 align 8": index, thread, then the op after any "bN =".
             let mut words = line.split_whitespace();
             let (Some(_index), Some(t)) = (words.next(), words.next()) else { return Err(err(line, "expected a step")) };
             let thread = t.strip_prefix('t').and_then(|x| x.parse().ok()).ok_or_else(|| err(line, "thread"))?;
-            let rest: Vec<&str> = words.collect();
+            let mut rest: Vec<&str> = words.collect();
+            // A trailing "[at point A, pause at point P]" is the step's schedule.
+            let (mut at, mut pause) = (None, None);
+            if let Some(i) = rest.iter().position(|w| w.starts_with('[')) {
+                let sched = rest[i..].join(" ");
+                rest.truncate(i);
+                for part in sched.trim_matches(|c| c == '[' || c == ']').split(',') {
+                    let v = numbers(part).first().and_then(|&v| u16::try_from(v).ok()).ok_or_else(|| err(line, "schedule"))?;
+                    if part.contains("pause") {
+                        pause = Some(v);
+                    } else {
+                        at = Some(v);
+                    }
+                }
+            }
             let rest = match rest.iter().position(|w| *w == "=") {
                 Some(i) => rest[i + 1..].join(" "),
                 None => rest.join(" "),
             };
             let op = parse_op(&rest).ok_or_else(|| err(line, "unknown op"))?;
-            steps.push(Step { thread, op });
+            steps.push(Step { thread, op, at, pause });
         }
-        Ok(Program { threads, release, steps })
+        Ok(Program { threads, knobs, release, steps })
     }
 }
 
@@ -253,6 +408,8 @@ fn parse_op(s: &str) -> Option<Op> {
         Op::Flush
     } else if s.starts_with("end thread") {
         Op::EndThread
+    } else if s.starts_with("fork") {
+        Op::Fork
     } else if s.starts_with("double free") {
         Op::DoubleFree { slot: slot(0)?, by: small(1)? }
     } else if s.starts_with("overflow") {

@@ -3,7 +3,7 @@
 //! programs, not bytes, so the corpora are rewritten whenever the byte format changes.
 
 use crate::decode::EDGE_SIZES;
-use crate::program::{BlockId, Op, Program, Step};
+use crate::program::{BlockId, Knobs, Op, Program, Step};
 
 /// Builds a program step by step, numbering blocks as the decoder does.
 pub struct Builder {
@@ -14,7 +14,7 @@ pub struct Builder {
 impl Builder {
     /// An empty program with `threads` logical threads.
     pub fn new(threads: u8) -> Self {
-        Builder { prog: Program { threads, release: false, steps: Vec::new() }, next: 0 }
+        Builder { prog: Program { threads, knobs: Knobs::default(), release: false, steps: Vec::new() }, next: 0 }
     }
 
     /// Runs the program on a release heap.
@@ -25,7 +25,21 @@ impl Builder {
 
     /// Appends `op` for thread `t`.
     pub fn op(&mut self, t: u8, op: Op) -> &mut Self {
-        self.prog.steps.push(Step { thread: t, op });
+        self.prog.steps.push(Step::new(t, op));
+        self
+    }
+
+    /// Sets the heap thresholds of the program's header.
+    pub fn knobs(&mut self, k: Knobs) -> &mut Self {
+        self.prog.knobs = k;
+        self
+    }
+
+    /// Gives the last step its schedule: start at point `at` of the steps before it, pause at
+    /// its own point `pause`.
+    pub fn sched(&mut self, at: Option<u16>, pause: Option<u16>) -> &mut Self {
+        let s = self.prog.steps.last_mut().expect("a step to schedule");
+        (s.at, s.pause) = (at, pause);
         self
     }
 

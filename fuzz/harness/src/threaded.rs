@@ -12,7 +12,7 @@
 //! enters it just after it is handed out, so the map never holds a block the allocator could
 //! legitimately hand out again.
 
-use crate::interp::{alloc_block, calloc_block, check_block, final_sweep, realloc_block, with_heap, write_block, Failure, HeapUse, Observed};
+use crate::interp::{alloc_block, calloc_block, check_block, final_sweep, fork, realloc_block, with_heap, write_block, Failure, HeapUse, Observed};
 use crate::model::{AddrMap, Block, Violation};
 use crate::pool;
 use crate::program::{BlockId, Op, Program, Step};
@@ -58,7 +58,10 @@ pub fn run_free<P: Observed>(prog: &Program, heap: HeapUse) -> Result<(), Failur
         }
     }
     let blocks = next_id as usize;
-    with_heap::<P, ()>(heap, |heap_mut| {
+    // Allocations on real threads have no budget to fail against: the order in which threads
+    // map regions is up to the OS.
+    let knobs = crate::program::Knobs { max_regions: 0, ..prog.knobs };
+    with_heap::<P, ()>(heap, knobs, |heap_mut| {
         let heap = &*heap_mut;
         let addrs = Mutex::new(AddrMap::default());
         let (txs, rxs): (Vec<Sender<Parcel>>, Vec<Receiver<Parcel>>) = (0..n).map(|_| channel()).unzip();
@@ -82,8 +85,12 @@ pub fn run_free<P: Observed>(prog: &Program, heap: HeapUse) -> Result<(), Failur
         failures.sort_by_key(|f| f.step.unwrap_or(usize::MAX));
         failures.into_iter().next().map_or(Ok(()), Err)?;
         // Every worker dropped its cache on the way out.
-        if let Some(r) = final_sweep(heap_mut).first() {
+        let (reports, verify) = final_sweep(heap_mut);
+        if let Some(r) = reports.first() {
             return Err(Failure::at(None, format!("checked mode reported: {r}")));
+        }
+        if let Some(v) = verify {
+            return Err(Failure::at(None, v));
         }
         let large = heap_mut.stats().large_blocks;
         if large != 0 {
@@ -222,6 +229,7 @@ impl<'h, P: Observed> Worker<'h, '_, P> {
                 self.cache = None;
                 self.cache = Some(self.heap.cache());
             }
+            Op::Fork => fork(self.heap)?,
             _ => unreachable!("misuse ops are refused before the threads start"),
         }
         Ok(())

@@ -12,7 +12,8 @@ trait Programs {
 impl Programs for Rng {
     /// Random bytes shaped to decode: a few allocations first, so that most inputs are accepted.
     fn program_bytes(&mut self, flavor: Flavor) -> Vec<u8> {
-        let mut d = vec![self.next_u64() as u8];
+        // The header's two bytes: threads and release, then the heap's knobs.
+        let mut d = vec![self.next_u64() as u8, self.next_u64() as u8];
         for _ in 0..1 + self.next_u64() % 4 {
             d.extend([self.next_u64() as u8, 0, self.next_u64() as u8 % 11, self.next_u64() as u8, self.next_u64() as u8, 0]);
         }
