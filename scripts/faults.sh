@@ -118,9 +118,10 @@ run_one() {
     local bin t0 t1
     bin="$(binary "$san" "$target")"
     t0=$(date +%s.%N)
-    (cd "$dir" && HAKMEM_FUZZ_REPRO_DIR="$art" "$bin" "$corpus" -seed="$seed" -max_total_time="$deadline" \
-        -timeout="$timeout" -dict="$ROOT/corpora/hakmem.dict" -artifact_prefix="$art/" -print_final_stats=1) \
-        >"$dir/log" 2>&1
+    # A hard limit too: a sanitizer's death in the middle of libFuzzer's own timeout can hang.
+    (cd "$dir" && HAKMEM_FUZZ_REPRO_DIR="$art" timeout -k 5 $((deadline + 30)) "$bin" "$corpus" -seed="$seed" \
+        -max_total_time="$deadline" -timeout="$timeout" -dict="$ROOT/corpora/hakmem.dict" -artifact_prefix="$art/" \
+        -print_final_stats=1) >"$dir/log" 2>&1
     t1=$(date +%s.%N)
     local secs artifact
     secs="$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')"
@@ -128,22 +129,31 @@ run_one() {
     if [ -n "$artifact" ]; then echo "found $secs $artifact"; else echo "missed $secs -"; fi
 }
 
-# Steps of the minimized finding of TARGET in FILE (via cargo fuzz tmin with the same build).
+# Steps of the minimized finding in FILE: the harness's structure-aware minimizer (the fuzz
+# build's configuration), then the minimized input confirmed by the fuzz binary itself. A
+# free-running finding is minimized as the deterministic program it is (or its saved
+# deterministic reproducer).
 minimize() {
     local det="$1" fault="$2" file="$3" dir="$4" target san=address
     case "$det" in tsan) target=free_running; san=thread ;; watchdog) target=free_running ;; *) target="$det" ;; esac
-    local min="$dir/minimized"
-    local bin
-    bin="$(binary "$san" "$target")"
-    # libFuzzer's -minimize_crash, as cargo fuzz tmin runs it, with the same binary.
-    (cd "$dir" && "$bin" -minimize_crash=1 -runs=400 -timeout=10 -exact_artifact_path="$min" "$file") >"$dir/tmin.log" 2>&1
-    [ -s "$min" ] || min="$file"
-    local listing
-    listing="$(target/release/replay --list --target "$target" "$min" 2>/dev/null | head -1)"
-    awk '{ for (i = 1; i < NF; i++) if ($(i+1) ~ /^step/) { print $i; exit } }' <<<"$listing"
+    local repro
+    repro="$(ls "$dir/artifacts"/deterministic-repro-* 2>/dev/null | head -1)"
+    [ -n "$repro" ] && { file="$repro"; target=deterministic; san=address; }
+    [ "$target" = free_running ] && target=deterministic
+    cp "$file" "$dir/finding"
+    timeout 300 "$REPLAY" --minimize --secs 60 --target "$target" "$dir/finding" >"$dir/tmin.log" 2>&1
+    [ -s "$dir/finding.min" ] || { echo "?"; return; }
+    local steps
+    steps="$(awk '/^minimized from/ { print $5 }' "$dir/tmin.log")"
+    if [ "$san" = address ] && ! timeout 60 "$(binary address "$target")" "$dir/finding.min" >"$dir/confirm.log" 2>&1; then
+        echo "$steps"
+    else
+        echo "$steps (does not fail in the fuzz build!)"
+    fi
 }
 
-cargo build -q --release -p hakmem-fuzz --bin replay || exit 2
+REPLAY="$ROOT/target/fuzz-replay/replay"
+cargo build -q --profile fuzz-replay -p hakmem-fuzz --bin replay || exit 2
 
 TABLE="$OUT/table.txt"
 : >"$TABLE"
@@ -186,7 +196,7 @@ for e in "${ENTRIES[@]}"; do
             median="$(printf '%s\n' "${times[@]}" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }') s"
             worst="$(printf '%s\n' "${times[@]}" | sort -g | tail -1) s"
             if [ $TMIN = 1 ]; then
-                steps="$(minimize "$det" "$name" "$firstfile" "$OUT/$name/$det/run1")"
+                steps="$(minimize "$det" "$name" "$firstfile" "$(dirname "$(dirname "$firstfile")")")"
                 [ -n "$steps" ] && steps="$steps steps" || steps="?"
             fi
         fi

@@ -573,14 +573,27 @@ pub(crate) unsafe fn region_released(r: *mut SmallRegion) -> *mut u8 {
     }
 }
 
-/// Detaches a region's shadow map, when the region goes with its heap (or a reset): the caller
-/// gives the mapping back (null if the region had none).
+/// Detaches a region's shadow map, when the region goes with its heap (or a reset), zeroed
+/// again: the caller gives the mapping back (null if the region had none).
 ///
 /// # Safety
 /// `r` is a live checked region that is being unmapped.
 pub(crate) unsafe fn region_dropped(r: *mut SmallRegion) -> *mut u8 {
-    // SAFETY: per the contract; the shadow was given by region_created.
-    unsafe { core::mem::replace(&mut (*r).shadow, null_mut()) }
+    // SAFETY: per the contract; the shadow was given by region_created. Only the carved slots'
+    // entries and each slab's geometry were ever written: clearing those is cheaper than
+    // asking the kernel which of its thousand pages were touched.
+    unsafe {
+        if !(*r).shadow.is_null() {
+            for slab in 0..SLABS_PER_REGION {
+                let at = Place { region: r, slab, start: SmallRegion::slab_span(r, slab).0.addr() };
+                if at.geometry().is_some() || at.carved() > 0 {
+                    at.forget_slots();
+                    at.shadow().geometry[slab].store(0, Relaxed);
+                }
+            }
+        }
+        core::mem::replace(&mut (*r).shadow, null_mut())
+    }
 }
 
 /// A reset heap's check state: no regions, operation numbers from the start, no recorded

@@ -365,22 +365,35 @@ impl<P: Policy> Heap<P> {
                 return os::unmap(r.cast(), REGION_SIZE, REGION_SIZE);
             }
             crate::asan::unpoison(r.cast(), REGION_SIZE);
-            // The header (written whole), and each run of slabs that may hold non-zero bytes:
-            // the others are untouched or were purged.
-            let mut dirty = (*r).dirty;
-            r.cast::<u8>().write_bytes(0, SMALL_HEADER);
-            while dirty != 0 {
-                let first = dirty.trailing_zeros() as usize;
-                let end = first + (dirty >> first).trailing_ones() as usize;
-                let (start, _) = SmallRegion::slab_span(r, first);
+            // Each slab that may hold non-zero bytes, up to the end of what it ever carved (no
+            // byte beyond it was written: the allocator writes only carved slots, the client
+            // only handed-out ones), then the header, written whole. The other slabs are
+            // untouched or were purged.
+            let mut ends = [0usize; crate::layout::SLABS_PER_REGION];
+            let dirty = (*r).dirty;
+            for (i, e) in ends.iter_mut().enumerate() {
+                if dirty & (1 << i) != 0 {
+                    *e = SmallRegion::touched_end(r, i);
+                }
+            }
+            let mut runs = dirty;
+            while runs != 0 {
+                let first = runs.trailing_zeros() as usize;
+                let end = first + (runs >> first).trailing_ones() as usize;
                 // FAULT fault-spare-skips-last-run (spare mappings): the last slab of a run of
                 // two or more is left as it was.
-                let last = if cfg!(feature = "fault-spare-skips-last-run") && end - first > 1 { end - 2 } else { end - 1 };
-                let (_, limit) = SmallRegion::slab_span(r, last);
-                os::zero_resident(start, limit.addr() - start.addr());
+                let last = if cfg!(feature = "fault-spare-skips-last-run") && end - first > 1 { end - 1 } else { end };
+                for (i, &e) in ends.iter().enumerate().take(last).skip(first) {
+                    let (start, _) = SmallRegion::slab_span(r, i);
+                    let stop = r.cast::<u8>().add(e);
+                    if stop > start {
+                        start.write_bytes(0, stop.addr() - start.addr());
+                    }
+                }
                 // The run and every bit below it are done.
-                dirty = if end == 64 { 0 } else { dirty & (u64::MAX << end) };
+                runs = if end == 64 { 0 } else { runs & (u64::MAX << end) };
             }
+            r.cast::<u8>().write_bytes(0, SMALL_HEADER);
             spares.keep(r.cast(), REGION_SIZE, REGION_SIZE);
         }
     }
@@ -744,6 +757,7 @@ impl<P: Policy> Heap<P> {
             (*slab).owner.store(NO_OWNER, Relaxed);
             let r = SmallRegion::of_slab(slab);
             let i = SmallRegion::index_of(r, slab);
+            (*r).touched[i] = SmallRegion::touched_end(r, i) as u32;
             let bit = 1u64 << i;
             if (*r).pooled == 0 {
                 st.avail.push_front(r);
@@ -810,6 +824,7 @@ impl<P: Policy> Heap<P> {
                     let (start, limit) = SmallRegion::slab_span(r, i);
                     os::purge(start, limit.addr() - start.addr());
                     (*r).dirty &= !(1 << i);
+                    (*r).touched[i] = 0;
                     st.dirty_pooled -= 1;
                     self.stats.purges.fetch_add(1, Relaxed);
                 }
@@ -1064,18 +1079,17 @@ impl<P: Policy> Heap<P> {
 }
 
 /// Gives a checked region's shadow map (from [`check::region_released`] or
-/// [`check::region_dropped`]; null if it had none) back to the OS or the spares, zeroed.
+/// [`check::region_dropped`], which zeroed it; null if it had none) back to the OS or the spares.
 ///
 /// # Safety
-/// `shadow` is a shadow mapping nothing uses any more.
+/// `shadow` is a zeroed shadow mapping nothing uses any more.
 unsafe fn give_back_shadow(shadow: *mut u8, spares: &mut os::Spares) {
     if shadow.is_null() {
         return;
     }
-    // SAFETY: per the contract; a shadow is never poisoned.
+    // SAFETY: per the contract.
     unsafe {
         if spares.keeps(check::SHADOW_BYTES) {
-            os::zero_resident(shadow, check::SHADOW_BYTES);
             spares.keep(shadow, check::SHADOW_BYTES, PAGE);
         } else {
             os::unmap(shadow, check::SHADOW_BYTES, PAGE);

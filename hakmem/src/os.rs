@@ -195,7 +195,7 @@ pub unsafe fn grow_in_place(p: *mut u8, old: usize, new: usize) -> bool {
 }
 
 /// Most mappings a [`Spares`] keeps (taking one searches them in turn).
-pub const SPARES_MAX: usize = 64;
+pub const SPARES_MAX: usize = 256;
 
 /// Mappings given back but kept, zeroed, to stand in for new ones of exactly the same size and
 /// alignment. A spare reads as zero and, in ASan builds, has a clear shadow, as a new mapping

@@ -47,6 +47,9 @@ pub struct SmallRegion {
     pub dirty: u64,
     /// Checked heaps: the region's shadow map (a separate mapping), else null.
     pub shadow: *mut u8,
+    /// Per slab, the end (as an offset in the region) of the slots it ever carved while
+    /// pooled since it was last clean: what a spare must zero (see `touched_end`).
+    pub touched: [u32; SLABS_PER_REGION],
     /// Per-slab metadata.
     pub slabs: [Slab; SLABS_PER_REGION],
 }
@@ -114,6 +117,7 @@ impl SmallRegion {
             (&raw mut (*r).avail_links).write(Links::new());
             (&raw mut (*r).pooled).write(usable & ALL_SLABS);
             (&raw mut (*r).dirty).write(0);
+            (&raw mut (*r).touched).write([0; SLABS_PER_REGION]);
             let slabs = (&raw mut (*r).slabs).cast::<Slab>();
             for i in 0..SLABS_PER_REGION {
                 slabs.add(i).write(Slab::unassigned());
@@ -144,6 +148,24 @@ impl SmallRegion {
     /// The region that holds the metadata `slab`.
     pub fn of_slab(slab: *mut Slab) -> *mut SmallRegion {
         crate::layout::region_base(slab.cast()).cast()
+    }
+
+    /// The end, as an offset in the region, of the bytes slab `i` may have written since it
+    /// was last clean: the furthest it carved, in any class it served. A slab out of the pool
+    /// (owned or abandoned) has its current carving too.
+    ///
+    /// # Safety
+    /// `this` must be a live small region and `i < SLABS_PER_REGION`.
+    pub unsafe fn touched_end(this: *mut SmallRegion, i: usize) -> usize {
+        // SAFETY: per the contract.
+        unsafe {
+            let s = (&raw mut (*this).slabs).cast::<Slab>().add(i);
+            let mut end = (*this).touched[i] as usize;
+            if (*this).pooled & (1 << i) == 0 && !(*s).local.bump.is_null() {
+                end = end.max((*s).local.bump.addr() - this.addr());
+            }
+            end
+        }
     }
 
     /// The byte range slab `i` may fill with slots.

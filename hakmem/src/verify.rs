@@ -53,19 +53,20 @@ impl Sweep {
 }
 
 /// A slab's slots on one list (free list or remote queue), walked with every link checked to
-/// name a carved slot of the slab before it is followed. Returns them, or None after a report.
+/// name a carved slot of the slab before it is followed. Returns how many (pushing them onto
+/// `out` if given), or None after a report.
 ///
 /// # Safety
 /// `first` heads a list of `slab` (slab `i` of the live region `r`, policy `P`) that nothing
 /// changes meanwhile.
-unsafe fn walk<P: Policy>(sw: &mut Sweep, r: *mut SmallRegion, i: usize, slab: *mut Slab, first: Option<BasePtr>, what: &'static str) -> Option<Vec<BasePtr>> {
+unsafe fn walk<P: Policy>(sw: &mut Sweep, r: *mut SmallRegion, i: usize, slab: *mut Slab, first: Option<BasePtr>, what: &'static str, mut out: Option<&mut Vec<BasePtr>>) -> Option<usize> {
     // SAFETY: per the contract; every slot is checked to lie in the slab before its link is read.
     unsafe {
         let local = &(*slab).local;
         let (start, _) = SmallRegion::slab_span(r, i);
         let size = local.slot_size as usize;
         let carved = (local.bump.addr() - start.addr()) / size.max(1);
-        let mut out = Vec::new();
+        let mut n = 0;
         let mut cur = first;
         while let Some(b) = cur {
             let a = b.as_ptr().addr();
@@ -73,14 +74,17 @@ unsafe fn walk<P: Policy>(sw: &mut Sweep, r: *mut SmallRegion, i: usize, slab: *
                 sw.bad(a, Some((r, i)), Some(local.class as usize), what, 0, a as u64);
                 return None;
             }
-            if out.len() == carved {
+            if n == carved {
                 sw.bad(a, Some((r, i)), Some(local.class as usize), "a slab's list is longer than its carved slots (a cycle?)", carved as u64, carved as u64 + 1);
                 return None;
             }
-            out.push(b);
+            n += 1;
+            if let Some(out) = out.as_deref_mut() {
+                out.push(b);
+            }
             cur = b.link::<P>();
         }
-        Some(out)
+        Some(n)
     }
 }
 
@@ -92,17 +96,19 @@ impl<P: Policy> Heap<P> {
     /// its carved slots minus its free ones; the pool's counters true. `live_in(start, end)`,
     /// if given, says how many blocks the caller holds in `[start, end)`: then every slot
     /// handed out must be one of them, queued, or pending in a cache (a slot in no list and
-    /// not live is lost). Checked heaps: each slot's shadow state agrees with the list it is on.
+    /// not live is lost). Checked heaps, with `shadow`: each slot's shadow state agrees with the
+    /// list it is on, and the shadow's counts with the slab's (a pass over every carved slot's
+    /// entry, so the costliest part: the fuzz harness does it at the end of each program).
     ///
     /// # Safety
     /// Nothing may use the heap (no cache, on any thread) during the call.
-    pub unsafe fn verify(&self, live_in: Option<&dyn Fn(usize, usize) -> usize>) -> Vec<Report> {
+    pub unsafe fn verify(&self, live_in: Option<&dyn Fn(usize, usize) -> usize>, shadow: bool) -> Vec<Report> {
         let mut sw = Sweep { reports: Vec::new() };
         let st = self.state.lock();
         // SAFETY: per the contract, nothing changes the lists while they are read.
         unsafe {
             let (places, pending) = self.caches_and_abandoned(&st, &mut sw);
-            self.regions(&st, &places, &pending, live_in, &mut sw);
+            self.regions(&st, &places, &pending, live_in, shadow, &mut sw);
             large(&st, &mut sw);
         }
         sw.reports
@@ -185,7 +191,7 @@ impl<P: Policy> Heap<P> {
     ///
     /// # Safety
     /// As for [`Heap::verify`].
-    unsafe fn regions(&self, st: &State, places: &HashMap<usize, Place>, pending: &HashMap<usize, u32>, live_in: Option<&dyn Fn(usize, usize) -> usize>, sw: &mut Sweep) {
+    unsafe fn regions(&self, st: &State, places: &HashMap<usize, Place>, pending: &HashMap<usize, u32>, live_in: Option<&dyn Fn(usize, usize) -> usize>, shadow: bool, sw: &mut Sweep) {
         let (mut empty, mut dirty_pooled) = (0, 0);
         // SAFETY: per the contract.
         unsafe {
@@ -216,7 +222,7 @@ impl<P: Policy> Heap<P> {
                         (SlabState::Pool, _) => sw.bad(s.addr(), at, Some(l.class as usize), "a slab out of the pool is marked pooled", SlabState::Owned as u64, l.state as u64),
                         _ => sw.bad(s.addr(), at, Some(l.class as usize), "a slab out of the pool is in no live cache's lists nor the abandoned ones", 1, 0),
                     }
-                    self.slab(r, i, s, pending.get(&s.addr()).copied().unwrap_or(0), live_in, sw);
+                    self.slab(r, i, s, pending.get(&s.addr()).copied().unwrap_or(0), live_in, shadow, sw);
                 }
             }
             let avail = nodes(&st.avail);
@@ -243,7 +249,8 @@ impl<P: Policy> Heap<P> {
     ///
     /// # Safety
     /// As for [`Heap::verify`]; `s` is slab `i` of the live region `r`.
-    unsafe fn slab(&self, r: *mut SmallRegion, i: usize, s: *mut Slab, pending: u32, live_in: Option<&dyn Fn(usize, usize) -> usize>, sw: &mut Sweep) {
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn slab(&self, r: *mut SmallRegion, i: usize, s: *mut Slab, pending: u32, live_in: Option<&dyn Fn(usize, usize) -> usize>, shadow: bool, sw: &mut Sweep) {
         // SAFETY: per the contract.
         unsafe {
             let at = Some((r, i));
@@ -258,21 +265,25 @@ impl<P: Policy> Heap<P> {
                 return sw.bad(s.addr(), at, Some(class), "a slab's carved or whole-slot bounds lie outside it", limit.addr() as u64, l.end.addr() as u64);
             }
             let carved = (l.bump.addr() - start.addr()) / size;
-            let Some(free) = walk::<P>(sw, r, i, s, l.free, "a free-list link names no carved slot of its slab") else { return };
-            let Some(queued) = walk::<P>(sw, r, i, s, (*s).remote.peek(), "a remote-queue link names no carved slot of its slab") else { return };
-            if l.used as usize + free.len() != carved {
-                return sw.bad(s.addr(), at, Some(class), "a slab's count of handed-out slots is not its carved slots minus its free ones", (carved - free.len().min(carved)) as u64, l.used as u64);
+            let keep = P::CHECKED && shadow;
+            let (mut free, mut queued) = (Vec::new(), Vec::new());
+            let what = "a free-list link names no carved slot of its slab";
+            let Some(nfree) = walk::<P>(sw, r, i, s, l.free, what, keep.then_some(&mut free)) else { return };
+            let what = "a remote-queue link names no carved slot of its slab";
+            let Some(nqueued) = walk::<P>(sw, r, i, s, (*s).remote.peek(), what, keep.then_some(&mut queued)) else { return };
+            if l.used as usize + nfree != carved {
+                return sw.bad(s.addr(), at, Some(class), "a slab's count of handed-out slots is not its carved slots minus its free ones", (carved - nfree.min(carved)) as u64, l.used as u64);
             }
-            let handed = (l.used as usize).checked_sub(queued.len() + pending as usize);
+            let handed = (l.used as usize).checked_sub(nqueued + pending as usize);
             if let Some(live_in) = live_in {
                 let live = live_in(start.addr(), limit.addr());
                 if handed != Some(live) {
                     sw.bad(s.addr(), at, Some(class), "slots handed out are neither live, queued nor pending (lost), or live blocks are counted free", live as u64, handed.map_or(u64::MAX, |h| h as u64));
                 }
             } else if handed.is_none() {
-                sw.bad(s.addr(), at, Some(class), "a slab has more slots queued and pending than handed out", l.used as u64, (queued.len() + pending as usize) as u64);
+                sw.bad(s.addr(), at, Some(class), "a slab has more slots queued and pending than handed out", l.used as u64, (nqueued + pending as usize) as u64);
             }
-            if P::CHECKED {
+            if keep {
                 self.shadow(r, i, class, carved, &free, &queued, handed, sw);
             }
         }
@@ -403,14 +414,14 @@ mod tests {
         let c = heap.cache();
         drop(c);
         // SAFETY: no cache is in use during the sweep.
-        assert_eq!(unsafe { heap.verify(Some(&counter(&live))) }, vec![]);
+        assert_eq!(unsafe { heap.verify(Some(&counter(&live)), true) }, vec![]);
         drop(a); // its slabs with live blocks are abandoned
-        assert_eq!(unsafe { heap.verify(Some(&counter(&live))) }, vec![]);
+        assert_eq!(unsafe { heap.verify(Some(&counter(&live)), true) }, vec![]);
         for p in live.drain(..) {
             unsafe { b.free(p) };
         }
         drop(b);
-        assert_eq!(unsafe { heap.verify(Some(&counter(&live))) }, vec![]);
+        assert_eq!(unsafe { heap.verify(Some(&counter(&live)), true) }, vec![]);
     }
 
     #[test]
@@ -428,7 +439,7 @@ mod tests {
         let Block::Small(slab, _) = (unsafe { locate::<Release>(p) }) else { unreachable!() };
         // As if q had been lost (failure 6): handed out, on no list, and not one the caller holds.
         let live = [p];
-        let r = unsafe { heap.verify(Some(&counter(&live))) };
+        let r = unsafe { heap.verify(Some(&counter(&live)), true) };
         assert_eq!(r.len(), 1, "{r:#?}");
         assert!(r[0].detail.contains("lost"), "{}", r[0]);
         unsafe { c.free(p) };
@@ -436,10 +447,10 @@ mod tests {
         let class = unsafe { (*slab).local.class } as usize;
         let inner = c.inner_for_tests();
         let saved = inner.forget_bin(class);
-        let r = unsafe { heap.verify(Some(&counter(&[q]))) };
+        let r = unsafe { heap.verify(Some(&counter(&[q])), true) };
         assert!(r.iter().any(|r| r.detail.contains("in no live cache's lists")), "{r:#?}");
         inner.restore_bin(class, saved);
         unsafe { c.free(q) };
-        assert_eq!(unsafe { heap.verify(Some(&counter(&[]))) }, vec![]);
+        assert_eq!(unsafe { heap.verify(Some(&counter(&[])), true) }, vec![]);
     }
 }

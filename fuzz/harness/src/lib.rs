@@ -13,10 +13,12 @@
 //! - free-running mode on real threads: [`threaded`], on the threads of a [`pool`];
 //! - the entry points every fuzz target calls (libFuzzer and AFL alike): [`fuzz_deterministic`],
 //!   [`fuzz_free_running`], [`fuzz_misuse`] below;
-//! - seed programs for the corpora: [`seeds`]; the `replay` and `seed` binaries in `src/bin/`.
+//! - seed programs for the corpora: [`seeds`]; the `replay` and `seed` binaries in `src/bin/`;
+//!   the structure-aware minimizer `just tmin` runs: [`minimize`].
 
 pub mod decode;
 pub mod interp;
+pub mod minimize;
 pub mod misuse;
 pub mod model;
 pub mod pool;

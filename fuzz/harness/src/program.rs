@@ -182,9 +182,8 @@ pub enum Op {
     /// Drop the acting thread's cache and start a fresh one, as a thread exits and another
     /// starts; the blocks it holds stay live.
     EndThread,
-    /// Fork the process as `fork()` would with the heap's fork handlers: the child allocates and
-    /// frees small and large blocks through a new cache and exits; it must not hang (a lock
-    /// held across the fork) nor fail.
+    /// Run the heap's fork handlers as `fork()` would; at the moment the process would be copied,
+    /// no other logical thread may hold a heap lock (the child would inherit it locked).
     Fork,
     /// Misuse: free a block, then free it again through thread `by`.
     DoubleFree { slot: BlockId, by: u8 },
@@ -297,7 +296,7 @@ impl fmt::Display for Op {
             Op::Check { slot } => write!(f, "check b{slot}"),
             Op::Flush => write!(f, "flush"),
             Op::EndThread => write!(f, "end thread (new cache)"),
-            Op::Fork => write!(f, "fork (the child allocates, frees and exits)"),
+            Op::Fork => write!(f, "fork"),
             Op::DoubleFree { slot, by } => write!(f, "MISUSE double free b{slot} (second free by t{by})"),
             Op::FreeWild { offset } => write!(f, "MISUSE free wild pointer (harness buffer + {offset})"),
             Op::FreeInterior { slot, offset } => write!(f, "MISUSE free interior pointer b{slot} + {offset}"),

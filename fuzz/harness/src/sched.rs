@@ -119,7 +119,35 @@ struct Active {
     points: u32,
     status: Status,
     /// Locks it holds, in the order taken.
-    held: Vec<(usize, LockClass)>,
+    held: Held,
+}
+
+/// The locks a step holds, in the order taken (hakmem nests three at most: no allocation, as a
+/// vector's first push was, once per step).
+#[derive(Clone, Copy, Default)]
+struct Held {
+    locks: [(usize, Option<LockClass>); 4],
+    len: usize,
+}
+
+impl Held {
+    fn iter(&self) -> impl Iterator<Item = (usize, LockClass)> + '_ {
+        self.locks[..self.len].iter().map(|&(a, c)| (a, c.unwrap_or(LockClass::Other)))
+    }
+    fn push(&mut self, addr: usize, class: LockClass) {
+        assert!(self.len < self.locks.len(), "hakmem-fuzz: more than four locks held at once");
+        self.locks[self.len] = (addr, Some(class));
+        self.len += 1;
+    }
+    fn remove(&mut self, addr: usize) {
+        if let Some(i) = self.locks[..self.len].iter().rposition(|&(a, _)| a == addr) {
+            self.locks.copy_within(i + 1..self.len, i);
+            self.len -= 1;
+        }
+    }
+    fn first(&self) -> Option<LockClass> {
+        self.iter().next().map(|(_, c)| c)
+    }
 }
 
 /// The last write to a plain location: by which thread, at which of its clock's ticks, in
@@ -133,10 +161,6 @@ struct Write {
 
 struct State {
     info: Vec<StepInfo>,
-    /// The context allowed to run.
-    turn: usize,
-    /// Everyone unwinds: the run failed while steps were suspended.
-    abort: bool,
     failure: Option<Failure>,
     stop: bool,
     /// The next step to start.
@@ -146,8 +170,6 @@ struct State {
     active: Vec<Active>,
     /// Worker contexts are numbered from 1.
     next_ctx: usize,
-    /// Worker jobs not yet ended.
-    jobs: usize,
     track: bool,
     clocks: [Clock; MAX_THREADS as usize],
     /// Release clocks of atomic locations.
@@ -161,38 +183,118 @@ struct State {
     workers: Vec<Sender<Task>>,
 }
 
-/// One run's scheduler, shared by its contexts.
+/// What changes hands between contexts: under the mutex.
+struct Baton {
+    /// The context allowed to run, and so to touch [`State`].
+    turn: usize,
+    /// Everyone unwinds: the run failed while steps were suspended.
+    abort: bool,
+    /// Worker jobs not yet ended.
+    jobs: usize,
+    /// Contexts waiting on `wake` (without any, a notify would be a system call for nothing,
+    /// once per step).
+    parked: usize,
+}
+
+/// One run's scheduler, shared by its contexts. Exactly one context runs at a time: the one
+/// holding the turn, which alone reads and writes `state`, without a lock (an atomic operation
+/// of the allocator is a hook call; locking there was most of the scheduler's cost). The turn
+/// passes only through `baton`'s mutex, whose release and acquire order every access to
+/// `state` by one context before every access by the next.
 struct Shared {
-    state: Mutex<State>,
+    baton: Mutex<Baton>,
     wake: Condvar,
+    state: std::cell::UnsafeCell<State>,
+}
+
+// SAFETY: `state` is only touched by the context holding the turn (see the type's docs).
+unsafe impl Sync for Shared {}
+
+impl Shared {
+    /// The state, for the context holding the turn.
+    ///
+    /// # Safety
+    /// The caller holds the turn, and no other reference from this call is live.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn st(&self) -> &mut State {
+        // SAFETY: per the contract.
+        unsafe { &mut *self.state.get() }
+    }
+
+    fn baton(&self) -> MutexGuard<'_, Baton> {
+        self.baton.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Wakes the parked contexts, if any.
+    fn notify(&self, b: &Baton) {
+        if b.parked > 0 {
+            self.wake.notify_all();
+        }
+    }
+
+    /// Waits until `until` holds of the baton.
+    fn park<'a>(&'a self, mut b: MutexGuard<'a, Baton>, until: impl Fn(&Baton) -> bool) -> MutexGuard<'a, Baton> {
+        while !until(&b) {
+            b.parked += 1;
+            b = self.wake.wait(b).unwrap_or_else(PoisonError::into_inner);
+            b.parked -= 1;
+        }
+        b
+    }
+
+    /// Gives the turn to `to` and parks `me` until it has the turn again; unwinds it if the run
+    /// is aborted meanwhile.
+    fn switch(&self, to: usize, me: usize) {
+        let mut b = self.baton();
+        b.turn = to;
+        self.notify(&b);
+        let b = self.park(b, |b| b.turn == me || b.abort);
+        if b.abort {
+            drop(b);
+            resume_unwind(Box::new(AbortRun));
+        }
+    }
+
+    /// Gives the turn to `to` for good (the caller's step has ended).
+    fn give(&self, to: usize) {
+        let mut b = self.baton();
+        b.turn = to;
+        self.notify(&b);
+    }
+
+    /// Aborts the run: every parked context unwinds.
+    fn abort(&self) {
+        let mut b = self.baton();
+        b.abort = true;
+        self.notify(&b);
+    }
 }
 
 /// The unwinding payload that ends a context's step when the run is aborted.
 struct AbortRun;
 
 thread_local! {
+    /// The happens-before maps of the last run on this thread, emptied, for the next: growing
+    /// them anew each run was a tenth of an input's time under ASan.
+    static MAPS: std::cell::RefCell<(AddrMap<Clock>, AddrMap<Write>)> = std::cell::RefCell::new(Default::default());
     /// The scheduler of the run this thread is a context of, and its context number.
     static CURRENT: Cell<(*const Shared, usize)> = const { Cell::new((core::ptr::null(), 0)) };
 }
 
-fn lock(s: &Shared) -> MutexGuard<'_, State> {
-    s.state.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 /// The run this thread is a context of, if it is running a step now.
 fn current() -> Option<(&'static Shared, usize)> {
-    if std::thread::panicking() {
+    let (p, ctx) = CURRENT.with(Cell::get);
+    if p.is_null() || std::thread::panicking() {
         return None;
     }
-    let (p, ctx) = CURRENT.with(Cell::get);
     // SAFETY: a context's pointer is set while its run is live (the run waits for every
     // context to leave before its Shared goes).
-    (!p.is_null()).then(|| (unsafe { &*p }, ctx))
+    Some((unsafe { &*p }, ctx))
 }
 
 impl State {
-    fn me(&mut self, ctx: usize) -> Option<&mut Active> {
-        self.active.iter_mut().find(|a| a.ctx == ctx && a.status == Status::Running)
+    fn me(&mut self, ctx: usize) -> Option<usize> {
+        self.active.iter().position(|a| a.ctx == ctx && a.status == Status::Running)
     }
 
     /// Whether step `j` may start while the active steps run.
@@ -210,10 +312,10 @@ impl State {
         ready.or_else(|| self.active.iter().rposition(|a| a.status == Status::Paused))
     }
 
-    /// Hands the turn to active step `k`.
-    fn resume(&mut self, k: usize) {
+    /// Marks active step `k` running and returns its context, to give the turn to.
+    fn resume(&mut self, k: usize) -> usize {
         self.active[k].status = Status::Running;
-        self.turn = self.active[k].ctx;
+        self.active[k].ctx
     }
 
     fn fail(&mut self, f: Failure) {
@@ -222,15 +324,9 @@ impl State {
         }
     }
 
-    /// Fails the run at once, waking every context to unwind.
-    fn abort(&mut self, f: Failure) {
-        self.fail(f);
-        self.abort = true;
-    }
-
     /// Who holds the lock at `addr`.
     fn holder(&self, addr: usize) -> Option<usize> {
-        self.active.iter().position(|a| a.held.iter().any(|&(l, _)| l == addr))
+        self.active.iter().position(|a| a.held.iter().any(|(l, _)| l == addr))
     }
 
     fn name(&self, k: usize) -> String {
@@ -242,61 +338,47 @@ impl State {
     }
 }
 
-/// Parks context `ctx` until it has the turn; unwinds it if the run is aborted.
-fn wait_turn<'a>(s: &'a Shared, mut st: MutexGuard<'a, State>, ctx: usize) -> MutexGuard<'a, State> {
-    s.wake.notify_all();
-    while st.turn != ctx && !st.abort {
-        st = s.wake.wait(st).unwrap_or_else(PoisonError::into_inner);
-    }
-    if st.abort {
-        drop(st);
-        resume_unwind(Box::new(AbortRun));
-    }
-    st
-}
-
 /// The hooks hakmem reports to (installed once per process).
 static HOOKS: Hooks = Hooks { atomic: on_atomic, plain: on_plain, lock: on_lock };
 
 fn on_atomic(addr: usize, access: Access) {
     let Some((s, ctx)) = current() else { return };
-    let mut st = lock(s);
-    let Some(me) = st.me(ctx) else { return };
-    me.points += 1;
-    let (step, thread, points) = (me.step, me.thread, me.points);
+    // SAFETY: this context runs a step, so it holds the turn.
+    let st = unsafe { s.st() };
+    let Some(k) = st.me(ctx) else { return };
+    st.active[k].points += 1;
+    let (step, thread, points) = (st.active[k].step, st.active[k].thread, st.active[k].points);
     if st.track {
         if let Some(t) = thread {
-            track_atomic(&mut st, t as usize, addr, access);
+            track_atomic(st, t as usize, addr, access);
         }
     }
     st.since += 1;
-    let n = st.info.len();
     if st.info[step].pause == Some(points as u16) && st.pick().is_some() {
-        let k = st.active.iter().position(|a| a.ctx == ctx).expect("me");
         st.active[k].status = Status::Paused;
         let next = st.pick().expect("another step to run");
-        st.resume(next);
-        let st = wait_turn(s, st, ctx);
-        drop(st);
+        let to = st.resume(next);
+        s.switch(to, ctx);
         return;
     }
+    let n = st.info.len();
     if !st.stop && st.next < n && st.info[st.next].at == Some(st.since as u16) && st.independent(st.next) {
-        let k = st.active.iter().position(|a| a.ctx == ctx).expect("me");
         st.active[k].status = Status::Ready;
-        start_on_worker(s, &mut st);
-        let st = wait_turn(s, st, ctx);
-        drop(st);
+        let to = start_on_worker(s, st);
+        s.switch(to, ctx);
     }
 }
 
 fn track_atomic(st: &mut State, t: usize, addr: usize, access: Access) {
     let (read, write, rmw) = match access {
+        Access::Load(Ordering::Relaxed) | Access::Store(Ordering::Relaxed) => return,
         Access::Load(o) => (Some(o), None, false),
         Access::Store(o) => (None, Some(o), false),
         Access::Rmw(o) => (Some(o), Some(o), true),
     };
     if read.is_some_and(acquires) {
-        if let Some(c) = st.released.get(&addr).copied() {
+        if let Some(c) = st.released.get(&addr) {
+            let c = *c;
             join(&mut st.clocks[t], &c);
         }
     }
@@ -310,11 +392,11 @@ fn track_atomic(st: &mut State, t: usize, addr: usize, access: Access) {
                 *c = mine;
             }
             st.clocks[t][t] += 1;
-        } else if !rmw {
-            // A relaxed store ends the release sequence; a relaxed read-modify-write continues it.
-            st.released.remove(&addr);
         }
     }
+    // (A relaxed store ends the release sequence: see `on_atomic`'s early return, which keeps
+    // the clock instead. That only ever adds happens-before, so it can hide a race but not
+    // make one up; hakmem publishes nothing by a release store followed by a relaxed one.)
 }
 
 /// A plain access by thread `t` in `step`: a race unless `t` has synchronized with the last
@@ -343,13 +425,14 @@ fn track_plain(st: &mut State, t: u8, step: usize, addr: usize, write: bool, wha
 
 fn on_plain(addr: usize, write: bool) {
     let Some((s, ctx)) = current() else { return };
-    let mut st = lock(s);
+    // SAFETY: as in on_atomic.
+    let st = unsafe { s.st() };
     if !st.track {
         return;
     }
-    let Some(me) = st.me(ctx) else { return };
-    let (step, Some(t)) = (me.step, me.thread) else { return };
-    track_plain(&mut st, t, step, addr, write, &|| describe_link(addr));
+    let Some(k) = st.me(ctx) else { return };
+    let (step, Some(t)) = (st.active[k].step, st.active[k].thread) else { return };
+    track_plain(st, t, step, addr, write, &|| describe_link(addr));
 }
 
 /// A free-list link's place, for race reports.
@@ -361,8 +444,9 @@ fn describe_link(addr: usize) -> String {
 
 fn on_lock(addr: usize, class: LockClass, event: LockEvent) {
     let Some((s, ctx)) = current() else { return };
-    let mut st = lock(s);
-    let Some(k) = st.active.iter().position(|a| a.ctx == ctx && a.status == Status::Running) else { return };
+    // SAFETY: as in on_atomic.
+    let st = unsafe { s.st() };
+    let Some(k) = st.me(ctx) else { return };
     match event {
         LockEvent::Wait => {
             // No known holder: the lock was taken by a step suspended between its CAS and its
@@ -372,8 +456,8 @@ fn on_lock(addr: usize, class: LockClass, event: LockEvent) {
                 st.active[k].status = Status::Blocked(addr);
                 match st.pick() {
                     Some(n) => {
-                        st.resume(n);
-                        drop(wait_turn(s, st, ctx));
+                        let to = st.resume(n);
+                        s.switch(to, ctx);
                     }
                     None => st.active[k].status = Status::Running,
                 }
@@ -381,25 +465,31 @@ fn on_lock(addr: usize, class: LockClass, event: LockEvent) {
             };
             if h == k {
                 let f = Failure::at(Some(st.active[k].step), format!("deadlock: {} waits for {} it holds itself", st.name(k), class.name()));
-                st.abort(f);
-                drop(wait_turn(s, st, ctx));
+                st.fail(f);
+                s.abort();
+                s.switch(usize::MAX, ctx);
                 return;
             }
             st.active[k].status = Status::Blocked(addr);
             // The holder runs if it can; any other step that can run may, too.
             let next = if matches!(st.active[h].status, Status::Ready | Status::Paused) { Some(h) } else { st.pick() };
             match next {
-                Some(n) => st.resume(n),
+                Some(n) => {
+                    let to = st.resume(n);
+                    s.switch(to, ctx);
+                }
                 None => {
-                    let f = Failure::at(Some(st.active[k].step), deadlock(&st));
-                    st.abort(f);
+                    let f = Failure::at(Some(st.active[k].step), deadlock(st));
+                    st.fail(f);
+                    s.abort();
+                    s.switch(usize::MAX, ctx);
                 }
             }
-            drop(wait_turn(s, st, ctx));
         }
         LockEvent::Acquired => {
             let step = st.active[k].step;
-            for &(_, before) in &st.active[k].held.clone() {
+            let held = st.active[k].held;
+            for (_, before) in held.iter() {
                 if let Some(&(_, _, other)) = st.order.iter().find(|&&(a, b, _)| a == class && b == before) {
                     let f = Failure::at(
                         Some(step),
@@ -417,19 +507,17 @@ fn on_lock(addr: usize, class: LockClass, event: LockEvent) {
                     st.order.push((before, class, step));
                 }
             }
-            st.active[k].held.push((addr, class));
+            st.active[k].held.push(addr, class);
             if st.track {
                 if let Some(t) = st.active[k].thread {
                     // Taking a lock touches what it protects: its last holder must have
                     // released it to us.
-                    track_plain(&mut st, t, step, addr | 1, true, &|| format!("the state {} protects", class.name()));
+                    track_plain(st, t, step, addr | 1, true, &|| format!("the state {} protects", class.name()));
                 }
             }
         }
         LockEvent::Released => {
-            if let Some(i) = st.active[k].held.iter().rposition(|&(l, _)| l == addr) {
-                st.active[k].held.remove(i);
-            }
+            st.active[k].held.remove(addr);
             for a in st.active.iter_mut() {
                 if a.status == Status::Blocked(addr) {
                     a.status = Status::Ready;
@@ -444,7 +532,7 @@ fn deadlock(st: &State) -> String {
     let mut parts = Vec::new();
     for (k, a) in st.active.iter().enumerate() {
         if let Status::Blocked(l) = a.status {
-            let class = st.active.iter().flat_map(|b| &b.held).find(|&&(x, _)| x == l).map_or(LockClass::Other, |&(_, c)| c);
+            let class = st.active.iter().flat_map(|b| b.held.iter().collect::<Vec<_>>()).find(|&(x, _)| x == l).map_or(LockClass::Other, |(_, c)| c);
             let holder = st.holder(l).map_or("nobody".to_owned(), |h| st.name(h));
             parts.push(format!("{} waits for {} held by {holder}", st.name(k), class.name()));
         }
@@ -461,26 +549,30 @@ type Task = Box<dyn FnOnce() + Send + 'static>;
 /// Idle workers (one sender each), for the process they belong to (a forked child has none).
 static WORKERS: Mutex<(u32, Vec<Sender<Task>>)> = Mutex::new((0, Vec::new()));
 
-/// Starts the next step on a new worker context and gives it the turn.
-fn start_on_worker(s: &Shared, st: &mut State) {
+/// Starts the next step on a new worker context; returns the context, to give the turn to.
+fn start_on_worker(s: &Shared, st: &mut State) -> usize {
     let j = st.next;
     st.next += 1;
     st.since = 0;
     let ctx = st.next_ctx;
     st.next_ctx += 1;
-    st.jobs += 1;
-    st.active.push(Active { step: j, ctx, thread: st.info[j].cache, points: 0, status: Status::Running, held: Vec::new() });
-    st.turn = ctx;
+    s.baton().jobs += 1;
+    st.active.push(Active { step: j, ctx, thread: st.info[j].cache, points: 0, status: Status::Running, held: Held::default() });
     let (shared, exec) = (SharedPtr(s as *const Shared), st.exec);
     let task: Task = Box::new(move || {
         let (shared, exec) = (shared, exec);
         // SAFETY: the run does not return before this job has ended (it waits for `jobs` to
         // reach zero), so its Shared and step function outlive the job.
         let (s, exec) = unsafe { (&*shared.0, &*exec.0) };
-        run_context(s, ctx, j, exec);
-        let mut st = lock(s);
-        st.jobs -= 1;
-        s.wake.notify_all();
+        let b = s.park(s.baton(), |b| b.turn == ctx || b.abort);
+        let go = !b.abort;
+        drop(b);
+        if go {
+            run_context(s, ctx, j, exec);
+        }
+        let mut b = s.baton();
+        b.jobs -= 1;
+        s.notify(&b);
     });
     let mut w = WORKERS.lock().unwrap_or_else(PoisonError::into_inner);
     if w.0 != std::process::id() {
@@ -500,6 +592,7 @@ fn start_on_worker(s: &Shared, st: &mut State) {
     tx.send(task).unwrap_or_else(|_| std::process::abort());
     // Busy until the run ends; idle again then.
     st.workers.push(tx);
+    ctx
 }
 
 #[derive(Clone, Copy)]
@@ -512,55 +605,51 @@ struct ExecPtr(*const Exec<'static>);
 // SAFETY: as for SharedPtr; the step function is Sync.
 unsafe impl Send for ExecPtr {}
 
-/// Runs step `j` on context `ctx` (which has the turn), then ends it.
+/// Runs step `j` on context `ctx` (which has the turn), then ends it and gives the turn on.
 fn run_context(s: &Shared, ctx: usize, j: usize, exec: &Exec<'_>) {
     let prev = CURRENT.with(|c| c.replace((s as *const Shared, ctx)));
     let r = catch_unwind(AssertUnwindSafe(|| exec(j)));
     CURRENT.with(|c| c.set(prev));
-    let mut st = lock(s);
     let r = match r {
         Ok(r) => r,
         Err(p) if p.is::<AbortRun>() => return,
         Err(p) => Err(Failure::at(Some(j), format!("panicked: {}", panic_text(&*p)))),
     };
-    end_step(&mut st, ctx, r);
-    s.wake.notify_all();
+    // SAFETY: the step ran to its end here, so this context still holds the turn.
+    let st = unsafe { s.st() };
+    match end_step(st, ctx, r) {
+        Some(to) => s.give(to),
+        None => s.abort(),
+    }
 }
 
 fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
     p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_else(|| "(no message)".into())
 }
 
-/// The step on `ctx` ended with `r`: who runs next.
-fn end_step(st: &mut State, ctx: usize, r: Result<Flow, Failure>) {
+/// The step on `ctx` ended with `r`: the context to run next, or None to abort the run
+/// (suspended steps unwind).
+fn end_step(st: &mut State, ctx: usize, r: Result<Flow, Failure>) -> Option<usize> {
     let k = st.active.iter().position(|a| a.ctx == ctx).expect("the ending step is active");
     let a = st.active.remove(k);
     match r {
-        Err(f) => {
-            st.fail(f);
-        }
+        Err(f) => st.fail(f),
         Ok(Flow::Stop) => st.stop = true,
         Ok(Flow::Continue) => {}
     }
-    if st.failure.is_some() {
-        // Suspended steps are mid-call in the allocator: they unwind.
-        if !st.active.is_empty() {
-            st.abort = true;
-        }
-        st.turn = 0;
-        return;
+    if let (None, Some(c)) = (&st.failure, a.held.first()) {
+        st.fail(Failure::at(Some(a.step), format!("step {} ended holding {}", a.step, c.name())));
     }
-    if !a.held.is_empty() {
-        let f = Failure::at(Some(a.step), format!("step {} ended holding {}", a.step, a.held[0].1.name()));
-        st.abort(f);
-        return;
+    if st.failure.is_some() {
+        return st.active.is_empty().then_some(0);
     }
     match st.pick() {
-        Some(n) => st.resume(n),
-        None if st.active.is_empty() => st.turn = 0,
+        Some(n) => Some(st.resume(n)),
+        None if st.active.is_empty() => Some(0),
         None => {
             let f = Failure::at(Some(a.step), deadlock(st));
-            st.abort(f);
+            st.fail(f);
+            None
         }
     }
 }
@@ -578,43 +667,40 @@ pub fn run(info: &[StepInfo], threads: u8, exec: &Exec<'_>, quiet: &mut dyn FnMu
     // SAFETY: only the lifetime changes; this function waits for every worker job (which is
     // all that uses the pointer) before it returns.
     let exec_static: *const Exec<'static> = unsafe { core::mem::transmute::<*const Exec<'_>, *const Exec<'static>>(exec) };
+    let (released, plain) = MAPS.with(|m| std::mem::take(&mut *m.borrow_mut()));
     let shared = Arc::new(Shared {
-        state: Mutex::new(State {
+        baton: Mutex::new(Baton { turn: 0, abort: false, jobs: 0, parked: 0 }),
+        wake: Condvar::new(),
+        state: std::cell::UnsafeCell::new(State {
             info: info.to_vec(),
-            turn: 0,
-            abort: false,
             failure: None,
             stop: false,
             next: 0,
             since: 0,
             active: Vec::new(),
             next_ctx: 1,
-            jobs: 0,
             track: threads > 1,
             clocks,
-            released: AddrMap::default(),
-            plain: AddrMap::default(),
+            released,
+            plain,
             order: Vec::new(),
             exec: ExecPtr(exec_static),
             workers: Vec::new(),
         }),
-        wake: Condvar::new(),
     });
     let s: &Shared = &shared;
     let mut done = 0;
-    let mut st = lock(s);
     loop {
-        while st.turn != 0 && !st.abort {
-            st = s.wake.wait(st).unwrap_or_else(PoisonError::into_inner);
+        if s.park(s.baton(), |b| b.turn == 0 || b.abort).abort {
+            break;
         }
-        if st.abort || st.failure.is_some() {
+        // SAFETY: context 0 holds the turn.
+        let st = unsafe { s.st() };
+        if st.failure.is_some() {
             break;
         }
         debug_assert!(st.active.is_empty());
-        drop(st);
-        let q = quiet(done);
-        st = lock(s);
-        if let Err(f) = q {
+        if let Err(f) = quiet(done) {
             st.fail(f);
             break;
         }
@@ -624,38 +710,37 @@ pub fn run(info: &[StepInfo], threads: u8, exec: &Exec<'_>, quiet: &mut dyn FnMu
         let j = st.next;
         st.next += 1;
         st.since = 0;
-        st.active.push(Active { step: j, ctx: 0, thread: info[j].cache, points: 0, status: Status::Running, held: Vec::new() });
-        drop(st);
+        st.active.push(Active { step: j, ctx: 0, thread: info[j].cache, points: 0, status: Status::Running, held: Held::default() });
         run_context(s, 0, j, exec);
-        st = lock(s);
         done = j + 1;
-        if st.abort {
-            break;
-        }
     }
     // Every worker leaves: suspended ones unwind, and the run waits for all.
-    if !st.active.is_empty() {
-        st.abort = true;
-    }
-    s.wake.notify_all();
-    while st.jobs > 0 {
-        st = s.wake.wait(st).unwrap_or_else(PoisonError::into_inner);
-    }
+    let mut b = s.baton();
+    b.abort = true;
+    s.notify(&b);
+    drop(s.park(b, |b| b.jobs == 0));
+    // SAFETY: every other context has left.
+    let st = unsafe { s.st() };
     let failure = st.failure.take();
     let back = std::mem::take(&mut st.workers);
-    drop(st);
-    let mut w = WORKERS.lock().unwrap_or_else(PoisonError::into_inner);
-    if w.0 == std::process::id() {
-        w.1.extend(back);
+    let (mut released, mut plain) = (std::mem::take(&mut st.released), std::mem::take(&mut st.plain));
+    released.clear();
+    plain.clear();
+    MAPS.with(|m| *m.borrow_mut() = (released, plain));
+    if !back.is_empty() {
+        let mut w = WORKERS.lock().unwrap_or_else(PoisonError::into_inner);
+        if w.0 == std::process::id() {
+            w.1.extend(back);
+        }
     }
-    drop(w);
     failure.map_or(Ok(()), Err)
 }
 
 /// Joins thread `from`'s clock into `to`'s: the client hands a block from one to the other.
 pub fn handoff(from: u8, to: u8) {
     let Some((s, _)) = current() else { return };
-    let mut st = lock(s);
+    // SAFETY: the caller runs a step, so it holds the turn.
+    let st = unsafe { s.st() };
     if from != to && st.track {
         let c = st.clocks[from as usize];
         join(&mut st.clocks[to as usize], &c);
@@ -663,10 +748,21 @@ pub fn handoff(from: u8, to: u8) {
     }
 }
 
-/// Leaves the scheduler: this thread's allocator calls are no longer scheduled or tracked (a
-/// forked child, which is alone in its process).
-pub fn detach() {
-    CURRENT.with(|c| c.set((core::ptr::null(), 0)));
+/// The locks that steps other than the calling one hold, as a message (None if none): what a
+/// fork made now would copy locked into a child that has none of those threads.
+pub fn locks_held_by_others() -> Option<String> {
+    let (s, ctx) = current()?;
+    // SAFETY: as in handoff.
+    let st = unsafe { s.st() };
+    let held: Vec<String> = st
+        .active
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| a.ctx != ctx)
+        .flat_map(|(k, a)| a.held.iter().map(move |(_, c)| (k, c)).collect::<Vec<_>>())
+        .map(|(k, c)| format!("{} holds {}", st.name(k), c.name()))
+        .collect();
+    (!held.is_empty()).then(|| held.join(" and "))
 }
 
 /// Installs the hooks in hakmem (once; harmless again).

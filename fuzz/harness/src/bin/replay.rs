@@ -2,11 +2,14 @@
 //! heap it names (and on a checked heap too, if that is a release one), and prints what the run
 //! found; free-running inputs also run 50 times on real threads. Exit status 1 if any failed.
 //!
-//! Usage: replay [--target deterministic|free_running|misuse] [--save LISTING.prog] [--list] FILE...
+//! Usage: replay [--target deterministic|free_running|misuse] [--save LISTING.prog] [--list]
+//!               [--minimize [--secs S]] FILE...
 //! Without --target, a file under a `misuse` directory decodes as a misuse program and any other
 //! file as a plain one. A `.prog` file is a program listing (how regressions are kept); `--save`
 //! writes the listing of the input, which is how a crash becomes a regression; `--list` only
-//! prints the listing.
+//! prints the listing; `--minimize` minimizes a failing input by its structure (see
+//! `hakmem_fuzz::minimize`, at most S seconds, default 60) and writes `FILE.min` (bytes) and
+//! `FILE.min.prog` (its listing).
 
 use hakmem_fuzz::{load, replay_one, run_deterministic, run_free_running, Failure, HeapUse, Program, RunOpts, TARGETS};
 use std::path::Path;
@@ -15,6 +18,8 @@ fn main() {
     let mut target: Option<String> = None;
     let mut save: Option<String> = None;
     let mut list_only = false;
+    let mut minimize = false;
+    let mut secs = 60.0;
     let mut files = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -22,6 +27,8 @@ fn main() {
             "--target" => target = args.next(),
             "--save" => save = args.next(),
             "--list" => list_only = true,
+            "--minimize" => minimize = true,
+            "--secs" => secs = args.next().and_then(|s| s.parse().ok()).expect("--secs needs a number"),
             "-h" | "--help" => {
                 eprintln!("usage: replay [--target {}] [--save LISTING.prog] FILE...", TARGETS.join("|"));
                 return;
@@ -49,6 +56,10 @@ fn main() {
                 if list_only {
                     continue;
                 }
+                if minimize {
+                    failed |= !minimize_one(f, &target, &prog, secs);
+                    continue;
+                }
                 if let Some(out) = &save {
                     std::fs::write(out, prog.to_string()).unwrap_or_else(|e| panic!("{out}: {e}"));
                     println!("(listing saved to {out})");
@@ -69,6 +80,27 @@ fn main() {
         }
     }
     std::process::exit(failed as i32);
+}
+
+/// Minimizes a failing input, writes `FILE.min` and `FILE.min.prog`; true if it did.
+fn minimize_one(file: &str, target: &str, prog: &Program, secs: f64) -> bool {
+    use hakmem_fuzz::minimize::{failure, failure_kind, minimize};
+    let flavor = hakmem_fuzz::flavor_of(target);
+    // A free-running input is minimized as the deterministic program it is.
+    let Some(f) = failure(prog, flavor) else {
+        println!("it does not fail deterministically on a new heap: nothing to minimize");
+        return false;
+    };
+    let kind = failure_kind(&f);
+    println!("fails: {f}\nminimizing, keeping failures of the kind {kind:?} ...");
+    let (min, tries) = minimize(prog, flavor, &kind, std::time::Duration::from_secs_f64(secs));
+    let again = failure(&min, flavor).expect("the minimized program fails");
+    std::fs::write(format!("{file}.min"), hakmem_fuzz::encode(&min).expect("encodes")).expect("writable");
+    std::fs::write(format!("{file}.min.prog"), min.to_string()).expect("writable");
+    println!("minimized from {} to {} step(s) in {tries} tries: {file}.min (bytes), {file}.min.prog (listing)", prog.steps.len(), min.steps.len());
+    print!("{min}");
+    println!("FAIL {again}");
+    true
 }
 
 /// Prints one outcome; true for a pass.
