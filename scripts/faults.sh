@@ -45,18 +45,18 @@ while [ $# -gt 0 ]; do
 done
 mkdir -p "$OUT"
 
-# The catalog: "name|failure|detectors|pattern|mistake" per fault, from hakmem/Cargo.toml.
+# The catalog: "name;failure;detectors;pattern;mistake" per fault, from hakmem/Cargo.toml.
 catalog() {
     awk '/^# FAULT / { line = substr($0, 9); next }
-         /^fault-[a-z0-9-]+ *=/ && line != "" { name = $1; sub(/^fault-/, "", name); print name "|" line; line = "" }' \
-        hakmem/Cargo.toml | sed 's/ *| */|/g'
+         /^fault-[a-z0-9-]+ *=/ && line != "" { name = $1; sub(/^fault-/, "", name); print name ";" line; line = "" }' \
+        hakmem/Cargo.toml | sed 's/ *; */;/g'
 }
 mapfile -t ENTRIES < <(catalog)
 [ ${#ENTRIES[@]} -gt 0 ] || { echo "faults.sh: no catalog entries in hakmem/Cargo.toml" >&2; exit 2; }
 if [ ${#NAMES[@]} -gt 0 ]; then
     picked=()
     for n in "${NAMES[@]}"; do
-        e="$(printf '%s\n' "${ENTRIES[@]}" | grep "^$n|")" || { echo "faults.sh: no fault '$n' in the catalog" >&2; exit 2; }
+        e="$(printf '%s\n' "${ENTRIES[@]}" | grep "^$n;")" || { echo "faults.sh: no fault '$n' in the catalog" >&2; exit 2; }
         picked+=("$e")
     done
     ENTRIES=("${picked[@]}")
@@ -161,7 +161,7 @@ row() { printf '%-28s %-7s %-13s %-7s %8s %8s %9s  %s\n' "$@" | tee -a "$TABLE";
 row fault failure detector found median worst minimized "first line of the report"
 bad=0
 for e in "${ENTRIES[@]}"; do
-    IFS='|' read -r name failure detectors pattern mistake <<<"$e"
+    IFS=';' read -r name failure detectors pattern mistake <<<"$e"
     IFS=',' read -r -a dets <<<"$detectors"
     built_asan=0 built_tsan=0
     for d in "${dets[@]}"; do
@@ -211,7 +211,7 @@ if [ $TESTS = 1 ]; then
     echo | tee -a "$TABLE"
     printf '%-28s %s\n' fault "cargo test --workspace with the fault" | tee -a "$TABLE"
     for e in "${ENTRIES[@]}"; do
-        IFS='|' read -r name _ <<<"$e"
+        IFS=';' read -r name _ <<<"$e"
         log="$OUT/test-$name.log"
         if timeout 900 cargo test -q --workspace --features "hakmem/fault-$name" >"$log" 2>&1; then
             verdict="passes (the tests alone miss it)"

@@ -757,8 +757,15 @@ pub fn run_plain<P: Observed>(prog: &Program, opts: RunOpts) -> Result<(), Failu
 fn drive_plain<P: Observed>(it: &Interp<'_, P>, prog: &Program) -> Result<(), Failure> {
     let ids = block_ids(prog);
     let exec = |i: usize| {
-        it.step(i, &prog.steps[i], ids[i]).map_err(|v| Failure::at(Some(i), v))?;
+        let r = it.step(i, &prog.steps[i], ids[i]);
         it.poll(Some(i));
+        if let Err(v) = r {
+            // A check that fired inside the allocator says more than what the model saw after.
+            return Err(match it.model().reports.first() {
+                Some(rep) => Failure::at(Some(i), format!("checked mode reported: {rep} (and then: {v})")),
+                None => Failure::at(Some(i), v),
+            });
+        }
         match it.model().reports.first() {
             Some(r) => Err(Failure::at(Some(i), format!("checked mode reported: {r}"))),
             None => Ok(Flow::Continue),

@@ -198,8 +198,39 @@ pub fn fuzz_misuse(data: &[u8]) -> Verdict {
 }
 
 /// The seed programs of each target's corpus, by target name.
-pub fn seed_sets() -> Vec<(&'static str, Vec<(&'static str, Program)>)> {
-    vec![("deterministic", seeds::plain()), ("free_running", seeds::plain()), ("misuse", seeds::misuse())]
+/// The seed programs of each target's corpus, by target name: the hand-written ones, then
+/// every regression listing of the target (`corpora/regressions/<target>/NAME.prog`, as
+/// `regress-NAME`; free-running takes the deterministic ones too), so that fuzzing starts from
+/// every state that ever broke the allocator.
+pub fn seed_sets() -> Vec<(&'static str, Vec<(String, Program)>)> {
+    let named = |v: Vec<(&'static str, Program)>| v.into_iter().map(|(n, p)| (n.to_owned(), p)).collect::<Vec<_>>();
+    let regress = |targets: &[&str]| {
+        let mut out = Vec::new();
+        for t in targets {
+            let dir = corpora_dir().join("regressions").join(t);
+            let mut files: Vec<_> = std::fs::read_dir(&dir).into_iter().flatten().flatten().map(|e| e.path()).collect();
+            files.sort();
+            for f in files.into_iter().filter(|f| f.extension().is_some_and(|e| e == "prog")) {
+                let prog = load(&f, t).unwrap_or_else(|e| panic!("{e}"));
+                out.push((format!("regress-{}", f.file_stem().expect("a name").to_string_lossy()), prog));
+            }
+        }
+        out
+    };
+    let with = |mut v: Vec<(String, Program)>, r: Vec<(String, Program)>| {
+        v.extend(r);
+        v
+    };
+    vec![
+        ("deterministic", with(named(seeds::plain()), regress(&["deterministic"]))),
+        ("free_running", with(named(seeds::plain()), regress(&["deterministic", "free_running"]))),
+        ("misuse", with(named(seeds::misuse()), regress(&["misuse"]))),
+    ]
+}
+
+/// The `corpora` directory of the source tree.
+pub fn corpora_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../corpora")
 }
 
 /// The fuzzing dictionary (libFuzzer's `-dict`, AFL++'s `-x` format): the size encodings that

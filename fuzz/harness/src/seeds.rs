@@ -213,6 +213,155 @@ pub fn plain() -> Vec<(&'static str, Program)> {
     }
     v.push(("give", b.build()));
 
+    // ---- Thresholds, crossed in a few steps through the header's knobs --------------------
+
+    // Every pooled slab over the dirty-pool limit (0) is purged at once; the next calloc of the
+    // class gets purged memory, the next block of another class the same slab.
+    let mut b = Builder::new(1);
+    b.knobs(Knobs { dirty_pool: 1, ..Knobs::default() });
+    let x = b.alloc(0, 200, 3);
+    let y = b.alloc(0, 3000, 3);
+    b.op(0, Op::Write { slot: x, byte: 0x11 }).op(0, Op::Free { slot: y });
+    let z = b.calloc(0, 1, 3000);
+    b.alloc(0, 100, 3);
+    b.op(0, Op::Check { slot: x }).op(0, Op::Free { slot: z }).op(0, Op::Flush);
+    v.push(("purge", b.build()));
+
+    // Regions of one slab each, none kept empty: every region that empties is unmapped (a spare
+    // then) and mapped again for the next class; calloc on the re-mapped memory.
+    let region_cycle = |release: bool| {
+        let mut b = Builder::new(1);
+        if release {
+            b.release();
+        }
+        b.knobs(Knobs { region_slabs: 1, empty_regions: 1, ..Knobs::default() });
+        let xs: Vec<BlockId> = [64, 3000, 20000, 100].iter().map(|&s| b.alloc(0, s, 3)).collect();
+        for &x in &xs[..3] {
+            b.op(0, Op::Free { slot: x });
+        }
+        b.op(0, Op::Flush);
+        for s in [64, 3000, 20000] {
+            let c = b.calloc(0, 1, s);
+            b.op(0, Op::Free { slot: c });
+        }
+        b.op(0, Op::Check { slot: xs[3] });
+        b.build()
+    };
+    v.push(("region-cycle", region_cycle(false)));
+    v.push(("region-cycle-release", region_cycle(true)));
+
+    // Two regions of two slabs at most: allocations beyond them fail (and realloc keeps the
+    // block); freeing makes room again; the abandoned slabs are reclaimed when nothing else is.
+    let mut b = Builder::new(2);
+    b.knobs(Knobs { region_slabs: 1, max_regions: 1, ..Knobs::default() });
+    let xs: Vec<BlockId> = [64, 3000, 20000].iter().map(|&s| b.alloc(0, s, 3)).collect();
+    b.op(0, Op::Realloc { slot: xs[0], size: 5000 });
+    b.op(0, Op::EndThread);
+    b.op(0, Op::RemoteFree { slot: xs[1], by: 1 });
+    b.op(1, Op::Flush);
+    let y = b.alloc(1, 64, 3);
+    b.op(1, Op::Free { slot: y });
+    b.op(0, Op::Free { slot: xs[0] }).op(0, Op::Free { slot: xs[2] });
+    b.alloc(1, 3000, 3);
+    v.push(("budget", b.build()));
+
+    // A tiny large-mapping cache (two mappings, 2 MiB): freed blocks evict each other; blocks a
+    // little larger or smaller than a cached mapping reuse it; one block grows by a page.
+    let mut b = Builder::new(1);
+    b.knobs(Knobs { large_cache: 2, ..Knobs::default() });
+    let xs: Vec<BlockId> = [40_000, 300_000, 500_000, 100_000].iter().map(|&s| b.alloc(0, s, 3)).collect();
+    for &x in &xs {
+        b.op(0, Op::Free { slot: x });
+    }
+    let y = b.alloc(0, 101_000, 3);
+    let z = b.calloc(0, 2, 350_000);
+    b.op(0, Op::Realloc { slot: y, size: 103_000 }).op(0, Op::Check { slot: z });
+    v.push(("large-cache", b.build()));
+
+    // No large-mapping cache at all: every freed block goes back (to the spares) at once,
+    // while slabs are mapped and given back too.
+    let mut b = Builder::new(2);
+    b.knobs(Knobs { large_cache: 3, ..Knobs::default() });
+    let x = b.alloc(0, 1 << 20, 3);
+    let y = b.alloc(1, 100, 3);
+    b.op(0, Op::Free { slot: x });
+    let z = b.alloc(0, 1 << 20, 3);
+    b.op(1, Op::Free { slot: y }).op(0, Op::Free { slot: z });
+    v.push(("large-uncached", b.build()));
+
+    // Remote frees queued one by one (chains of one), and a thread that ends with its chain
+    // pending.
+    let mut b = Builder::new(2);
+    b.knobs(Knobs { pending: 1, ..Knobs::default() });
+    let xs: Vec<BlockId> = (0..6).map(|i| b.alloc(0, 48 + (i % 2) * 300, 3)).collect();
+    for &x in &xs[..3] {
+        b.op(0, Op::RemoteFree { slot: x, by: 1 });
+    }
+    b.op(1, Op::EndThread);
+    for &x in &xs[3..] {
+        b.op(0, Op::RemoteFree { slot: x, by: 1 });
+    }
+    b.alloc(0, 48, 3);
+    v.push(("pending", b.build()));
+
+    // The largest slab classes fill their slabs with two or three slots.
+    let mut b = Builder::new(1);
+    b.release();
+    let xs: Vec<BlockId> = [32768, 32768, 32768, 21760, 21760, 21760, 21760].iter().map(|&s| b.alloc(0, s, 3)).collect();
+    b.alloc(0, 1000, 3);
+    for &x in &xs {
+        b.op(0, Op::Check { slot: x }).op(0, Op::Free { slot: x });
+    }
+    v.push(("full-slabs-release", b.build()));
+
+    // ---- Schedules: steps that start inside another thread's allocator call -----------------
+
+    // A remote push (t1's flush of its pending chain) starting at each of the first points of
+    // the owner's allocation, which drains its queue; and one that pauses to let the owner on.
+    for (name, at, pause) in [
+        ("race-drain-1", 1, None),
+        ("race-drain-2", 2, None),
+        ("race-drain-3", 3, None),
+        ("race-drain-5", 5, None),
+        ("race-drain-pause", 2, Some(2)),
+    ] {
+        let mut b = Builder::new(2);
+        let xs: Vec<BlockId> = (0..4).map(|_| b.alloc(0, 40, 3)).collect();
+        b.op(0, Op::RemoteFree { slot: xs[0], by: 1 }).op(1, Op::Flush);
+        b.op(0, Op::RemoteFree { slot: xs[1], by: 1 });
+        b.alloc(0, 40, 3);
+        b.op(1, Op::Flush).sched(Some(at), pause);
+        b.alloc(0, 40, 3);
+        v.push((name, b.build()));
+    }
+
+    // A thread ends (abandoning its slab) while another frees into that slab remotely, and a
+    // third adopts it.
+    let mut b = Builder::new(3);
+    let xs: Vec<BlockId> = (0..3).map(|_| b.alloc(0, 100, 3)).collect();
+    b.op(0, Op::Give { slot: xs[0], to: 1 });
+    b.op(0, Op::EndThread);
+    b.op(1, Op::RemoteFree { slot: xs[0], by: 1 }).sched(Some(2), None);
+    b.alloc(2, 100, 3);
+    b.op(0, Op::Free { slot: xs[1] }).op(0, Op::Free { slot: xs[2] });
+    v.push(("race-abandon", b.build()));
+
+    // Locks held while other threads run: a large block freed (its mapping going back under
+    // the spares' lock) while another thread maps a region; a fork while a thread maps.
+    let mut b = Builder::new(2);
+    b.knobs(Knobs { large_cache: 3, ..Knobs::default() });
+    let x = b.alloc(0, 1 << 20, 3);
+    b.op(0, Op::Free { slot: x });
+    b.alloc(1, 64, 3);
+    b.sched(Some(3), None);
+    v.push(("race-locks", b.build()));
+    let mut b = Builder::new(2);
+    b.alloc(0, 1 << 20, 3);
+    b.op(1, Op::Fork).sched(Some(2), None);
+    b.alloc(0, 64, 3);
+    b.op(1, Op::Fork).sched(Some(4), None);
+    v.push(("race-fork", b.build()));
+
     // Release heaps run paths of their own (realloc in place, whole-slot usable sizes).
     let release = |name: &'static str, from: &str, v: &[(&str, Program)]| {
         let mut p = v.iter().find(|(n, _)| *n == from).expect("seed exists").1.clone();
@@ -263,5 +412,16 @@ pub fn misuse() -> Vec<(&'static str, Program)> {
     // Blocks aligned above the header's 16 bytes: the client bytes start at the alignment.
     v.push(("overflow-aligned", with(1, &|b| Op::Overflow { slot: b.alloc(0, 100, 6), by: 1 })));
     v.push(("free-interior-aligned", with(1, &|b| Op::FreeInterior { slot: b.alloc(0, 300, 8), offset: 8 })));
+    // The first free of a block is remote (it stays queued on its owner's slab), the second
+    // local.
+    v.push((
+        "double-free-after-remote",
+        with(2, &|b| {
+            let x = b.alloc(1, 200, 3);
+            b.op(1, Op::Give { slot: x, to: 0 });
+            b.alloc(1, 200, 3);
+            Op::DoubleFree { slot: x, by: 0 }
+        }),
+    ));
     v
 }
