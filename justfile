@@ -62,18 +62,26 @@ fuzz TARGET *ARGS:
 fuzz-afl TARGET SECONDS="60":
     bash scripts/fuzz.sh afl {{TARGET}} {{SECONDS}}
 
-# Runs deterministically on the heap the input names; `--target misuse` for misuse inputs kept
-# outside a misuse directory.
-# Print fuzz inputs as readable programs, re-run them, print any failure or checked-mode report.
-replay +FILES:
-    @cargo run -q --release -p hakmem-fuzz --bin replay -- {{FILES}}
+# Print fuzz inputs as readable programs and re-run them in the fuzz build's configuration (debug
+# assertions, overflow checks), then in the fuzz target itself (ASan), printing what each found;
+# `--target misuse` for misuse inputs kept outside a misuse directory, `--save X.prog` keeps the
+# listing.
+replay +ARGS:
+    @bash scripts/fuzz.sh replay {{ARGS}}
+
+# The history-independence check: every seed and regression run alone, after the whole corpus,
+# and after it shuffled, must give the same trace (`just history deterministic=fuzz/corpus/deterministic`
+# for a grown corpus).
+history *ARGS:
+    @cargo run -q --release -p hakmem-fuzz --bin history -- {{ARGS}}
 
 # The harness's own executions per second over a corpus, with no fuzzer (for profiling);
 # e.g. `just fuzz-rate --each deterministic=fuzz/corpus/deterministic`.
 fuzz-rate *ARGS:
     @cargo run -q --release -p hakmem-fuzz --bin exec_rate -- {{ARGS}}
 
-# Minimize a crashing input with cargo fuzz tmin, then print it as a program.
+# Minimize a failing input: by its structure (steps, the blocks they make, schedules, knobs) in
+# the fuzz build's configuration, confirmed by the fuzz target; writes FILE.min and FILE.min.prog.
 tmin TARGET FILE:
     bash scripts/fuzz.sh tmin {{TARGET}} {{FILE}}
 

@@ -19,6 +19,8 @@
 #   tsan           the free-running target, libFuzzer+TSan, std rebuilt with TSan (60 s)
 #   watchdog       the free-running target, libFuzzer+ASan with a 5 s per-input timeout: a
 #                  deadlock shows as a timeout (60 s)
+#   history        the history-independence check (`just history`) over the seeds and
+#                  regressions, each run with another shuffle (10 s)
 # A run finds the fault when the target stops with a finding before the deadline whose report
 # matches the catalog's pattern (the third field, an extended regular expression). The script
 # exits non-zero if any run missed its fault or found something else.
@@ -93,7 +95,7 @@ binary() { # SANITIZER TARGET
 # sanitizer's or libFuzzer's.
 first_line() {
     local l
-    l="$(grep -m1 -E 'hakmem-fuzz: .*FAILED|hakmem: ' "$1")" ||
+    l="$(grep -m1 -E 'hakmem-fuzz: .*FAILED|hakmem: |^DIFFERS' "$1")" ||
         l="$(grep -m1 -E 'ERROR: (AddressSanitizer|libFuzzer)|WARNING: ThreadSanitizer|panicked at' "$1")" ||
         l="$(grep -m1 -iE 'error|fault|abort' "$1")" || l="(nothing printed)"
     # Strip libFuzzer's and the sanitizers' pid prefixes.
@@ -106,6 +108,16 @@ run_one() {
     local det="$1" fault="$2" seed="$3" deadline="$4" dir="$5"
     local target san=address timeout=10
     case "$det" in
+    history)
+        local t0 t1 secs
+        t0=$(date +%s.%N)
+        timeout -k 5 $((deadline + 30)) "$ROOT/target/faults-history/release/history" --shuffle-seed "$seed" >"$dir/log" 2>&1
+        local rc=$?
+        t1=$(date +%s.%N)
+        secs="$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')"
+        if [ $rc -ne 0 ]; then grep -m1 DIFFERS "$dir/log" >"$dir/finding.txt"; echo "found $secs $dir/finding.txt"; else echo "missed $secs -"; fi
+        return 0
+        ;;
     deterministic | misuse | free_running) target="$det" ;;
     tsan) target=free_running; san=thread ;;
     watchdog) target=free_running; timeout=5 ;;
@@ -141,6 +153,9 @@ minimize() {
     [ -n "$repro" ] && { file="$repro"; target=deterministic; san=address; }
     [ "$target" = free_running ] && target=deterministic
     cp "$file" "$dir/finding"
+    # The minimizer is built with the fault too (in the fuzz build's configuration).
+    cargo build -q --profile fuzz-replay -p hakmem-fuzz --bin replay --features "hakmem/fault-$fault" \
+        --target-dir "$ROOT/target/faults-replay" >"$dir/tmin-build.log" 2>&1 || { echo "?"; return; }
     timeout 300 "$REPLAY" --minimize --secs 60 --target "$target" "$dir/finding" >"$dir/tmin.log" 2>&1
     [ -s "$dir/finding.min" ] || { echo "?"; return; }
     local steps
@@ -152,8 +167,7 @@ minimize() {
     fi
 }
 
-REPLAY="$ROOT/target/fuzz-replay/replay"
-cargo build -q --profile fuzz-replay -p hakmem-fuzz --bin replay || exit 2
+REPLAY="$ROOT/target/faults-replay/fuzz-replay/replay"
 
 TABLE="$OUT/table.txt"
 : >"$TABLE"
@@ -167,8 +181,12 @@ for e in "${ENTRIES[@]}"; do
     for d in "${dets[@]}"; do
         det="${d%%:*}"
         deadline="${d#*:}"
-        [ "$deadline" = "$d" ] && case "$det" in deterministic | misuse) deadline=10 ;; *) deadline=60 ;; esac
-        if [ "$det" = tsan ]; then
+        [ "$deadline" = "$d" ] && case "$det" in deterministic | misuse | history) deadline=10 ;; *) deadline=60 ;; esac
+        if [ "$det" = history ]; then
+            cargo build -q --release -p hakmem-fuzz --bin history --features "hakmem/fault-$name" \
+                --target-dir "$ROOT/target/faults-history" >"$OUT/build-history-$name.log" 2>&1 ||
+                { row "$name" "$failure" "$det" "BUILD" - - - "build failed"; bad=1; continue; }
+        elif [ "$det" = tsan ]; then
             [ $built_tsan = 1 ] || build thread "$name" || { row "$name" "$failure" "$det" "BUILD" - - - "build failed"; bad=1; continue; }
             built_tsan=1
         else
@@ -195,7 +213,7 @@ for e in "${ENTRIES[@]}"; do
         if [ ${#times[@]} -gt 0 ]; then
             median="$(printf '%s\n' "${times[@]}" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }') s"
             worst="$(printf '%s\n' "${times[@]}" | sort -g | tail -1) s"
-            if [ $TMIN = 1 ]; then
+            if [ $TMIN = 1 ] && [ "$det" != history ]; then
                 steps="$(minimize "$det" "$name" "$firstfile" "$(dirname "$(dirname "$firstfile")")")"
                 [ -n "$steps" ] && steps="$steps steps" || steps="?"
             fi

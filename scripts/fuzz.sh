@@ -6,7 +6,8 @@
 #   scripts/fuzz.sh campaign [SECONDS]       every target SECONDS (default 20) under libFuzzer+ASan, then a summary
 #   scripts/fuzz.sh run TARGET [ARGS...]     one target under libFuzzer+ASan until stopped (ARGS go to libFuzzer)
 #   scripts/fuzz.sh afl TARGET [SECONDS]     one target under AFL++ (default 60 s)
-#   scripts/fuzz.sh tmin TARGET FILE         minimize a crash with cargo fuzz tmin, print it as a program
+#   scripts/fuzz.sh replay [ARGS] FILE...    a crash as a program, re-run in the fuzz build's configuration and the fuzz target
+#   scripts/fuzz.sh tmin TARGET FILE         minimize a crash by its structure (libFuzzer's tmin if it fails only under ASan)
 #   scripts/fuzz.sh afl-tmin TARGET FILE     minimize a crash with afl-tmin, print it as a program
 #   scripts/fuzz.sh smoke                    CI: build all targets for both engines, run each 30 s
 #                                            (libFuzzer) and 10 s (AFL++), replay the regressions
@@ -21,6 +22,8 @@ source scripts/setup.sh
 TARGETS=(deterministic free_running misuse)
 ROOT="$PWD"
 LOGS="$ROOT/fuzz/logs"
+# Where cargo fuzz puts the libFuzzer targets.
+FUZZ_BIN="$ROOT/fuzz/target/x86_64-unknown-linux-gnu/release"
 # Stack-use-after-return detection costs a fake stack frame per call and guards nothing the
 # harness does; hangs (a deadlocked heap lock) should fail within seconds, not libFuzzer's 20 min.
 export ASAN_OPTIONS="detect_stack_use_after_return=0:${ASAN_OPTIONS:-}"
@@ -50,7 +53,9 @@ build_libfuzzer() {
 build_afl() {
     ensure_afl
     echo "== building AFL++ targets"
-    (cd fuzz/afl && cargo afl build --release -q)
+    # The fuzz build's configuration, as cargo fuzz builds the libFuzzer targets: debug assertions
+    # and overflow checks on, so that a finding replays as the same failure.
+    (cd fuzz/afl && CARGO_PROFILE_RELEASE_DEBUG_ASSERTIONS=true CARGO_PROFILE_RELEASE_OVERFLOW_CHECKS=true cargo afl build --release -q)
 }
 
 # One libFuzzer run of target $1 for $2 seconds; appends a summary row to $ROWS.
@@ -154,34 +159,32 @@ afl)
     afl_row "$1" "${2:-60}"
     summary
     ;;
+replay)
+    [ $# -ge 1 ] || die "usage: fuzz.sh replay [--target T] [--save X.prog] FILE..."
+    build_libfuzzer >/dev/null
+    cargo build -q --profile fuzz-replay -p hakmem-fuzz --bin replay
+    exec target/fuzz-replay/replay --fuzz-build "$FUZZ_BIN" "$@"
+    ;;
 tmin)
     [ $# -eq 2 ] || die "usage: fuzz.sh tmin TARGET FILE"
     check_target "$1"
-    build_libfuzzer "$1"
+    build_libfuzzer >/dev/null
+    cargo build -q --profile fuzz-replay -p hakmem-fuzz --bin replay
     file="$(realpath "$2")"
+    # By the program's structure, in the fuzz build's configuration, confirmed by the fuzz target.
+    if target/fuzz-replay/replay --target "$1" --minimize --fuzz-build "$FUZZ_BIN" "$file"; then
+        echo "keep it: just replay --save corpora/regressions/<target>/NAME.prog $file.min"
+        exit 0
+    fi
+    # Failing only under ASan (this build has none): libFuzzer's own minimizer, on the fuzz build.
     log="$LOGS/tmin-$1.log"
     mkdir -p "$LOGS"
-    started="$(mktemp)"
     (cd fuzz && cargo +nightly fuzz tmin "${CARGO_FUZZ_FLAGS[@]}" "$1" "$file") >"$log" 2>&1 || true
-    # cargo fuzz prints the path on the first non-empty line after "Minimized artifact:".
     min="$(awk '/Minimized artifact:/ { found = 1; next } found && NF { print $NF; exit }' "$log")"
     [ -n "$min" ] && [ -f "fuzz/$min" ] && min="fuzz/$min"
-    if [ -z "$min" ]; then
-        # libFuzzer gives up when a candidate crashed inside its minimizing process but not on
-        # its own (a failure that depends on where the kernel put a mapping, say); the steps
-        # before that are kept as minimized-from-* files. Take the smallest that still fails
-        # when replayed alone.
-        cargo build -q --release -p hakmem-fuzz --bin replay
-        for f in $(ls -S -r "fuzz/artifacts/$1"/minimized-from-* 2>/dev/null); do
-            [ "$f" -nt "$started" ] || continue
-            if ! target/release/replay --target "$1" "$f" >/dev/null 2>&1; then min="$f"; break; fi
-        done
-        [ -n "$min" ] || { rm -f "$started"; tail -20 "$log"; die "tmin failed (log: $log)"; }
-        echo "(libFuzzer stopped early, see $log; the smallest step that still fails alone follows)"
-    fi
-    rm -f "$started"
-    echo "minimized: $min ($(wc -c <"$min") bytes; was $(wc -c <"$file"))"
-    cargo run -q --release -p hakmem-fuzz --bin replay -- --target "$1" "$min" || true
+    [ -n "$min" ] || { tail -20 "$log"; die "tmin failed (log: $log)"; }
+    echo "minimized by libFuzzer: $min ($(wc -c <"$min") bytes; was $(wc -c <"$file"))"
+    target/fuzz-replay/replay --target "$1" --fuzz-build "$FUZZ_BIN" "$min" || true
     ;;
 afl-tmin)
     [ $# -eq 2 ] || die "usage: fuzz.sh afl-tmin TARGET FILE"
@@ -190,7 +193,8 @@ afl-tmin)
     min="$2.min"
     cargo afl tmin -i "$2" -o "$min" "fuzz/afl/target/release/$1"
     echo "minimized: $min ($(wc -c <"$min") bytes; was $(wc -c <"$2"))"
-    cargo run -q --release -p hakmem-fuzz --bin replay -- --target "$1" "$min" || true
+    cargo build -q --profile fuzz-replay -p hakmem-fuzz --bin replay
+    target/fuzz-replay/replay --target "$1" --fuzz-build "$FUZZ_BIN" "$min" || true
     ;;
 smoke)
     start=$(date +%s)
@@ -206,6 +210,6 @@ smoke)
     exit $rc
     ;;
 *)
-    die "unknown command '$cmd' (campaign, run, afl, tmin, afl-tmin, smoke)"
+    die "unknown command '$cmd' (campaign, run, afl, replay, tmin, afl-tmin, smoke)"
     ;;
 esac

@@ -454,7 +454,13 @@ impl<P: Policy> Heap<P> {
         // SAFETY: no cache exists (`&mut self` and the count say so), so no block or slab is in
         // use; each mapping is given back once, after being unlinked.
         unsafe {
-            Self::unmap_large(st, &self.stats, spares);
+            // FAULT fault-reset-keeps-large-cache (reset): the cached freed large mappings stay
+            // for the next program, which then reuses what earlier programs freed.
+            if cfg!(feature = "fault-reset-keeps-large-cache") {
+                Self::unmap_list(&mut st.large, &self.stats, spares, false);
+            } else {
+                Self::unmap_large(st, &self.stats, spares);
+            }
             loop {
                 let r = st.regions.pop_front();
                 if r.is_null() {

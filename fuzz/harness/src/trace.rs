@@ -110,3 +110,27 @@ pub fn difference(a: &[String], b: &[String]) -> Option<String> {
         b.len()
     ))
 }
+
+/// The history-independence check over `inputs` of one target: each input's trace alone (on a
+/// new heap) against its traces when run after all of them on one reused heap, in their order
+/// and shuffled (reproducibly, by `seed`). Returns a message per input whose trace differs.
+pub fn history<N: std::fmt::Display>(inputs: &[(N, Program)], misuse: bool, mut seed: u64) -> Vec<String> {
+    let alone: Vec<Vec<String>> = inputs.iter().map(|(_, p)| trace(p, misuse, HeapUse::New)).collect();
+    let mut order: Vec<usize> = (0..inputs.len()).collect();
+    let mut out = Vec::new();
+    for pass in ["after the corpus, in order", "after the corpus, shuffled"] {
+        for &i in &order {
+            let again = trace(&inputs[i].1, misuse, HeapUse::Reset);
+            if let Some(d) = difference(&alone[i], &again) {
+                out.push(format!("DIFFERS {} ({pass}): {d}", inputs[i].0));
+            }
+        }
+        for k in (1..order.len()).rev() {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            order.swap(k, (seed % (k as u64 + 1)) as usize);
+        }
+    }
+    out
+}

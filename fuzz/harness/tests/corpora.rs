@@ -60,3 +60,18 @@ fn seeds_on_disk_are_current() {
     let dict = std::fs::read_to_string(corpora().join("hakmem.dict")).unwrap_or_default();
     assert_eq!(dict, hakmem_fuzz::dictionary(), "corpora/hakmem.dict is stale: run `just seed`");
 }
+
+#[test]
+fn every_committed_input_runs_the_same_whatever_ran_before_it() {
+    // The history-independence check (`just history`) over the seeds and regressions.
+    for t in TARGETS {
+        let mut inputs = Vec::new();
+        for dir in [corpora().join(t), corpora().join("regressions").join(t)] {
+            for f in files(&dir).into_iter().filter(|f| !f.extension().is_some_and(|e| e == "md")) {
+                inputs.push((f.display().to_string(), load(&f, t).unwrap_or_else(|e| panic!("{e}"))));
+            }
+        }
+        let differs = hakmem_fuzz::trace::history(&inputs, t == "misuse", 1);
+        assert!(differs.is_empty(), "{}", differs.join("\n"));
+    }
+}

@@ -3,13 +3,15 @@
 //! found; free-running inputs also run 50 times on real threads. Exit status 1 if any failed.
 //!
 //! Usage: replay [--target deterministic|free_running|misuse] [--save LISTING.prog] [--list]
-//!               [--minimize [--secs S]] FILE...
+//!               [--minimize [--secs S]] [--fuzz-build DIR] FILE...
 //! Without --target, a file under a `misuse` directory decodes as a misuse program and any other
 //! file as a plain one. A `.prog` file is a program listing (how regressions are kept); `--save`
 //! writes the listing of the input, which is how a crash becomes a regression; `--list` only
 //! prints the listing; `--minimize` minimizes a failing input by its structure (see
 //! `hakmem_fuzz::minimize`, at most S seconds, default 60) and writes `FILE.min` (bytes) and
-//! `FILE.min.prog` (its listing).
+//! `FILE.min.prog` (its listing). With `--fuzz-build DIR` (the libFuzzer targets' directory),
+//! each input (or minimized input) also runs in the fuzz target itself, the exact build that
+//! found it (ASan included), and the two verdicts are compared.
 
 use hakmem_fuzz::{load, replay_one, run_deterministic, run_free_running, Failure, HeapUse, Program, RunOpts, TARGETS};
 use std::path::Path;
@@ -20,6 +22,7 @@ fn main() {
     let mut list_only = false;
     let mut minimize = false;
     let mut secs = 60.0;
+    let mut fuzz_build: Option<String> = None;
     let mut files = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -28,6 +31,7 @@ fn main() {
             "--save" => save = args.next(),
             "--list" => list_only = true,
             "--minimize" => minimize = true,
+            "--fuzz-build" => fuzz_build = args.next(),
             "--secs" => secs = args.next().and_then(|s| s.parse().ok()).expect("--secs needs a number"),
             "-h" | "--help" => {
                 eprintln!("usage: replay [--target {}] [--save LISTING.prog] FILE...", TARGETS.join("|"));
@@ -57,14 +61,25 @@ fn main() {
                     continue;
                 }
                 if minimize {
-                    failed |= !minimize_one(f, &target, &prog, secs);
+                    let ok = minimize_one(f, &target, &prog, secs);
+                    failed |= !ok;
+                    if let (true, Some(dir)) = (ok, &fuzz_build) {
+                        let min: Program = std::fs::read_to_string(format!("{f}.min.prog")).expect("written").parse().expect("a listing");
+                        in_fuzz_build(dir, "deterministic", &min, true);
+                    }
                     continue;
                 }
                 if let Some(out) = &save {
                     std::fs::write(out, prog.to_string()).unwrap_or_else(|e| panic!("{out}: {e}"));
                     println!("(listing saved to {out})");
                 }
-                failed |= !report("", replay_one(&target, &prog));
+                let verdict = replay_one(&target, &prog);
+                let here_fails = verdict.is_err();
+                failed |= !report("", verdict);
+                if let Some(dir) = &fuzz_build {
+                    let t = if target == "free_running" { "deterministic" } else { target.as_str() };
+                    failed |= in_fuzz_build(dir, t, &prog, here_fails);
+                }
                 if prog.release {
                     // The checked heap may say more about a failure on a release heap.
                     let checked = Program { release: false, ..prog.clone() };
@@ -80,6 +95,34 @@ fn main() {
         }
     }
     std::process::exit(failed as i32);
+}
+
+/// Runs `prog` in the fuzz target `target` of the libFuzzer build in `dir` and says how that went
+/// next to this build's verdict (`here_fails`); true if the fuzz build failed.
+fn in_fuzz_build(dir: &str, target: &str, prog: &Program, here_fails: bool) -> bool {
+    let bin = Path::new(dir).join(target);
+    let Ok(bytes) = hakmem_fuzz::encode(prog) else { return false };
+    let input = std::env::temp_dir().join(format!("hakmem-replay-{}", std::process::id()));
+    std::fs::write(&input, bytes).expect("a temporary file");
+    let out = std::process::Command::new(&bin).arg(&input).env("ASAN_OPTIONS", "detect_stack_use_after_return=0:detect_leaks=0").output();
+    let _ = std::fs::remove_file(&input);
+    let Ok(out) = out else {
+        println!("in the fuzz build: {} is not built (just fuzz-build)", bin.display());
+        return false;
+    };
+    let text = String::from_utf8_lossy(&out.stderr);
+    let first = text.lines().find(|l| l.contains("FAILED") || l.contains("ERROR:") || l.contains("panicked")).unwrap_or("");
+    let fails = !out.status.success();
+    match (fails, here_fails) {
+        (true, true) => println!("in the fuzz build ({target}, libFuzzer+ASan): FAILS too: {}", first.trim()),
+        (false, false) => println!("in the fuzz build ({target}, libFuzzer+ASan): passes too"),
+        (true, false) => println!(
+            "in the fuzz build ({target}, libFuzzer+ASan): FAILS, though it passes here: a finding of ASan itself (this build has no ASan): {}",
+            first.trim()
+        ),
+        (false, true) => println!("in the fuzz build ({target}, libFuzzer+ASan): PASSES, though it fails here: the builds differ"),
+    }
+    fails
 }
 
 /// Minimizes a failing input, writes `FILE.min` and `FILE.min.prog`; true if it did.
