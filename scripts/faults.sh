@@ -96,7 +96,8 @@ binary() { # SANITIZER TARGET
 first_line() {
     local l
     l="$(grep -m1 -E 'hakmem-fuzz: .*FAILED|hakmem: |^DIFFERS' "$1")" ||
-        l="$(grep -m1 -E 'ERROR: (AddressSanitizer|libFuzzer)|WARNING: ThreadSanitizer|panicked at' "$1")" ||
+        l="$(grep -m1 -A1 -E 'panicked at' "$1" | paste -sd' ')" ||
+        l="$(grep -m1 -E 'ERROR: (AddressSanitizer|libFuzzer)|WARNING: ThreadSanitizer' "$1")" ||
         l="$(grep -m1 -iE 'error|fault|abort' "$1")" || l="(nothing printed)"
     # Strip libFuzzer's and the sanitizers' pid prefixes.
     sed -E 's/^==[0-9]+==//; s/^ +//' <<<"$l" | cut -c1-220

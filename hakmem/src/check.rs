@@ -398,8 +398,9 @@ impl Place {
         // entries beats a store per field (this runs whenever a slab changes class).
         unsafe {
             let n = self.carved();
-            let first = (self.entry(0) as *const Entry).cast_mut();
-            core::ptr::write_bytes(first, 0, n);
+            // The pointer comes from the whole table, not one entry, so that it may cover n.
+            let table = self.shadow().entries.as_ptr().cast_mut();
+            core::ptr::write_bytes(table.add(self.slab * SLOTS_PER_SLAB), 0, n);
             self.shadow().carved[self.slab].store(0, Relaxed);
         }
     }

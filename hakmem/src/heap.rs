@@ -755,10 +755,11 @@ impl<P: Policy> Heap<P> {
     unsafe fn release_locked(&self, st: &mut State, slab: *mut Slab) {
         // SAFETY: the caller owns the slab; its region is live; the lock covers region fields.
         unsafe {
-            debug_assert!((*slab).local.used == 0 && (*slab).remote.is_empty());
+            // (The checked mode first: its report names the slot a slab goes back with.)
             if P::CHECKED {
                 check::slab_released(slab);
             }
+            debug_assert!((*slab).local.used == 0 && (*slab).remote.is_empty(), "hakmem: a slab goes back to the pool with slots handed out or queued");
             (*slab).local.state = SlabState::Pool;
             (*slab).owner.store(NO_OWNER, Relaxed);
             let r = SmallRegion::of_slab(slab);

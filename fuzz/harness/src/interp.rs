@@ -107,9 +107,9 @@ pub enum Sweep {
     Full,
 }
 
-/// The heap's consistency sweep (`Heap::verify`) runs after every this many steps (without its
-/// pass over the checked shadow map), and in full at the end. Every 8 steps was a quarter of a
-/// seed's time.
+/// The heap's consistency sweep (`Heap::verify`) runs after every this many steps and after each
+/// thread's end or flush (without its pass over the checked shadow map), and in full at the end.
+/// Every 8 steps was a quarter of a seed's time.
 pub const VERIFY_EVERY: usize = 16;
 
 /// The report kinds a misuse must produce, in the harness's own words (mapped to the checked
@@ -773,7 +773,9 @@ fn drive_plain<P: Observed>(it: &Interp<'_, P>, prog: &Program) -> Result<(), Fa
     };
     let mut last = 0;
     let mut quiet = |done: usize| {
-        if done >= last + VERIFY_EVERY {
+        // Also right after a thread's end or a flush: caches made, slabs pooled and abandoned.
+        let drained = done > 0 && matches!(prog.steps[done - 1].op, Op::EndThread | Op::Flush);
+        if done >= last + VERIFY_EVERY || drained {
             last = done;
             it.verify().map_err(|v| Failure::at(done.checked_sub(1), v))?;
         }

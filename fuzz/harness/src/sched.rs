@@ -5,7 +5,7 @@
 //!
 //! # Points and schedules
 //! hakmem reports every atomic operation, free-list link access and lock event to the hooks of
-//! `hakmem::sync` (`sched` feature). Each atomic operation is a preemption point. Steps start in
+//! `hakmem::sync` (`sched` feature). Each atomic operation, and each lock acquisition once the lock is held, is a preemption point. Steps start in
 //! program order; a step with `at: Some(k)` starts at the k-th point reached after the step
 //! before it started, suspending the step that reached it (if the two share no cache and no
 //! block; else as soon as they do not); the suspended step resumes when the interrupting one
@@ -346,13 +346,19 @@ fn on_atomic(addr: usize, access: Access) {
     // SAFETY: this context runs a step, so it holds the turn.
     let st = unsafe { s.st() };
     let Some(k) = st.me(ctx) else { return };
-    st.active[k].points += 1;
-    let (step, thread, points) = (st.active[k].step, st.active[k].thread, st.active[k].points);
     if st.track {
-        if let Some(t) = thread {
+        if let Some(t) = st.active[k].thread {
             track_atomic(st, t as usize, addr, access);
         }
     }
+    point(s, st, k, ctx);
+}
+
+/// Step `k` (on context `ctx`) reached a preemption point: it pauses there, or the next step
+/// starts there, if the program says so.
+fn point(s: &Shared, st: &mut State, k: usize, ctx: usize) {
+    st.active[k].points += 1;
+    let (step, points) = (st.active[k].step, st.active[k].points);
     st.since += 1;
     if st.info[step].pause == Some(points as u16) && st.pick().is_some() {
         st.active[k].status = Status::Paused;
@@ -515,6 +521,10 @@ fn on_lock(addr: usize, class: LockClass, event: LockEvent) {
                     track_plain(st, t, step, addr | 1, true, &|| format!("the state {} protects", class.name()));
                 }
             }
+            // Holding a lock is a point of its own: a critical section with no atomic inside
+            // (the spares' bookkeeping) could otherwise never be interrupted, and what another
+            // thread does meanwhile (a fork) never be tried.
+            point(s, st, k, ctx);
         }
         LockEvent::Released => {
             st.active[k].held.remove(addr);
@@ -906,3 +916,4 @@ mod tests {
         assert_eq!(log.into_inner().unwrap(), vec![0, 1]);
     }
 }
+

@@ -317,19 +317,19 @@ pub fn plain() -> Vec<(&'static str, Program)> {
     // ---- Schedules: steps that start inside another thread's allocator call -----------------
 
     // A remote push (t1's flush of its pending chain) starting at each of the first points of
-    // the owner's allocation, which drains its queue; and one that pauses to let the owner on.
+    // the owner's flush, which drains its queues; and one that pauses to let the owner on.
     for (name, at, pause) in [
         ("race-drain-1", 1, None),
         ("race-drain-2", 2, None),
         ("race-drain-3", 3, None),
-        ("race-drain-5", 5, None),
-        ("race-drain-pause", 2, Some(2)),
+        ("race-drain-4", 4, None),
+        ("race-drain-pause", 2, Some(1)),
     ] {
         let mut b = Builder::new(2);
         let xs: Vec<BlockId> = (0..4).map(|_| b.alloc(0, 40, 3)).collect();
         b.op(0, Op::RemoteFree { slot: xs[0], by: 1 }).op(1, Op::Flush);
         b.op(0, Op::RemoteFree { slot: xs[1], by: 1 });
-        b.alloc(0, 40, 3);
+        b.op(0, Op::Flush);
         b.op(1, Op::Flush).sched(Some(at), pause);
         b.alloc(0, 40, 3);
         v.push((name, b.build()));
@@ -355,12 +355,16 @@ pub fn plain() -> Vec<(&'static str, Program)> {
     b.alloc(1, 64, 3);
     b.sched(Some(3), None);
     v.push(("race-locks", b.build()));
-    let mut b = Builder::new(2);
-    b.alloc(0, 1 << 20, 3);
-    b.op(1, Op::Fork).sched(Some(2), None);
-    b.alloc(0, 64, 3);
-    b.op(1, Op::Fork).sched(Some(4), None);
-    v.push(("race-fork", b.build()));
+    // A fork at each of the first points of a large allocation (which takes the heap's lock and
+    // the spares'), and of a small one that maps its region.
+    for (name, at) in [("race-fork-2", 2), ("race-fork-4", 4), ("race-fork-5", 5), ("race-fork-10", 10)] {
+        let mut b = Builder::new(2);
+        b.alloc(0, 1 << 20, 3);
+        b.op(1, Op::Fork).sched(Some(at), None);
+        b.alloc(0, 64, 3);
+        b.op(1, Op::Fork).sched(Some(at), None);
+        v.push((name, b.build()));
+    }
 
     // Release heaps run paths of their own (realloc in place, whole-slot usable sizes).
     let release = |name: &'static str, from: &str, v: &[(&str, Program)]| {
