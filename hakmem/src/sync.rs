@@ -85,6 +85,13 @@ pub fn set_hooks(hooks: &'static Hooks) {
     let _ = hooks;
 }
 
+/// Removes the hooks: later synchronization points report to nothing (for measuring what the
+/// hooks cost).
+pub fn clear_hooks() {
+    #[cfg(feature = "sched")]
+    HOOKS.store(core::ptr::null_mut(), Ordering::Release);
+}
+
 /// The installed hooks, if any.
 #[inline(always)]
 fn hooks() -> Option<&'static Hooks> {

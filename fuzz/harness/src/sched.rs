@@ -171,6 +171,8 @@ struct State {
     /// Worker contexts are numbered from 1.
     next_ctx: usize,
     track: bool,
+    /// Whether any step has a schedule: without one, points need no counting.
+    scheduled: bool,
     clocks: [Clock; MAX_THREADS as usize],
     /// Release clocks of atomic locations.
     released: AddrMap<Clock>,
@@ -357,6 +359,9 @@ fn on_atomic(addr: usize, access: Access) {
 /// Step `k` (on context `ctx`) reached a preemption point: it pauses there, or the next step
 /// starts there, if the program says so.
 fn point(s: &Shared, st: &mut State, k: usize, ctx: usize) {
+    if !st.scheduled {
+        return;
+    }
     st.active[k].points += 1;
     let (step, points) = (st.active[k].step, st.active[k].points);
     st.since += 1;
@@ -690,6 +695,7 @@ pub fn run(info: &[StepInfo], threads: u8, exec: &Exec<'_>, quiet: &mut dyn FnMu
             active: Vec::new(),
             next_ctx: 1,
             track: threads > 1,
+            scheduled: info.iter().any(|i| i.at.is_some() || i.pause.is_some()),
             clocks,
             released,
             plain,
@@ -775,9 +781,22 @@ pub fn locks_held_by_others() -> Option<String> {
     (!held.is_empty()).then(|| held.join(" and "))
 }
 
-/// Installs the hooks in hakmem (once; harmless again).
+/// Whether runs install the hooks (see [`disable`]).
+static ENABLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Installs the hooks in hakmem (once; harmless again), unless [`disable`]d.
 pub fn install() {
-    hakmem::sync::set_hooks(&HOOKS);
+    if ENABLED.load(std::sync::atomic::Ordering::Relaxed) {
+        hakmem::sync::set_hooks(&HOOKS);
+    }
+}
+
+/// Runs from now on report no preemption point, lock event or link access to the scheduler:
+/// no schedule is taken and no race or lock order is checked. Only for measuring what the
+/// points cost (`exec_rate --no-points`).
+pub fn disable() {
+    ENABLED.store(false, std::sync::atomic::Ordering::Relaxed);
+    hakmem::sync::clear_hooks();
 }
 
 #[cfg(test)]

@@ -2,8 +2,11 @@
 //! executions per second: the harness's own cost, to profile (callgrind, ASan builds) apart from
 //! the engine's. The fuzzers' own exec/s figures come from `just fuzz`/`just main`.
 //!
-//! Usage: exec-rate [--secs S] [--each] [TARGET[=DIR]...]   (default: every target on
-//! corpora/<target>; --each also times every input on its own)
+//! Usage: exec-rate [--secs S | --rounds N] [--each] [--no-points] [TARGET[=DIR]...]   (default: every
+//! target on corpora/<target>; --each also times every input on its own; --no-points runs with
+//! the scheduler's hooks removed, to measure what the preemption points and the happens-before
+//! tracking cost: schedules are then ignored and races not checked; --rounds N runs the corpus
+//! N times instead of for S seconds, a fixed amount of work for callgrind)
 
 use hakmem_fuzz::{fuzz_deterministic, fuzz_free_running, fuzz_misuse, Verdict, TARGETS};
 use std::time::{Duration, Instant};
@@ -11,11 +14,14 @@ use std::time::{Duration, Instant};
 fn main() {
     let mut secs = 3.0;
     let mut each = false;
+    let mut rounds = None;
     let mut picks = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--each" => each = true,
+            "--no-points" => hakmem_fuzz::sched::disable(),
+            "--rounds" => rounds = Some(args.next().and_then(|s| s.parse::<u64>().ok()).expect("--rounds needs a number")),
             "--secs" => secs = args.next().and_then(|s| s.parse().ok()).expect("--secs needs a number"),
             _ => picks.push(a),
         }
@@ -52,7 +58,9 @@ fn main() {
         }
         let (mut n, mut rejected) = (0u64, 0u64);
         let start = Instant::now();
-        while start.elapsed() < Duration::from_secs_f64(secs) {
+        let mut round = 0;
+        while rounds.map_or(start.elapsed() < Duration::from_secs_f64(secs), |r| round < r) {
+            round += 1;
             for i in &inputs {
                 rejected += (run(i) == Verdict::Rejected) as u64;
                 n += 1;
