@@ -132,13 +132,30 @@ run_one() {
     bin="$(binary "$san" "$target")"
     t0=$(date +%s.%N)
     # A hard limit too: a sanitizer's death in the middle of libFuzzer's own timeout can hang.
-    (cd "$dir" && HAKMEM_FUZZ_REPRO_DIR="$art" timeout -k 5 $((deadline + 30)) "$bin" "$corpus" -seed="$seed" \
+    (cd "$dir" && HAKMEM_FUZZ_REPRO_DIR="$art" exec timeout -k 5 $((deadline + 30)) "$bin" "$corpus" -seed="$seed" \
         -max_total_time="$deadline" -timeout="$timeout" -dict="$ROOT/corpora/hakmem.dict" -artifact_prefix="$art/" \
-        -print_final_stats=1) >"$dir/log" 2>&1
-    t1=$(date +%s.%N)
+        -print_final_stats=1) >"$dir/log" 2>&1 &
+    local pid=$! seen=""
+    # The time to find is when the first report appears. Under TSan, libFuzzer's death callback
+    # sometimes hangs in malloc inside TSan's report (the crash input is then never written):
+    # such a run is stopped 15 s after its report and counts as found, with no input to minimize.
+    while kill -0 "$pid" 2>/dev/null; do
+        if [ -z "$seen" ] && grep -qE 'WARNING: ThreadSanitizer|ERROR: AddressSanitizer|hakmem-fuzz: .*FAILED|panicked at' "$dir/log"; then
+            seen=$(date +%s.%N)
+        fi
+        if [ -n "$seen" ] && [ "$(awk -v a="$seen" -v b="$(date +%s.%N)" 'BEGIN { print (b - a > 15) }')" = 1 ]; then
+            echo "faults.sh: the fuzzer hung after its report; stopped" >>"$dir/log"
+            kill -TERM "$pid" 2>/dev/null
+            break
+        fi
+        sleep 0.2
+    done
+    wait "$pid"
+    t1=${seen:-$(date +%s.%N)}
     local secs artifact
     secs="$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')"
     artifact="$(ls "$art"/crash-* "$art"/timeout-* "$art"/oom-* 2>/dev/null | head -1)"
+    [ -n "$artifact" ] || { [ -n "$seen" ] && artifact="-"; }
     if [ -n "$artifact" ]; then echo "found $secs $artifact"; else echo "missed $secs -"; fi
 }
 
@@ -156,15 +173,20 @@ minimize() {
     cp "$file" "$dir/finding"
     # The minimizer is built with the fault too (in the fuzz build's configuration).
     cargo build -q --profile fuzz-replay -p hakmem-fuzz --bin replay --features "hakmem/fault-$fault" \
-        --target-dir "$ROOT/target/faults-replay" >"$dir/tmin-build.log" 2>&1 || { echo "?"; return; }
+        --target-dir "$ROOT/target/faults-replay" >"$dir/tmin-build.log" 2>&1 || { echo "? (build failed)"; return; }
     timeout 300 "$REPLAY" --minimize --secs 60 --target "$target" "$dir/finding" >"$dir/tmin.log" 2>&1
-    [ -s "$dir/finding.min" ] || { echo "?"; return; }
+    [ -s "$dir/finding.min" ] || { echo "? (does not fail alone)"; return; }
     local steps
     steps="$(awk '/^minimized from/ { print $5 }' "$dir/tmin.log")"
-    if [ "$san" = address ] && ! timeout 60 "$(binary address "$target")" "$dir/finding.min" >"$dir/confirm.log" 2>&1; then
-        echo "$steps"
+    # (The minimized input is a deterministic or misuse one: its ASan build confirms it.)
+    local bin
+    bin="$(binary address "$target")"
+    if [ ! -x "$bin" ]; then
+        echo "$steps steps (not confirmed: no ASan build)"
+    elif ! timeout 60 "$bin" "$dir/finding.min" >"$dir/confirm.log" 2>&1; then
+        echo "$steps steps"
     else
-        echo "$steps (does not fail in the fuzz build!)"
+        echo "$steps steps (does not fail in the fuzz build!)"
     fi
 }
 
@@ -204,7 +226,8 @@ for e in "${ENTRIES[@]}"; do
                 if grep -qE -- "$pattern" <<<"$line"; then
                     found=$((found + 1))
                     times+=("$secs")
-                    [ -n "$first" ] || { first="$line"; firstfile="$artifact"; }
+                    [ -n "$first" ] || first="$line"
+                    [ -n "$firstfile" ] || [ "$artifact" = - ] || firstfile="$artifact"
                 else
                     wrong="$line"
                 fi
@@ -214,9 +237,8 @@ for e in "${ENTRIES[@]}"; do
         if [ ${#times[@]} -gt 0 ]; then
             median="$(printf '%s\n' "${times[@]}" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }') s"
             worst="$(printf '%s\n' "${times[@]}" | sort -g | tail -1) s"
-            if [ $TMIN = 1 ] && [ "$det" != history ]; then
+            if [ $TMIN = 1 ] && [ "$det" != history ] && [ -n "$firstfile" ]; then
                 steps="$(minimize "$det" "$name" "$firstfile" "$(dirname "$(dirname "$firstfile")")")"
-                [ -n "$steps" ] && steps="$steps steps" || steps="?"
             fi
         fi
         [ -n "$first" ] || first="${wrong:+WRONG KIND: $wrong}"

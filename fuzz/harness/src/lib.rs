@@ -127,7 +127,8 @@ pub fn fuzz_free_running(data: &[u8]) -> Verdict {
             Some((p, found)) => {
                 let path = save_repro(&p);
                 format!(
-                    "\nreproduced by the deterministic scheduler ({found}): saved as {path}, a deterministic input that replays                      and minimizes (just replay {path}; just tmin deterministic {path}):\n{p}"
+                    "\nreproduced by the deterministic scheduler ({found}): saved as {path}, a deterministic input that replays \
+                     and minimizes (just replay {path}; just tmin deterministic {path}):\n{p}"
                 )
             }
             None => format!("\nno deterministic schedule of this program failed within {} s", repro_seconds().as_secs()),
