@@ -655,9 +655,8 @@ pub struct ThreadCache<'h, P: Policy = Release> {
 unsafe impl<P: Policy> Send for ThreadCache<'_, P> {}
 
 impl<'h, P: Policy> ThreadCache<'h, P> {
-    pub(crate) fn new(heap: &'h Heap<P>) -> Self {
-        let inner = NonNull::new(CacheInner::create(heap)).expect("hakmem: out of memory creating a thread cache");
-        ThreadCache { inner, _heap: PhantomData }
+    pub(crate) fn try_new(heap: &'h Heap<P>) -> Option<Self> {
+        NonNull::new(CacheInner::create(heap)).map(|inner| ThreadCache { inner, _heap: PhantomData })
     }
 
     #[inline(always)]

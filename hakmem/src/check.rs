@@ -721,18 +721,48 @@ pub(crate) unsafe fn slab_assigned(r: *mut SmallRegion, i: usize, class: usize, 
     }
 }
 
-/// A slab goes back to the pool: every slot on its free list must still carry an intact header
-/// and poison (this is where a write after free into a block never handed out again shows), and
+/// Whether a thread cache's storage about to be handed out is unused: zero after its first word
+/// (the arena's free-list link) up to `size`. Reports the first byte that is not.
+///
+/// # Safety
+/// `slot` points to `size` readable bytes of the heap's cache arena, owned by the caller.
+pub(crate) unsafe fn cache_slot_unused(cs: &CheckState, slot: *mut u8, size: usize) -> bool {
+    let word = core::mem::size_of::<usize>();
+    // SAFETY: per the contract.
+    let bytes = unsafe { core::slice::from_raw_parts(slot.add(word), size - word) };
+    let Some(i) = bytes.iter().position(|&b| b != 0) else { return true };
+    cs.report(Report {
+        detail: "a new thread cache's storage is in use (cache slots overlap?)",
+        found: bytes[i] as u64,
+        expected: 0,
+        ..Report::new(ReportKind::Invariant, slot.addr() + word + i, 0)
+    });
+    false
+}
+
+/// A slab goes back to the pool: no block of it may be live or queued (the shadow map says
+/// which were handed out), every slot on its free list must still carry an intact header and
+/// poison (this is where a write after free into a block never handed out again shows), and
 /// the list must hold every carved slot. Called under the heap lock.
 ///
 /// # Safety
-/// The caller owns `slab`, a checked slab with no live or queued slot.
+/// The caller owns `slab`, a slab of a live checked region.
 pub(crate) unsafe fn slab_released(slab: *mut Slab) {
     // SAFETY: per the contract.
     unsafe {
+        let r = SmallRegion::of_slab(slab);
+        let i = SmallRegion::index_of(r, slab);
+        let at = Place { region: r, slab: i, start: SmallRegion::slab_span(r, i).0.addr() };
+        if let (Some((class, size)), Some((slot, state))) = (at.geometry(), live_slot(at)) {
+            at.state().report(Report {
+                detail: "slab goes back to the pool while this block is live",
+                found: state,
+                ..at.report(ReportKind::Invariant, slot, class, size, 0)
+            });
+            return;
+        }
         let local = &(*slab).local;
         let Some(first) = local.free else { return };
-        let at = Place::of(first.as_ptr());
         let cs = at.state();
         let (class, size) = (local.class as usize, local.slot_size as usize);
         let carved = slot_index(local.bump.addr() - at.start, class);
@@ -926,6 +956,16 @@ pub(crate) unsafe fn hand_out(slab: *mut Slab, b: BasePtr, size: usize, offset: 
             return null_mut();
         }
         if !verify_free_slot(cs, at, slot, class, slot_size, thread) {
+            e.meta.store((m & !0xff) | QUARANTINED, Relaxed);
+            return null_mut();
+        }
+        if offset + size > slot_size {
+            cs.report(Report {
+                detail: "a request handed a slot too small for it (the slab serves another class?)",
+                expected: (offset + size) as u64,
+                found: slot_size as u64,
+                ..at.report(ReportKind::Invariant, slot, class, slot_size, thread)
+            });
             e.meta.store((m & !0xff) | QUARANTINED, Relaxed);
             return null_mut();
         }

@@ -224,9 +224,16 @@ impl<P: Policy> Heap<P> {
         }
     }
 
-    /// A new thread cache on this heap. Several may exist on one OS thread.
+    /// A new thread cache on this heap. Several may exist on one OS thread. Panics when the OS
+    /// refuses memory for it.
     pub fn cache(&self) -> ThreadCache<'_, P> {
-        ThreadCache::new(self)
+        self.try_cache().expect("hakmem: out of memory creating a thread cache")
+    }
+
+    /// A new thread cache, or None when the OS refuses memory for it (or, checked, when its
+    /// storage fails a check, after the report).
+    pub fn try_cache(&self) -> Option<ThreadCache<'_, P>> {
+        ThreadCache::try_new(self)
     }
 
     /// From now on this heap records its checked-mode reports (see [`Heap::take_reports`])
@@ -481,11 +488,12 @@ impl<P: Policy> Heap<P> {
             st.arena_free = null_mut();
             let mut c = st.arena_chunks;
             while !c.is_null() {
-                for i in (1..ARENA_CHUNK / CACHE_SLOT).rev() {
-                    let slot = c.add(i * CACHE_SLOT);
-                    slot.cast::<*mut u8>().write(st.arena_free);
-                    st.arena_free = slot;
+                if P::CHECKED {
+                    // Zero like a new chunk: unused cache storage must read as zero (see
+                    // `alloc_cache_slot`).
+                    c.add(CACHE_SLOT).write_bytes(0, ARENA_CHUNK - CACHE_SLOT);
                 }
+                Self::carve_arena_chunk(st, c);
                 c = c.cast::<*mut u8>().read();
             }
             let cs = *self.checks.get_mut();
@@ -614,18 +622,36 @@ impl<P: Policy> Heap<P> {
             unsafe {
                 chunk.cast::<*mut u8>().write(st.arena_chunks);
                 st.arena_chunks = chunk;
-                for i in (1..ARENA_CHUNK / CACHE_SLOT).rev() {
-                    let slot = chunk.add(i * CACHE_SLOT);
-                    slot.cast::<*mut u8>().write(st.arena_free);
-                    st.arena_free = slot;
-                }
+                Self::carve_arena_chunk(&mut st, chunk);
             }
         }
         let slot = st.arena_free;
         // SAFETY: free arena slots hold the next free slot in their first word.
         st.arena_free = unsafe { slot.cast::<*mut u8>().read() };
+        // Checked: a free slot reads as zero past that word (fresh, or zeroed when freed), so
+        // anything else is another cache's memory (slots that overlap).
+        // SAFETY: the slot is CACHE_SLOT bytes of a live chunk, ours under the lock.
+        if P::CHECKED && !unsafe { check::cache_slot_unused(self.check_state(), slot, core::mem::size_of::<CacheSlot<P>>()) } {
+            return null_mut();
+        }
         self.stats.caches.fetch_add(1, Relaxed);
         slot
+    }
+
+    /// Links the cache slots of an arena chunk (all but the first, which links the chunks) into
+    /// the free list, lowest address first.
+    ///
+    /// # Safety
+    /// `chunk` is an arena chunk of this heap whose slots are all unused.
+    unsafe fn carve_arena_chunk(st: &mut State, chunk: *mut u8) {
+        for i in (1..ARENA_CHUNK / CACHE_SLOT).rev() {
+            // SAFETY: within the chunk, per the contract.
+            unsafe {
+                let slot = chunk.add(i * CACHE_SLOT);
+                slot.cast::<*mut u8>().write(st.arena_free);
+                st.arena_free = slot;
+            }
+        }
     }
 
     /// Returns a cache's storage to the arena.
@@ -635,7 +661,12 @@ impl<P: Policy> Heap<P> {
     pub(crate) unsafe fn free_cache_slot(&self, slot: *mut u8) {
         let mut st = self.state.lock();
         // SAFETY: the slot is ours again.
-        unsafe { slot.cast::<*mut u8>().write(st.arena_free) };
+        unsafe {
+            if P::CHECKED {
+                slot.write_bytes(0, core::mem::size_of::<CacheSlot<P>>());
+            }
+            slot.cast::<*mut u8>().write(st.arena_free);
+        }
         st.arena_free = slot;
         self.stats.caches.fetch_sub(1, Relaxed);
     }

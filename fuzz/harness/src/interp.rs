@@ -233,10 +233,23 @@ fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl<'h, P: Observed> Interp<'h, P> {
     /// Caches for `threads` logical threads on `heap`, sweeping as `sweep` says.
-    pub fn new(heap: &'h Heap<P>, threads: u8, knobs: Knobs, sweep: Sweep, trace: bool) -> Self {
-        Interp {
+    pub fn new(heap: &'h Heap<P>, threads: u8, knobs: Knobs, sweep: Sweep, trace: bool) -> Result<Self, Failure> {
+        let mut caches = Vec::new();
+        for t in 0..threads {
+            let Some(c) = heap.try_cache() else {
+                let mut reports = Vec::new();
+                P::take(heap, &mut reports);
+                let what = match reports.first() {
+                    Some(r) => format!("checked mode reported: {r} (creating t{t}'s cache)"),
+                    None => format!("t{t}'s cache could not be created (out of memory)"),
+                };
+                return Err(Failure::at(None, what));
+            };
+            caches.push(Mutex::new(Some(c)));
+        }
+        Ok(Interp {
             heap,
-            caches: (0..threads).map(|_| Mutex::new(Some(heap.cache()))).collect(),
+            caches,
             model: Mutex::new(Model {
                 blocks: Vec::new(),
                 failed: Vec::new(),
@@ -247,7 +260,7 @@ impl<'h, P: Observed> Interp<'h, P> {
             }),
             budget: knobs.limits().max_regions != usize::MAX,
             sweep,
-        }
+        })
     }
 
     /// The model (never held across an allocator call: another step may need it meanwhile).
@@ -399,7 +412,7 @@ impl<'h, P: Observed> Interp<'h, P> {
                 // Drop first, as a thread exits before another starts: the new cache may then
                 // reuse the old one's storage and owner token.
                 *c = None;
-                *c = Some(self.heap.cache());
+                *c = Some(self.heap.try_cache().ok_or_else(|| Violation(format!("a new cache for t{t} could not be created")))?);
                 return Ok(None);
             }
             Op::Fork => fork(self.heap)?,
@@ -718,7 +731,7 @@ pub(crate) fn with_heap<P: Observed, T>(heap_use: HeapUse, knobs: Knobs, f: impl
 pub fn run_plain_traced<P: Observed>(prog: &Program, opts: RunOpts, trace: bool) -> (Result<(), Failure>, Vec<Event>) {
     let mut events = Vec::new();
     let r = with_heap::<P, ()>(opts.heap, prog.knobs, |heap| {
-        let mut it = Interp::new(heap, prog.threads, prog.knobs, opts.sweep, trace);
+        let mut it = Interp::new(heap, prog.threads, prog.knobs, opts.sweep, trace)?;
         let r = drive_plain(&it, prog);
         events = it.take_trace();
         if r.is_err() {
@@ -781,5 +794,15 @@ fn drive_plain<P: Observed>(it: &Interp<'_, P>, prog: &Program) -> Result<(), Fa
         }
         Ok(())
     };
-    sched::run(&step_info(prog), prog.threads, &exec, &mut quiet)
+    sched::run(&step_info(prog), prog.threads, &exec, &mut quiet).map_err(|f| {
+        // A debug assertion that fired after a check reported says less than the report.
+        if !f.what.starts_with("panicked: ") {
+            return f;
+        }
+        it.poll(f.step);
+        match it.model().reports.first() {
+            Some(rep) => Failure::at(f.step, format!("checked mode reported: {rep} (and then {})", f.what)),
+            None => f,
+        }
+    })
 }

@@ -64,7 +64,7 @@ pub fn run_misuse(prog: &Program, opts: RunOpts) -> Result<Option<Report>, Failu
 pub fn run_misuse_traced(prog: &Program, opts: RunOpts, trace: bool) -> (Result<Option<Report>, Failure>, Vec<Event>) {
     let mut events = Vec::new();
     let r = with_heap::<Checked, Option<Report>>(opts.heap, prog.knobs, |heap| {
-        let mut it = Interp::new(heap, prog.threads, prog.knobs, opts.sweep, trace);
+        let mut it = Interp::new(heap, prog.threads, prog.knobs, opts.sweep, trace)?;
         let r = drive(&it, prog);
         events = it.take_trace();
         if let Err(f) = r {
