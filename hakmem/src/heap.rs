@@ -78,6 +78,10 @@ pub struct Limits {
     pub pending_max: u32,
     /// Bytes of given-back mappings kept as spares (0; see [`Heap::set_spare_mappings`]).
     pub spare_bytes: usize,
+    /// Whether a large block may grow by extending its mapping (`mremap`, true). Whether that
+    /// works depends on what else the process mapped next to the block, which a fuzz input
+    /// does not control, so the harness turns it off to keep every run of an input the same.
+    pub grow_mappings: bool,
 }
 
 impl Limits {
@@ -93,6 +97,7 @@ impl Limits {
         max_regions: usize::MAX,
         pending_max: PENDING_MAX,
         spare_bytes: 0,
+        grow_mappings: true,
     };
 }
 
@@ -399,6 +404,18 @@ impl<P: Policy> Heap<P> {
                 }
                 // The run and every bit below it are done.
                 runs = if end == 64 { 0 } else { runs & (u64::MAX << end) };
+            }
+            // Debug builds (the fuzz targets): what the runs zeroed, read back slab by slab. A
+            // spare must be as good as a new mapping, or a later program sees this one's bytes.
+            if cfg!(debug_assertions) {
+                for (i, &e) in ends.iter().enumerate() {
+                    let (start, _) = SmallRegion::slab_span(r, i);
+                    let len = (r.cast::<u8>().add(e).addr()).saturating_sub(start.addr());
+                    let words = core::slice::from_raw_parts(start.cast::<u64>(), len / 8);
+                    if let Some(k) = words.iter().position(|&w| w != 0) {
+                        panic!("hakmem: a region given to the spares is not zero: slab {i} at {:#x} holds {:#x}", start.addr() + 8 * k, words[k]);
+                    }
+                }
             }
             r.cast::<u8>().write_bytes(0, SMALL_HEADER);
             spares.keep(r.cast(), REGION_SIZE, REGION_SIZE);
@@ -1104,7 +1121,7 @@ impl<P: Policy> Heap<P> {
             if total <= have {
                 return true;
             }
-            if !os::grow_in_place(h.cast(), (*h).map_size, total) {
+            if !self.state.lock().limits.grow_mappings || !os::grow_in_place(h.cast(), (*h).map_size, total) {
                 return false;
             }
             let grown = total - (*h).map_size;

@@ -18,6 +18,7 @@ use crate::decode::WILD_LEN;
 use crate::model::{check_new, fill_for, AddrMap, Block, Violation};
 use crate::program::{BlockId, Knobs, Op, Program, Step};
 use crate::sched::{self, Flow, StepInfo};
+use std::panic::AssertUnwindSafe;
 use crate::trace::Event;
 use hakmem::layout::SLAB_SIZE;
 use hakmem::{Heap, Policy, Release, ThreadCache};
@@ -696,6 +697,34 @@ pub(crate) fn final_sweep<P: Observed>(heap: &mut Heap<P>) -> (Vec<P::Report>, O
 /// through the spares within itself behaves the same on both (a knob makes it smaller).
 pub const SPARE_BYTES: usize = 256 << 20;
 
+/// `f(heap)`, with a panic outside any step (a debug assertion while the caches are dropped, say)
+/// as a failure that names the checked report captured before it, if any.
+fn guarded<P: Observed, T>(heap: &mut Heap<P>, f: impl FnOnce(&mut Heap<P>) -> Result<T, Failure>) -> Result<T, Failure> {
+    let p = match std::panic::catch_unwind(AssertUnwindSafe(|| f(&mut *heap))) {
+        Ok(r) => return r,
+        Err(p) => sched::panic_text(&*p),
+    };
+    let mut reports = Vec::new();
+    P::take(heap, &mut reports);
+    Err(Failure::at(
+        None,
+        match reports.first() {
+            Some(r) => format!("checked mode reported: {r} (and then panicked: {p})"),
+            None => format!("panicked: {p}"),
+        },
+    ))
+}
+
+/// Resets the heap a program ran on, right after it, on a new heap as on a reused one: what
+/// the reset checks (debug builds: that every spare reads as zero) then fails the program that
+/// left the damage, alone as after others, not the one after it.
+fn end_reset<P: Observed>(heap: &mut Heap<P>) -> Result<(), Failure> {
+    guarded(heap, |h| {
+        h.reset();
+        Ok(())
+    })
+}
+
 /// Calls `f` with a heap as `heap` says, set up as `knobs` say, capturing its reports. After a
 /// failure the heap may be corrupt, so it is never dropped (unmapping it could crash before the
 /// failure is printed) nor used again.
@@ -705,7 +734,7 @@ pub(crate) fn with_heap<P: Observed, T>(heap_use: HeapUse, knobs: Knobs, f: impl
             let mut heap = ManuallyDrop::new(Heap::<P>::new());
             heap.set_limits(knobs.limits());
             P::capture(&heap);
-            let r = f(&mut heap);
+            let r = guarded(&mut heap, f).and_then(|v| end_reset(&mut heap).map(|()| v));
             if r.is_ok() {
                 ManuallyDrop::into_inner(heap);
             }
@@ -714,11 +743,11 @@ pub(crate) fn with_heap<P: Observed, T>(heap_use: HeapUse, knobs: Knobs, f: impl
         HeapUse::Reset => P::reused().with(|cell| {
             let mut slot = cell.borrow_mut();
             // Boxed: caches point at their heap, so it must not move while they live.
+            // (Reset already, at the end of the program before: see end_reset.)
             let heap = slot.get_or_insert_with(|| Box::new(Heap::new()));
-            heap.reset();
             heap.set_limits(knobs.limits());
             P::capture(heap);
-            let r = f(heap);
+            let r = guarded(heap, f).and_then(|v| end_reset(heap).map(|()| v));
             if r.is_err() {
                 std::mem::forget(slot.take());
             }

@@ -88,6 +88,7 @@ impl Knobs {
             max_regions: [usize::MAX, 2][self.max_regions as usize % 2],
             pending_max: [32, 1][self.pending as usize % 2],
             spare_bytes: [256 * MIB, 8 * MIB][self.spares as usize % 2],
+            grow_mappings: false,
         }
     }
 }

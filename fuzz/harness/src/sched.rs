@@ -638,7 +638,8 @@ fn run_context(s: &Shared, ctx: usize, j: usize, exec: &Exec<'_>) {
     }
 }
 
-fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+/// A panic's message.
+pub(crate) fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
     p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_else(|| "(no message)".into())
 }
 

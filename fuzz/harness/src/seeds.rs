@@ -248,6 +248,19 @@ pub fn plain() -> Vec<(&'static str, Program)> {
         b.build()
     };
     v.push(("region-cycle", region_cycle(false)));
+    // Regions of two slabs: both dirty when the region goes, so the spare it becomes is zeroed
+    // as one run of two slabs; calloc then lands on each.
+    let mut b = Builder::new(1);
+    b.knobs(Knobs { region_slabs: 2, empty_regions: 1, ..Knobs::default() });
+    let xs: Vec<BlockId> = [64, 3000].iter().map(|&s| b.alloc(0, s, 3)).collect();
+    for &x in &xs {
+        b.op(0, Op::Free { slot: x });
+    }
+    b.op(0, Op::Flush);
+    for s in [64, 3000] {
+        b.calloc(0, 1, s);
+    }
+    v.push(("region-cycle-runs", b.build()));
     v.push(("region-cycle-release", region_cycle(true)));
 
     // Two regions of two slabs at most: allocations beyond them fail (and realloc keeps the
