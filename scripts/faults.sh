@@ -192,10 +192,17 @@ minimize() {
 
 REPLAY="$ROOT/target/faults-replay/fuzz-replay/replay"
 
-TABLE="$OUT/table.txt"
+TABLE="$OUT/table.txt" TABLE_MD="$OUT/table.md"
 : >"$TABLE"
-row() { printf '%-28s %-7s %-13s %-7s %8s %8s %9s  %s\n' "$@" | tee -a "$TABLE"; }
+: >"$TABLE_MD"
+# Each row also goes to table.md, as a Markdown table row (the report cut at 160 characters).
+row() {
+    printf '%-28s %-7s %-13s %-7s %8s %8s %9s  %s\n' "$@" | tee -a "$TABLE"
+    local r="${8//|/\\|}"
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$1" "$2" "$3" "$4" "$5" "$6" "$7" "${r:0:160}" >>"$TABLE_MD"
+}
 row fault failure detector found median worst minimized "first line of the report"
+echo '|---|---|---|---|---:|---:|---|---|' >>"$TABLE_MD"
 bad=0
 for e in "${ENTRIES[@]}"; do
     IFS=';' read -r name failure detectors pattern mistake <<<"$e"
@@ -263,5 +270,5 @@ if [ $TESTS = 1 ]; then
         printf '%-28s %s\n' "$name" "$verdict" | tee -a "$TABLE"
     done
 fi
-echo "(table: $TABLE; logs and findings under $OUT/<fault>/<detector>/run<N>/)"
+echo "(table: $TABLE and $TABLE_MD; logs and findings under $OUT/<fault>/<detector>/run<N>/)"
 exit $bad
