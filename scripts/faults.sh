@@ -11,6 +11,7 @@
 # --tests    also run `cargo test --workspace` with each fault and say which tests fail
 # --no-tmin  skip minimization
 # --out DIR  where logs, findings and the table go (default target/faults)
+# --detectors LIST  run only these detectors (comma-separated) of each fault
 #
 # Detectors (the second field of a catalog line, each optionally `:SECONDS`):
 #   deterministic  the deterministic target, libFuzzer+ASan (default deadline 10 s)
@@ -35,13 +36,15 @@ TESTS=0
 TMIN=1
 OUT="$ROOT/target/faults"
 NAMES=()
+ONLY=""
 while [ $# -gt 0 ]; do
     case "$1" in
     --runs) RUNS="$2"; shift 2 ;;
     --tests) TESTS=1; shift ;;
     --no-tmin) TMIN=0; shift ;;
     --out) OUT="$(realpath -m "$2")"; shift 2 ;;
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    --detectors) ONLY=",$2,"; shift 2 ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     *) NAMES+=("${1#fault-}"); shift ;;
     esac
 done
@@ -210,6 +213,7 @@ for e in "${ENTRIES[@]}"; do
     built_asan=0 built_tsan=0
     for d in "${dets[@]}"; do
         det="${d%%:*}"
+        [ -z "$ONLY" ] || [[ "$ONLY" == *",$det,"* ]] || continue
         deadline="${d#*:}"
         [ "$deadline" = "$d" ] && case "$det" in deterministic | misuse | history) deadline=10 ;; *) deadline=60 ;; esac
         if [ "$det" = history ]; then
