@@ -98,7 +98,8 @@ binary() { # SANITIZER TARGET
 # sanitizer's or libFuzzer's.
 first_line() {
     local l
-    l="$(grep -m1 -E 'hakmem-fuzz: .*FAILED|hakmem: |^DIFFERS' "$1")" ||
+    l="$(grep -m1 -E 'hakmem-fuzz: .*FAILED' "$1")" ||
+        l="$(grep -m1 -E 'hakmem: |^DIFFERS' "$1")" ||
         l="$(grep -m1 -A1 -E 'panicked at' "$1" | paste -sd' ')" ||
         l="$(grep -m1 -E 'ERROR: (AddressSanitizer|libFuzzer)|WARNING: ThreadSanitizer' "$1")" ||
         l="$(grep -m1 -iE 'error|fault|abort' "$1")" || l="(nothing printed)"

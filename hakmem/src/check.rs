@@ -755,7 +755,11 @@ pub(crate) unsafe fn slab_released(slab: *mut Slab) {
         let at = Place { region: r, slab: i, start: SmallRegion::slab_span(r, i).0.addr() };
         if let (Some((class, size)), Some((slot, state))) = (at.geometry(), live_slot(at)) {
             at.state().report(Report {
-                detail: "slab goes back to the pool while this block is live",
+                detail: if state == REMOTE {
+                    "slab goes back to the pool while this block is queued for a remote free"
+                } else {
+                    "slab goes back to the pool while this block is allocated"
+                },
                 found: state,
                 ..at.report(ReportKind::Invariant, slot, class, size, 0)
             });

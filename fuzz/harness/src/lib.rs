@@ -108,8 +108,18 @@ pub fn run_free_running(prog: &Program, heap: HeapUse) -> Result<(), Failure> {
     }
 }
 
+/// Makes panics unwind to the harness, which turns a panic inside a run into the run's failure,
+/// naming the checked report that came before it (see `interp::guarded`). libFuzzer's and AFL's
+/// panic hooks abort the process at once, before the harness could say so; the hook installed
+/// here only prints. Every fuzz entry point calls it (once per process it does anything).
+fn unwinding_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| std::panic::set_hook(Box::new(|info| eprintln!("{info}"))));
+}
+
 /// The deterministic target: one OS thread, caches interleaved in step order.
 pub fn fuzz_deterministic(data: &[u8]) -> Verdict {
+    unwinding_panics();
     let Ok(prog) = decode(data, Flavor::Plain) else { return Verdict::Rejected };
     if let Err(f) = run_deterministic(&prog, RunOpts::FUZZ) {
         fail("deterministic", &prog, f, |heap| run_deterministic(&prog, RunOpts { heap, ..RunOpts::FUZZ }), "");
@@ -121,6 +131,7 @@ pub fn fuzz_deterministic(data: &[u8]) -> Verdict {
 /// the OS interleaved the threads, so before reporting it the harness looks for a
 /// deterministic input that fails too (see [`deterministic_repro`]) and saves it.
 pub fn fuzz_free_running(data: &[u8]) -> Verdict {
+    unwinding_panics();
     let Ok(prog) = decode(data, Flavor::Plain) else { return Verdict::Rejected };
     if let Err(f) = run_free_running(&prog, HeapUse::Reset) {
         let more = match deterministic_repro(&prog, repro_seconds()) {
@@ -193,6 +204,7 @@ fn save_repro(p: &Program) -> String {
 
 /// The misuse target: exactly one client misuse, which the checked mode must report precisely.
 pub fn fuzz_misuse(data: &[u8]) -> Verdict {
+    unwinding_panics();
     let Ok(prog) = decode(data, Flavor::Misuse) else { return Verdict::Rejected };
     if let Err(f) = run_misuse(&prog, RunOpts::FUZZ) {
         fail("misuse", &prog, f, |heap| run_misuse(&prog, RunOpts { heap, ..RunOpts::FUZZ }).map(|_| ()), "");
