@@ -746,11 +746,20 @@ pub(crate) unsafe fn cache_slot_unused(cs: &CheckState, slot: *mut u8, size: usi
 /// the list must hold every carved slot. Called under the heap lock.
 ///
 /// # Safety
-/// The caller owns `slab`, a slab of a live checked region.
-pub(crate) unsafe fn slab_released(slab: *mut Slab) {
+/// The caller owns `slab`, a slab of a checked region of the heap whose check state is `cs`
+/// (mapped, though perhaps given back by mistake).
+pub(crate) unsafe fn slab_released(cs: &CheckState, slab: *mut Slab) {
     // SAFETY: per the contract.
     unsafe {
         let r = SmallRegion::of_slab(slab);
+        if cs.lookup(r.addr()) != TAG_SMALL || (*r).shadow.is_null() {
+            cs.report(Report {
+                region: Some(r.addr()),
+                detail: "a slab goes back to the pool from a region that was already given back (the region went while in use)",
+                ..Report::new(ReportKind::Invariant, slab.addr(), 0)
+            });
+            return;
+        }
         let i = SmallRegion::index_of(r, slab);
         let at = Place { region: r, slab: i, start: SmallRegion::slab_span(r, i).0.addr() };
         if let (Some((class, size)), Some((slot, state))) = (at.geometry(), live_slot(at)) {
@@ -767,7 +776,6 @@ pub(crate) unsafe fn slab_released(slab: *mut Slab) {
         }
         let local = &(*slab).local;
         let Some(first) = local.free else { return };
-        let cs = at.state();
         let (class, size) = (local.class as usize, local.slot_size as usize);
         let carved = slot_index(local.bump.addr() - at.start, class);
         // ASan builds: the carved slots are poisoned (all free); open them for the walk.

@@ -805,7 +805,7 @@ impl<P: Policy> Heap<P> {
         unsafe {
             // (The checked mode first: its report names the slot a slab goes back with.)
             if P::CHECKED {
-                check::slab_released(slab);
+                check::slab_released(self.check_state(), slab);
             }
             debug_assert!((*slab).local.used == 0 && (*slab).remote.is_empty(), "hakmem: a slab goes back to the pool with slots handed out or queued");
             (*slab).local.state = SlabState::Pool;
