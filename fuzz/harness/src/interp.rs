@@ -542,13 +542,16 @@ impl<'h, P: Observed> Interp<'h, P> {
 pub fn step_info(prog: &Program) -> Vec<StepInfo> {
     prog.steps
         .iter()
-        .map(|s| {
+        .zip(block_ids(prog))
+        .map(|(s, id)| {
             let cache = match s.op {
                 Op::RemoteFree { by, .. } => Some(by),
                 Op::Give { .. } | Op::Write { .. } | Op::Fork => None,
                 _ => Some(s.thread),
             };
-            StepInfo { cache, block: s.op.slot(), at: s.at, pause: s.pause }
+            // A step that creates a block uses it too: nothing may free it before it exists.
+            let block = s.op.slot().or(s.op.creates_block().then_some(id));
+            StepInfo { cache, block, at: s.at, pause: s.pause }
         })
         .collect()
 }
