@@ -144,7 +144,7 @@ run_one() {
     # sometimes hangs in malloc inside TSan's report (the crash input is then never written):
     # such a run is stopped 15 s after its report and counts as found, with no input to minimize.
     while kill -0 "$pid" 2>/dev/null; do
-        if [ -z "$seen" ] && grep -qE 'WARNING: ThreadSanitizer|ERROR: AddressSanitizer|hakmem-fuzz: .*FAILED|panicked at' "$dir/log"; then
+        if [ -z "$seen" ] && grep -qE 'WARNING: ThreadSanitizer|ERROR: AddressSanitizer|hakmem-fuzz: .*FAILED|panicked at' "$dir/log" 2>/dev/null; then
             seen=$(date +%s.%N)
         fi
         if [ -n "$seen" ] && [ "$(awk -v a="$seen" -v b="$(date +%s.%N)" 'BEGIN { print (b - a > 15) }')" = 1 ]; then
