@@ -505,11 +505,8 @@ impl<P: Policy> Heap<P> {
             st.arena_free = null_mut();
             let mut c = st.arena_chunks;
             while !c.is_null() {
-                if P::CHECKED {
-                    // Zero like a new chunk: unused cache storage must read as zero (see
-                    // `alloc_cache_slot`).
-                    c.add(CACHE_SLOT).write_bytes(0, ARENA_CHUNK - CACHE_SLOT);
-                }
+                // (Checked: every slot already reads as zero past its link, as in a new chunk:
+                // each cache zeroed its storage when it ended.)
                 Self::carve_arena_chunk(st, c);
                 c = c.cast::<*mut u8>().read();
             }
