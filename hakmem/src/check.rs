@@ -355,11 +355,32 @@ impl Place {
         Place { region, slab, start: start.addr() }
     }
 
+    /// The region's shadow, as a raw pointer: its parts are reached by raw projections, never
+    /// through a reference to the whole 8 MiB (which Miri retags byte by byte at every use).
+    ///
     /// # Safety
     /// As for [`Place::of`].
-    unsafe fn shadow(self) -> &'static Shadow {
-        // SAFETY: a checked region's shadow lives until the region is released.
-        unsafe { &*(*self.region).shadow.cast::<Shadow>() }
+    unsafe fn shadow(self) -> *const Shadow {
+        // SAFETY: forwarded.
+        unsafe { (*self.region).shadow.cast::<Shadow>() }
+    }
+
+    /// The slab's geometry word in the shadow.
+    ///
+    /// # Safety
+    /// As for [`Place::of`].
+    unsafe fn geometry_word(self) -> &'static AtomicU64 {
+        // SAFETY: a checked region's shadow lives until the region is released; slab is in bounds.
+        unsafe { &*(&raw const (*self.shadow()).geometry).cast::<AtomicU64>().add(self.slab) }
+    }
+
+    /// The slab's carved-slots word in the shadow.
+    ///
+    /// # Safety
+    /// As for [`Place::of`].
+    unsafe fn carved_word(self) -> &'static AtomicU64 {
+        // SAFETY: as for geometry_word.
+        unsafe { &*(&raw const (*self.shadow()).carved).cast::<AtomicU64>().add(self.slab) }
     }
 
     /// # Safety
@@ -375,7 +396,7 @@ impl Place {
     /// As for [`Place::of`].
     unsafe fn geometry(self) -> Option<(usize, usize)> {
         // SAFETY: forwarded.
-        let g = unsafe { self.shadow() }.geometry[self.slab].load(Acquire);
+        let g = unsafe { self.geometry_word() }.load(Acquire);
         (g != 0).then_some(((g >> 32) as usize, (g & 0xffff_ffff) as usize))
     }
 
@@ -385,7 +406,7 @@ impl Place {
     /// As for [`Place::of`].
     unsafe fn carved(self) -> usize {
         // SAFETY: forwarded.
-        (unsafe { self.shadow() }.carved[self.slab].load(Acquire) as usize).min(SLOTS_PER_SLAB)
+        (unsafe { self.carved_word() }.load(Acquire) as usize).min(SLOTS_PER_SLAB)
     }
 
     /// Every carved slot of the slab back to "never allocated", the count back to zero.
@@ -399,9 +420,9 @@ impl Place {
         unsafe {
             let n = self.carved();
             // The pointer comes from the whole table, not one entry, so that it may cover n.
-            let table = self.shadow().entries.as_ptr().cast_mut();
+            let table = (&raw const (*self.shadow()).entries).cast::<Entry>().cast_mut();
             core::ptr::write_bytes(table.add(self.slab * SLOTS_PER_SLAB), 0, n);
-            self.shadow().carved[self.slab].store(0, Relaxed);
+            self.carved_word().store(0, Relaxed);
         }
     }
 
@@ -412,7 +433,7 @@ impl Place {
         debug_assert!(self.slab < SLABS_PER_REGION && slot < SLOTS_PER_SLAB);
         // (Unchecked: the index is in bounds by the contract, and this runs several times per
         // allocation and free.)
-        unsafe { self.shadow().entries.get_unchecked(self.slab * SLOTS_PER_SLAB + slot) }
+        unsafe { &*(&raw const (*self.shadow()).entries).cast::<Entry>().add(self.slab * SLOTS_PER_SLAB + slot) }
     }
 
     fn base(self, slot: usize, slot_size: usize) -> BasePtr {
@@ -589,7 +610,7 @@ pub(crate) unsafe fn region_dropped(r: *mut SmallRegion) -> *mut u8 {
                 let at = Place { region: r, slab, start: SmallRegion::slab_span(r, slab).0.addr() };
                 if at.geometry().is_some() || at.carved() > 0 {
                     at.forget_slots();
-                    at.shadow().geometry[slab].store(0, Relaxed);
+                    at.geometry_word().store(0, Relaxed);
                 }
             }
         }
@@ -717,7 +738,7 @@ pub(crate) unsafe fn slab_assigned(r: *mut SmallRegion, i: usize, class: usize, 
             }
         }
         debug_assert!(slot_size >= MIN_SLOT);
-        at.shadow().geometry[i].store(((class as u64) << 32) | slot_size as u64, Release);
+        at.geometry_word().store(((class as u64) << 32) | slot_size as u64, Release);
     }
 }
 
@@ -903,7 +924,7 @@ pub(crate) unsafe fn fresh_slots(local: &SlabLocal, first: BasePtr, n: usize) {
             (*b.header()).word1 = word1(cs.secret, b.as_ptr().addr(), 0, HDR_FREE, class, 0);
             e.meta.store(FREE | ((class as u64) << 8), Release);
         }
-        at.shadow().carved[at.slab].store((slot0 + n) as u64, Release);
+        at.carved_word().store((slot0 + n) as u64, Release);
     }
 }
 
@@ -1280,7 +1301,9 @@ mod tests {
         let mut c = h.cache();
         let p = c.alloc(64, 8);
         // Planted bug (failure 7): the region goes while a block of it is live.
-        unsafe { region_released(region_base(p).cast()) };
+        let shadow = unsafe { region_released(region_base(p).cast()) };
+        // (What the heap would do with the detached shadow: give it back.)
+        unsafe { crate::os::unmap(shadow, SHADOW_BYTES, crate::layout::PAGE) };
         let r = h.take_reports();
         assert_eq!(r.len(), 1, "{r:#?}");
         assert_eq!((r[0].kind, r[0].addr, r[0].detail), (ReportKind::Invariant, p.addr(), "allocated"));

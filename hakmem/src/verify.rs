@@ -445,11 +445,11 @@ mod tests {
         unsafe { c.free(p) };
         // Planted bug (failure 8/9): the cache forgets its current slab of the class.
         let class = unsafe { (*slab).local.class } as usize;
-        let inner = c.inner_for_tests();
-        let saved = inner.forget_bin(class);
+        let saved = c.inner_for_tests().forget_bin(class);
         let r = unsafe { heap.verify(Some(&counter(&[q])), true) };
         assert!(r.iter().any(|r| r.detail.contains("in no live cache's lists")), "{r:#?}");
-        inner.restore_bin(class, saved);
+        // (A new borrow: the sweep read the cache meanwhile, which ends the first one.)
+        c.inner_for_tests().restore_bin(class, saved);
         unsafe { c.free(q) };
         assert_eq!(unsafe { heap.verify(Some(&counter(&[])), true) }, vec![]);
     }
