@@ -521,6 +521,22 @@ impl<P: Policy> Heap<P> {
         self.stats.peak_mapped.store(self.stats.mapped.load(Relaxed), Relaxed);
     }
 
+    /// Whether `p` lies in one of the small regions this heap has mapped now (a pointer into a
+    /// region it gave back, or into no region of it, does not).
+    pub fn holds_small(&self, p: *const u8) -> bool {
+        let base = region_base(p.cast_mut()).addr();
+        let st = self.state.lock();
+        let mut r = st.regions.head();
+        while !r.is_null() {
+            if r.addr() == base {
+                return true;
+            }
+            // SAFETY: the lock is held; r is on the list.
+            r = unsafe { st.regions.next(r) };
+        }
+        false
+    }
+
     /// Current bookkeeping figures.
     pub fn stats(&self) -> HeapStats {
         let st = self.state.lock();

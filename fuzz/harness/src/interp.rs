@@ -420,14 +420,16 @@ impl<'h, P: Observed> Interp<'h, P> {
             Op::DoubleFree { slot, by } => {
                 let b = self.model().retire(slot).expect("misuse programs have no budget failures");
                 b.check(slot)?;
-                let regions = self.heap.stats().small_regions;
+                let small = self.heap.holds_small(b.ptr);
                 // SAFETY: the first free is legitimate; the second is the misuse under test, which
                 // the checked heap in capture mode reports and skips.
                 unsafe {
                     self.with_cache(t, |c| c.free(b.ptr));
-                    // If the first free emptied a region that was then unmapped, the pointer is
-                    // no longer in the heap at all, and that is what must be reported.
-                    let kind = if self.heap.stats().small_regions < regions { Expected::ForeignPointer } else { Expected::DoubleFree };
+                    // If the first free emptied the block's region, which then went, the pointer is
+                    // no longer in the heap at all, and that is what must be reported. (Another
+                    // region going meanwhile says nothing: a count of regions was fooled by it.)
+                    let gone = small && !self.heap.holds_small(b.ptr);
+                    let kind = if gone { Expected::ForeignPointer } else { Expected::DoubleFree };
                     self.commit_misuse(kind, b.ptr, Some(&b));
                     self.with_cache(by, |c| c.free(b.ptr));
                 }

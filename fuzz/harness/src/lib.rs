@@ -72,7 +72,7 @@ pub fn overflow_room<P: Policy>(size: usize, align: usize) -> usize {
     }
 }
 
-/// Panics with the failure and the program in readable form: the fuzzer saves the input, and
+/// Prints the failure and the program in readable form and aborts: the fuzzer saves the input, and
 /// `just replay <file>` runs it again. A reset heap is a new heap's state, so a failure replays
 /// from its input alone; `again` re-runs it on a new heap to say so (or, should that ever not
 /// hold, that the harness has a history dependence to fix, which `just history` would show).
@@ -87,7 +87,10 @@ fn fail(mode: &str, prog: &Program, first: Failure, again: impl Fn(HeapUse) -> R
                 .to_owned(),
         ),
     };
-    panic!("hakmem-fuzz: {mode} run FAILED {f}\n{prog}({how}){more}");
+    // An abort, not a panic: the fuzzer saves the input on the signal, and nothing unwinds into
+    // its C frames.
+    eprintln!("hakmem-fuzz: {mode} run FAILED {f}\n{prog}({how}){more}");
+    std::process::abort();
 }
 
 /// Runs a plain program deterministically on the kind of heap it asks for.
