@@ -48,9 +48,10 @@ impl<T> SpinLock<T> {
             .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
             .is_err()
         {
-            // A scheduler that runs one logical thread at a time lets the holder run here.
+            // A scheduler that runs one logical thread at a time lets the holder run here; under
+            // one, spinning would keep the turn from the holder, so each try reports again.
             lock_event(self.addr(), self.class, LockEvent::Wait);
-            while self.locked.load(Ordering::Relaxed) {
+            while !crate::sync::scheduled() && self.locked.load(Ordering::Relaxed) {
                 spins += 1;
                 if spins < 64 {
                     core::hint::spin_loop();

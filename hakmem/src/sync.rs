@@ -72,6 +72,9 @@ pub struct Hooks {
     pub plain: fn(addr: usize, write: bool),
     /// A lock event on the lock at `addr`.
     pub lock: fn(addr: usize, class: LockClass, event: LockEvent),
+    /// Whether the calling thread runs under the scheduler (which then decides who runs, so
+    /// the thread must not spin).
+    pub scheduled: fn() -> bool,
 }
 
 #[cfg(feature = "sched")]
@@ -90,6 +93,12 @@ pub fn set_hooks(hooks: &'static Hooks) {
 pub fn clear_hooks() {
     #[cfg(feature = "sched")]
     HOOKS.store(core::ptr::null_mut(), Ordering::Release);
+}
+
+/// Whether the calling thread runs under a scheduler, which decides who runs: it must not spin.
+#[inline(always)]
+pub fn scheduled() -> bool {
+    hooks().is_some_and(|h| (h.scheduled)())
 }
 
 /// The installed hooks, if any.

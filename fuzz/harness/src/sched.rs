@@ -341,7 +341,7 @@ impl State {
 }
 
 /// The hooks hakmem reports to (installed once per process).
-static HOOKS: Hooks = Hooks { atomic: on_atomic, plain: on_plain, lock: on_lock };
+static HOOKS: Hooks = Hooks { atomic: on_atomic, plain: on_plain, lock: on_lock, scheduled: || current().is_some() };
 
 fn on_atomic(addr: usize, access: Access) {
     let Some((s, ctx)) = current() else { return };
