@@ -784,7 +784,7 @@ pub(crate) unsafe fn slab_released(cs: &CheckState, slab: *mut Slab) {
         let i = SmallRegion::index_of(r, slab);
         let at = Place { region: r, slab: i, start: SmallRegion::slab_span(r, i).0.addr() };
         if let (Some((class, size)), Some((slot, state))) = (at.geometry(), live_slot(at)) {
-            at.state().report(Report {
+            cs.report(Report {
                 detail: if state == REMOTE {
                     "slab goes back to the pool while this block is queued for a remote free"
                 } else {

@@ -238,9 +238,7 @@ impl<'h, P: Observed> Interp<'h, P> {
         let mut caches = Vec::new();
         for t in 0..threads {
             let Some(c) = heap.try_cache() else {
-                let mut reports = Vec::new();
-                P::take(heap, &mut reports);
-                let what = match reports.first() {
+                let what = match first_captured(heap) {
                     Some(r) => format!("checked mode reported: {r} (creating t{t}'s cache)"),
                     None => format!("t{t}'s cache could not be created (out of memory)"),
                 };
@@ -709,15 +707,20 @@ fn guarded<P: Observed, T>(heap: &mut Heap<P>, f: impl FnOnce(&mut Heap<P>) -> R
         Ok(r) => return r,
         Err(p) => sched::panic_text(&*p),
     };
-    let mut reports = Vec::new();
-    P::take(heap, &mut reports);
     Err(Failure::at(
         None,
-        match reports.first() {
+        match first_captured(heap) {
             Some(r) => format!("checked mode reported: {r} (and then panicked: {p})"),
             None => format!("panicked: {p}"),
         },
     ))
+}
+
+/// The first report the heap captured and nobody took yet, as its message.
+fn first_captured<P: Observed>(heap: &Heap<P>) -> Option<String> {
+    let mut reports = Vec::new();
+    P::take(heap, &mut reports);
+    reports.first().map(|r| r.to_string())
 }
 
 /// Resets the heap a program ran on, right after it, on a new heap as on a reused one: what

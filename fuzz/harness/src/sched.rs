@@ -5,9 +5,9 @@
 //!
 //! # Points and schedules
 //! hakmem reports every atomic operation, free-list link access and lock event to the hooks of
-//! `hakmem::sync` (`sched` feature). Each atomic operation, and each lock acquisition once the lock is held, is a preemption point. Steps start in
-//! program order; a step with `at: Some(k)` starts at the k-th point reached after the step
-//! before it started, suspending the step that reached it (if the two share no cache and no
+//! `hakmem::sync` (`sched` feature). Each atomic operation, and each lock acquisition once the
+//! lock is held, is a preemption point. Steps start in program order; a step with `at: Some(k)`
+//! starts at the k-th point reached after the step before it started, suspending the step that reached it (if the two share no cache and no
 //! block; else as soon as they do not); the suspended step resumes when the interrupting one
 //! ends, pauses or waits. A step with `pause: Some(m)` lets the steps it interrupted run on at
 //! its own m-th point. A step that must wait for a lock another (suspended) step holds lets the
