@@ -514,7 +514,7 @@ impl<P: Policy> CacheInner<P> {
     unsafe fn realloc_checked(&mut self, p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
         // SAFETY: requested_size proves `p` live before anything reads it.
         unsafe {
-            let Some(old) = check::requested_size(self.heap(), p, self.id, "realloc of a freed block") else {
+            let Some(old) = check::requested_size(self.heap().check_state(), p, self.id, "realloc of a freed block", |p| self.heap().large_header(p)) else {
                 return ptr::null_mut();
             };
             // (Not under ASan, where the grown bytes would still be poisoned: the block moves.)
@@ -579,7 +579,7 @@ pub(crate) unsafe fn locate<P: Policy>(p: *mut u8) -> Block {
 unsafe fn block_to_free<P: Policy>(heap: &Heap<P>, p: *mut u8, token: usize, who: impl FnOnce() -> Identity) -> Option<Block> {
     // SAFETY: forwarded contract.
     unsafe {
-        let block = if P::CHECKED { check::before_free(heap, p, token, who())? } else { locate::<P>(p) };
+        let block = if P::CHECKED { check::before_free(heap.check_state(), p, token, who(), |p| heap.large_header(p))? } else { locate::<P>(p) };
         asan_free::<P>(p, &block);
         Some(block)
     }
@@ -592,7 +592,7 @@ unsafe fn block_to_free<P: Policy>(heap: &Heap<P>, p: *mut u8, token: usize, who
 pub(crate) unsafe fn usable_size<P: Policy>(heap: &Heap<P>, p: *mut u8, thread: u32) -> usize {
     if P::CHECKED {
         // SAFETY: the check proves `p` live before reading it.
-        return unsafe { check::requested_size(heap, p, thread, "size of a freed block") }.unwrap_or(0);
+        return unsafe { check::requested_size(heap.check_state(), p, thread, "size of a freed block", |p| heap.large_header(p)) }.unwrap_or(0);
     }
     // SAFETY: forwarded contract.
     let usable = unsafe {
@@ -632,7 +632,7 @@ unsafe fn asan_free<P: Policy>(p: *mut u8, block: &Block) {
 pub(crate) unsafe fn free_unowned<P: Policy>(heap: &Heap<P>, p: *mut u8) {
     // SAFETY: forwarded contract; only the shared parts of the slab are touched.
     unsafe {
-        let who = || Identity { seq: heap.check_state().next_seq(), thread: 0 };
+        let who = || Identity { seq: heap.check_state().next_seq(), thread: Identity::uncached_thread() };
         let Some(block) = block_to_free(heap, p, crate::slab::NO_OWNER, who) else { return };
         match block {
             Block::Small(slab, base) => (*slab).remote.push::<P>(base),

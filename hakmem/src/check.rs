@@ -17,7 +17,6 @@
 //! table of regions before anything behind it is read, so a wild pointer is reported, not followed.
 
 use crate::cache::Block;
-use crate::heap::Heap;
 use crate::layout::{region_base, region_offset, BasePtr, UserPtr, PAGE, REGION_SIZE, SLABS_PER_REGION, SLAB_SIZE};
 use crate::os;
 use crate::policy::{Checked, Policy};
@@ -114,7 +113,16 @@ pub(crate) struct CheckState {
     /// fuzz input's time). Past `WRITTEN_LOG` of them, a reset clears it all. Under the heap lock.
     written: UnsafeCell<[u16; WRITTEN_LOG]>,
     written_len: AtomicUsize,
+    /// A free poisons (and the slot's reuse checks) the whole slot when the free's operation
+    /// number, mixed, has these bits clear (0: always); else only where a stale write lands
+    /// first (`poison_runs`).
+    whole_poison_mask: AtomicU64,
 }
+
+/// One free in this many poisons the whole slot by default (and its reuse checks it whole): the
+/// whole fill and check were the largest cost of checked mode (a `memset` and a `memcmp` of
+/// the slot per free and allocation).
+pub const WHOLE_POISON_EVERY: u32 = 16;
 
 /// How many written table entries a check state remembers for its reset.
 const WRITTEN_LOG: usize = 256;
@@ -134,6 +142,7 @@ pub(crate) fn create_state() -> *mut CheckState {
             (&raw mut (*p).seq).write(AtomicU64::new(1));
             (&raw mut (*p).capture).write(AtomicBool::new(false));
             (&raw mut (*p).reports).write(Mutex::new(Vec::new()));
+            (&raw mut (*p).whole_poison_mask).write(AtomicU64::new(WHOLE_POISON_EVERY as u64 - 1));
             // The table is zeroed memory, which is what EMPTY atomics are.
         }
         p
@@ -194,7 +203,21 @@ impl CheckState {
         self.reports.lock().unwrap_or_else(|e| e.into_inner()).push(r);
     }
 
-    /// The next number for an operation by no cache (thread 0).
+    /// Poisons (and checks) the whole slot on one free in `n` (rounded up to a power of two;
+    /// 0 and 1: on every free).
+    pub(crate) fn set_whole_poison_every(&self, n: u32) {
+        self.whole_poison_mask.store(n.max(1).next_power_of_two() as u64 - 1, Relaxed);
+    }
+
+    /// Whether the free by operation `seq` poisons the whole slot.
+    #[inline(always)]
+    fn whole_poison_check(&self, seq: u64) -> bool {
+        // Mixed, so that a program alternating allocations and frees (each takes a number)
+        // still has every residue of the mask come up.
+        (seq.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40) & self.whole_poison_mask.load(Relaxed) == 0
+    }
+
+    /// The next number for an operation by a thread with no cache.
     pub(crate) fn next_seq(&self) -> u64 {
         self.seq.fetch_add(1, Relaxed)
     }
@@ -311,8 +334,12 @@ impl Entry {
     }
 }
 
+/// Flag beside the state in `meta`: the slot's poison was written whole when it was freed (or
+/// carved), not only where a stale write lands first (see [`CheckState::whole_poison_check`]).
+const WHOLE: u64 = 0x80;
+
 fn meta_state(m: u64) -> u64 {
-    m & 0xff
+    m & 0x7f
 }
 fn meta_alloc_thread(m: u64) -> u32 {
     ((m >> 16) & 0xff_ffff) as u32
@@ -468,42 +495,146 @@ impl Place {
 
 // ---- header, tail and poison -------------------------------------------------------------
 
-/// The keyed canary over a header's fields. Not a MAC (checked mode defends against bugs, not a
-/// determined attacker): odd multipliers spread every field over the high half, and the secret
-/// makes the value unpredictable to a stray write.
+/// The keyed canary of the header of the slot at `base`: unpredictable to a stray write (the
+/// secret) and different for every slot (the address), so a header copied from another slot
+/// shows. Every check compares a header with what the shadow map says it must hold, word for
+/// word, so any change to it shows whatever the canary's strength: it needs no MAC.
 #[inline(always)]
-fn canary(secret: u64, base: usize, word0: u64, low: u64) -> u64 {
-    let x = secret ^ (base as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ word0.wrapping_mul(0xc2b2_ae3d_27d4_eb4f) ^ low.wrapping_mul(0x1656_67b1_9e37_79f9);
-    (x ^ (x << 29)) & !0xffff_ffff
+fn canary(secret: u64, base: usize) -> u64 {
+    (secret ^ (base as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)) & !0xffff_ffff
 }
 
-/// The header word1 for a slot in `state` (HDR_*), and its word0 (which the canary covers only
-/// while allocated: a free slot's word0 is its link).
-fn word1(secret: u64, base: usize, word0: u64, state: u64, class: usize, thread: u32) -> u64 {
+/// The header word1 for a slot in `state` (HDR_*): the canary over the state, class and (while
+/// allocated) thread in its low half.
+#[inline(always)]
+fn word1(secret: u64, base: usize, state: u64, class: usize, thread: u32) -> u64 {
     let low = ((thread as u64 & 0xffff) << 16) | ((class as u64) << 8) | state;
-    let covered = if state == HDR_ALLOCATED { word0 } else { 0 };
-    canary(secret, base, covered, low) | low
+    canary(secret, base) | low
 }
 
 /// Filled copies of the two patterns, as long as the longest run to check (a whole slot), so a
-/// check is one `memcmp` (libc's is vectorised) rather than a byte loop.
+/// long check is one `memcmp` (libc's is vectorised) rather than a byte loop.
 static POISON_RUN: [u8; crate::size_class::SMALL_MAX] = [POISON; crate::size_class::SMALL_MAX];
 static TAIL_RUN: [u8; crate::size_class::SMALL_MAX] = [TAIL; crate::size_class::SMALL_MAX];
+
+/// Runs up to this long are checked and filled inline, by a few overlapping loads or stores
+/// from both ends (no loop: the compiler would turn one into a call): a call to `memcmp` or
+/// `memset` costs more than the words of a typical tail canary.
+const SHORT_RUN: usize = 64;
+
+/// Whether the `len <= SHORT_RUN` bytes at `p` all equal `byte`.
+///
+/// # Safety
+/// The range must be readable.
+#[inline(always)]
+unsafe fn short_run_is(p: *const u8, len: usize, byte: u8) -> bool {
+    debug_assert!(len <= SHORT_RUN);
+    let w = u64::from_ne_bytes([byte; 8]);
+    // SAFETY: per the contract; every load lies within [p, p + len).
+    unsafe {
+        let rd = |o: usize| p.add(o).cast::<u64>().read_unaligned() == w;
+        if len >= 16 {
+            let ends = rd(0) & rd(8) & rd(len - 16) & rd(len - 8);
+            if len <= 32 {
+                ends
+            } else {
+                ends & rd(16) & rd(24) & rd(len - 32) & rd(len - 24)
+            }
+        } else if len >= 8 {
+            rd(0) & rd(len - 8)
+        } else if len >= 4 {
+            let w = w as u32;
+            (p.cast::<u32>().read_unaligned() == w) & (p.add(len - 4).cast::<u32>().read_unaligned() == w)
+        } else {
+            len == 0 || (*p == byte) & (*p.add(len / 2) == byte) & (*p.add(len - 1) == byte)
+        }
+    }
+}
+
+/// Fills the `len <= SHORT_RUN` bytes at `p` with `byte`.
+///
+/// # Safety
+/// The range must be writable.
+#[inline(always)]
+unsafe fn short_fill(p: *mut u8, len: usize, byte: u8) {
+    debug_assert!(len <= SHORT_RUN);
+    let w = u64::from_ne_bytes([byte; 8]);
+    // SAFETY: per the contract; every store lies within [p, p + len).
+    unsafe {
+        let wr = |o: usize| p.add(o).cast::<u64>().write_unaligned(w);
+        if len >= 16 {
+            wr(0);
+            wr(8);
+            wr(len - 16);
+            wr(len - 8);
+            if len > 32 {
+                wr(16);
+                wr(24);
+                wr(len - 32);
+                wr(len - 24);
+            }
+        } else if len >= 8 {
+            wr(0);
+            wr(len - 8);
+        } else if len >= 4 {
+            p.cast::<u32>().write_unaligned(w as u32);
+            p.add(len - 4).cast::<u32>().write_unaligned(w as u32);
+        } else if len > 0 {
+            *p = byte;
+            *p.add(len / 2) = byte;
+            *p.add(len - 1) = byte;
+        }
+    }
+}
 
 /// Index of the first byte in `[p, p + len)` that is not `byte` (POISON or TAIL).
 ///
 /// # Safety
 /// The range must be readable and `len <= SMALL_MAX`.
-#[inline]
+#[inline(always)]
 unsafe fn first_mismatch(p: *const u8, len: usize, byte: u8) -> Option<usize> {
-    // SAFETY: per the contract.
-    let bytes = unsafe { core::slice::from_raw_parts(p, len) };
-    let run = if byte == POISON { &POISON_RUN[..len] } else { &TAIL_RUN[..len] };
     debug_assert!(byte == POISON || byte == TAIL);
-    if bytes == run {
+    // SAFETY: per the contract.
+    let same = unsafe {
+        if len <= SHORT_RUN {
+            short_run_is(p, len, byte)
+        } else {
+            let run = if byte == POISON { &POISON_RUN[..len] } else { &TAIL_RUN[..len] };
+            core::slice::from_raw_parts(p, len) == run
+        }
+    };
+    if same {
         return None;
     }
-    bytes.iter().position(|&b| b != byte)
+    // SAFETY: as above.
+    unsafe { position_of_mismatch(p, len, byte) }
+}
+
+/// The index [`first_mismatch`] reports, once it knows there is one.
+///
+/// # Safety
+/// As for [`first_mismatch`].
+#[cold]
+#[inline(never)]
+unsafe fn position_of_mismatch(p: *const u8, len: usize, byte: u8) -> Option<usize> {
+    // SAFETY: forwarded.
+    unsafe { core::slice::from_raw_parts(p, len) }.iter().position(|&b| b != byte)
+}
+
+/// Fills `[p, p + len)` with `byte`.
+///
+/// # Safety
+/// The range must be writable.
+#[inline(always)]
+unsafe fn fill(p: *mut u8, len: usize, byte: u8) {
+    // SAFETY: forwarded.
+    unsafe {
+        if len <= SHORT_RUN {
+            short_fill(p, len, byte)
+        } else {
+            p.write_bytes(byte, len)
+        }
+    }
 }
 
 /// What went wrong with a slot's header, blaming its lower neighbour when that one overflowed
@@ -511,7 +642,7 @@ unsafe fn first_mismatch(p: *const u8, len: usize, byte: u8) -> Option<usize> {
 ///
 /// # Safety
 /// `slot` is a carved slot of `at`'s slab, whose geometry is `(class, size)`.
-unsafe fn header_report(at: Place, slot: usize, class: usize, size: usize, thread: u32, found: u64, expected: u64) -> Report {
+unsafe fn header_report(at: Place, slot: usize, class: usize, size: usize, thread: u32, found: u64, expected: u64, before: Option<WriteBefore>) -> Report {
     // SAFETY: per the contract; slot - 1 is carved too.
     unsafe {
         if slot > 0 {
@@ -548,8 +679,35 @@ unsafe fn header_report(at: Place, slot: usize, class: usize, size: usize, threa
                 _ => {}
             }
         }
+        if let Some(w) = before {
+            return Report { offset: Some(w.bytes), expected: w.expected, found: w.found, ..at.report(ReportKind::Underflow, slot, class, size, thread) };
+        }
         Report { expected, found, ..at.report(ReportKind::HeaderCorrupt, slot, class, size, thread) }
     }
+}
+
+/// A write just before a block's client bytes, as its header's damage shows it.
+#[derive(Clone, Copy)]
+struct WriteBefore {
+    /// How far before the client pointer the lowest changed byte is.
+    bytes: usize,
+    /// That byte, and what it should hold.
+    found: u64,
+    expected: u64,
+}
+
+/// The write before the block that changed a header from `expected` to `found` (words 0 and
+/// 1), if that is what the damage shows: the byte right below the client pointer changed.
+/// A lower neighbour's overflow reaches the header from its other end.
+fn write_before(found: [u64; 2], expected: [u64; 2]) -> Option<WriteBefore> {
+    let bytes = |w: [u64; 2]| (w[0] as u128) | (w[1] as u128) << 64;
+    let (f, e) = (bytes(found), bytes(expected));
+    let diff = f ^ e;
+    if diff >> 120 == 0 {
+        return None;
+    }
+    let low = diff.trailing_zeros() as usize / 8;
+    Some(WriteBefore { bytes: 16 - low, found: (f >> (8 * low)) as u64 & 0xff, expected: (e >> (8 * low)) as u64 & 0xff })
 }
 
 // ---- hooks: regions, slabs ---------------------------------------------------------------
@@ -833,23 +991,27 @@ pub(crate) unsafe fn slab_released(cs: &CheckState, slab: *mut Slab) {
     }
 }
 
-/// Checks a free slot's header and poison; false (after a report) if either changed.
+/// Checks a free slot's header and poison; false (after a report) if either changed. The poison
+/// is checked where the free wrote it: whole, or (a free not sampled by
+/// [`CheckState::whole_poison_check`]) the [`PARTIAL_HEAD`] bytes after the header and the
+/// [`PARTIAL_END`] bytes before the slot's end.
 ///
 /// # Safety
 /// `slot` is a carved slot of `at`'s slab, whose geometry is `(class, size)`.
 unsafe fn verify_free_slot(cs: &CheckState, at: Place, slot: usize, class: usize, size: usize, thread: u32) -> bool {
     // SAFETY: per the contract.
     unsafe {
+        let whole = at.entry(slot).meta.load(Acquire) & WHOLE != 0;
         let b = at.base(slot, size);
         let h = b.header();
-        let e = at.entry(slot);
-        let expect = word1(cs.secret, b.as_ptr().addr(), 0, HDR_FREE, class, meta_free_thread(e.meta.load(Relaxed)));
+        let expect = word1(cs.secret, b.as_ptr().addr(), HDR_FREE, class, 0);
         if (*h).word1 != expect {
-            cs.report(header_report(at, slot, class, size, thread, (*h).word1, expect));
+            cs.report(header_report(at, slot, class, size, thread, (*h).word1, expect, None));
             return false;
         }
         let user = b.to_user::<Checked>().as_ptr();
-        if let Some(o) = first_mismatch(user, size - Checked::HEADER, POISON) {
+        let bad = poison_runs(size - Checked::HEADER, at.entry(slot).requested_size(), whole).iter().find_map(|&(o, n)| first_mismatch(user.add(o), n, POISON).map(|i| o + i));
+        if let Some(o) = bad {
             cs.report(Report {
                 offset: Some(o),
                 expected: POISON as u64,
@@ -862,6 +1024,13 @@ unsafe fn verify_free_slot(cs: &CheckState, at: Place, slot: usize, class: usize
     }
 }
 
+/// Poison bytes after a free slot's header checked at every reuse: where a stale pointer to a
+/// struct writes first (its first fields).
+const PARTIAL_HEAD: usize = 32;
+/// Poison bytes that ended the block freed, checked at every reuse: where a stale pointer's
+/// write to the block's last field, or its terminator, lands.
+const PARTIAL_END: usize = 16;
+
 // ---- hooks: free lists -------------------------------------------------------------------
 
 /// Validates the link `next` read from the free slot `b`: it must be null or a carved slot of
@@ -870,8 +1039,33 @@ unsafe fn verify_free_slot(cs: &CheckState, at: Place, slot: usize, class: usize
 ///
 /// # Safety
 /// `b` is a slot of the checked slab whose owner's part is `local`.
+#[inline(always)]
 pub(crate) unsafe fn next_free(local: &SlabLocal, b: BasePtr, next: Option<BasePtr>) -> Option<BasePtr> {
     let n = next?;
+    let a = n.as_ptr().addr();
+    // SAFETY: per the contract; the entry is read only for a slot boundary below `bump`, a
+    // carved slot.
+    unsafe {
+        let at = Place::of(b.as_ptr());
+        let off = a.wrapping_sub(at.start);
+        if a < local.bump.addr() && off < SLAB_SIZE {
+            let slot = slot_index(off, local.class as usize);
+            if slot * local.slot_size as usize == off && matches!(meta_state(at.entry(slot).meta.load(Acquire)), FREE | REMOTE) {
+                return next;
+            }
+        }
+        bad_link(local, b, n)
+    }
+}
+
+/// Reports the link `n` read from the free slot `b` that [`next_free`] rejected; ends the
+/// list there (None).
+///
+/// # Safety
+/// As for [`next_free`].
+#[cold]
+#[inline(never)]
+unsafe fn bad_link(local: &SlabLocal, b: BasePtr, n: BasePtr) -> Option<BasePtr> {
     // SAFETY: per the contract.
     unsafe {
         let at = Place::of(b.as_ptr());
@@ -880,9 +1074,6 @@ pub(crate) unsafe fn next_free(local: &SlabLocal, b: BasePtr, next: Option<BaseP
         let in_range = a >= at.start && a < local.bump.addr();
         let slot = if in_range { slot_index(a - at.start, class) } else { 0 };
         let ok_place = in_range && at.start + slot * size == a;
-        if ok_place && matches!(meta_state(at.entry(slot).meta.load(Acquire)), FREE | REMOTE) {
-            return next;
-        }
         let from = slot_index(b.as_ptr().addr() - at.start, class);
         at.state().report(Report {
             expected: 0,
@@ -921,8 +1112,8 @@ pub(crate) unsafe fn fresh_slots(local: &SlabLocal, first: BasePtr, n: usize) {
                     ..at.report(ReportKind::Invariant, slot, class, size, 0)
                 });
             }
-            (*b.header()).word1 = word1(cs.secret, b.as_ptr().addr(), 0, HDR_FREE, class, 0);
-            e.meta.store(FREE | ((class as u64) << 8), Release);
+            (*b.header()).word1 = word1(cs.secret, b.as_ptr().addr(), HDR_FREE, class, 0);
+            e.meta.store(FREE | WHOLE | ((class as u64) << 8), Release);
         }
         at.carved_word().store((slot0 + n) as u64, Release);
     }
@@ -950,7 +1141,7 @@ pub(crate) unsafe fn drained(local: &SlabLocal, b: BasePtr) -> bool {
             });
             return false;
         }
-        e.meta.store((m & !0xff) | FREE, Relaxed);
+        e.meta.store((m & !0x7f) | FREE, Relaxed);
         true
     }
 }
@@ -959,11 +1150,13 @@ pub(crate) unsafe fn drained(local: &SlabLocal, b: BasePtr) -> bool {
 
 /// The allocation hook: `b` was just taken from `slab`'s free list for a request of `size`
 /// bytes, to start `offset` bytes into the slot (a `layout::user_offset`), by cache `thread`.
-/// Verifies the slot, stamps it allocated; returns the client pointer,
-/// or null (after a captured report) if the slot failed a check.
+/// Verifies the slot (its poison where the free wrote it, see [`poison_runs`]), stamps it
+/// allocated; returns the client pointer, or
+/// null (after a captured report) if the slot failed a check.
 ///
 /// # Safety
 /// The caller owns `slab`, a checked slab, and just popped or carved `b` from it.
+#[inline(always)]
 pub(crate) unsafe fn hand_out(slab: *mut Slab, b: BasePtr, size: usize, offset: usize, who: Identity) -> *mut u8 {
     let thread = who.thread;
     // SAFETY: per the contract.
@@ -978,28 +1171,13 @@ pub(crate) unsafe fn hand_out(slab: *mut Slab, b: BasePtr, size: usize, offset: 
         let _open = crate::asan::Unpoisoned::new(b.as_ptr(), slot_size);
         let e = at.entry(slot);
         let m = e.meta.load(Acquire);
-        if meta_state(m) != FREE {
-            cs.report(Report {
-                detail: "handed out a block that is not free",
-                expected: FREE,
-                found: meta_state(m),
-                ..at.report(ReportKind::Invariant, slot, class, slot_size, thread)
-            });
-            e.meta.store((m & !0xff) | QUARANTINED, Relaxed);
-            return null_mut();
-        }
-        if !verify_free_slot(cs, at, slot, class, slot_size, thread) {
-            e.meta.store((m & !0xff) | QUARANTINED, Relaxed);
-            return null_mut();
-        }
-        if offset + size > slot_size {
-            cs.report(Report {
-                detail: "a request handed a slot too small for it (the slab serves another class?)",
-                expected: (offset + size) as u64,
-                found: slot_size as u64,
-                ..at.report(ReportKind::Invariant, slot, class, slot_size, thread)
-            });
-            e.meta.store((m & !0xff) | QUARANTINED, Relaxed);
+        let whole = m & WHOLE != 0;
+        // Every check as one condition; the cold path does them again, one by one, to report.
+        let intact = meta_state(m) == FREE
+            && offset + size <= slot_size
+            && (*b.header()).word1 == word1(cs.secret, b.as_ptr().addr(), HDR_FREE, class, 0)
+            && free_poison_intact(b, slot_size, e.requested_size(), whole);
+        if !intact && !hand_out_checks(cs, at, slot, class, slot_size, size, offset, thread) {
             return null_mut();
         }
         let seq = who.seq;
@@ -1009,13 +1187,13 @@ pub(crate) unsafe fn hand_out(slab: *mut Slab, b: BasePtr, size: usize, offset: 
         // where every check but this one reads it only for blocks at the header offset.
         let h = if cfg!(feature = "fault-aligned-header-at-slot") { b.header() } else { user.header() };
         (*h).word0 = word0;
-        (*h).word1 = word1(cs.secret, b.as_ptr().addr(), word0, HDR_ALLOCATED, class, thread);
+        (*h).word1 = word1(cs.secret, b.as_ptr().addr(), HDR_ALLOCATED, class, thread);
         // An aligned block's front padding holds tail bytes too: see `verify_allocated`.
         if offset > Checked::HEADER {
             b.as_ptr().write_bytes(TAIL, offset - Checked::HEADER);
         }
         let user = user.as_ptr();
-        user.add(size).write_bytes(TAIL, slot_size - offset - size);
+        fill(user.add(size), slot_size - offset - size, TAIL);
         e.requested.store(size as u64 | (offset as u64) << 32, Relaxed);
         e.alloc_seq.store(seq, Relaxed);
         e.free_seq.store(0, Relaxed);
@@ -1025,14 +1203,163 @@ pub(crate) unsafe fn hand_out(slab: *mut Slab, b: BasePtr, size: usize, offset: 
     }
 }
 
+/// The runs `(offset, len)` of a free slot's client bytes (`len` of them) that hold poison:
+/// all of them, or (`whole` false) the [`PARTIAL_HEAD`] bytes after the header and the
+/// [`PARTIAL_END`] bytes that ended the block freed (`req` bytes long), where a stale
+/// pointer's writes land first: its first fields and its last.
+#[inline(always)]
+fn poison_runs(len: usize, req: usize, whole: bool) -> [(usize, usize); 2] {
+    match partial_end(len, req, whole) {
+        None => [(0, len), (len, 0)],
+        Some(end) => [(0, PARTIAL_HEAD), (end, PARTIAL_END)],
+    }
+}
+
+/// Where the end run of [`poison_runs`] starts, or None when the whole slot holds poison.
+#[inline(always)]
+fn partial_end(len: usize, req: usize, whole: bool) -> Option<usize> {
+    (!whole && len > PARTIAL_HEAD + PARTIAL_END).then(|| req.clamp(PARTIAL_HEAD + PARTIAL_END, len) - PARTIAL_END)
+}
+
+/// Whether a free slot's poison is intact; [`verify_free_slot`] reports what this only tells.
+///
+/// # Safety
+/// `b` is a free slot of `size` bytes, readable.
+#[inline(always)]
+unsafe fn free_poison_intact(b: BasePtr, size: usize, req: usize, whole: bool) -> bool {
+    let user = b.to_user::<Checked>().as_ptr();
+    let len = size - Checked::HEADER;
+    // SAFETY: per the contract; the runs lie in the slot. (Spelled out so that the partial
+    // runs have constant lengths.)
+    unsafe {
+        match partial_end(len, req, whole) {
+            None => first_mismatch(user, len, POISON).is_none(),
+            Some(end) => short_run_is(user, PARTIAL_HEAD, POISON) & short_run_is(user.add(end), PARTIAL_END, POISON),
+        }
+    }
+}
+
+/// Poisons the client bytes of the slot `b` just freed (its block `req` bytes long), the runs
+/// of [`poison_runs`].
+///
+/// # Safety
+/// `b` is a slot of `size` bytes the caller owns.
+#[inline(always)]
+unsafe fn poison(b: BasePtr, size: usize, req: usize, whole: bool) {
+    let user = b.to_user::<Checked>().as_ptr();
+    let len = size - Checked::HEADER;
+    // SAFETY: as in `free_poison_intact`.
+    unsafe {
+        match partial_end(len, req, whole) {
+            None => fill(user, len, POISON),
+            Some(end) => {
+                short_fill(user, PARTIAL_HEAD, POISON);
+                short_fill(user.add(end), PARTIAL_END, POISON);
+            }
+        }
+    }
+}
+
+/// The hand-out checks one by one, for a slot that failed one of them: reports the first that
+/// fails and sets the slot aside (false); true if none does.
+///
+/// # Safety
+/// As for [`hand_out`]; `slot` is the carved slot of `at`'s slab being handed out.
+#[cold]
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn hand_out_checks(cs: &CheckState, at: Place, slot: usize, class: usize, slot_size: usize, size: usize, offset: usize, thread: u32) -> bool {
+    // SAFETY: per the contract.
+    unsafe {
+        let e = at.entry(slot);
+        let m = e.meta.load(Acquire);
+        let report = if meta_state(m) != FREE {
+            Some(Report {
+                detail: "handed out a block that is not free",
+                expected: FREE,
+                found: meta_state(m),
+                ..at.report(ReportKind::Invariant, slot, class, slot_size, thread)
+            })
+        } else if !verify_free_slot(cs, at, slot, class, slot_size, thread) {
+            None
+        } else if offset + size > slot_size {
+            Some(Report {
+                detail: "a request handed a slot too small for it (the slab serves another class?)",
+                expected: (offset + size) as u64,
+                found: slot_size as u64,
+                ..at.report(ReportKind::Invariant, slot, class, slot_size, thread)
+            })
+        } else {
+            return true;
+        };
+        if let Some(r) = report {
+            cs.report(r);
+        }
+        e.meta.store((m & !0xff) | QUARANTINED, Relaxed);
+        false
+    }
+}
+
+/// A small block proven live: where it is and what the shadow map says of it.
+#[derive(Clone, Copy)]
+struct LiveSmall {
+    at: Place,
+    slot: usize,
+    class: usize,
+    size: usize,
+    /// The entry's `meta` word when it was proven live (what the free's CAS expects).
+    meta: u64,
+}
+
 /// Where a pointer handed to free, realloc or usable_size lies, once proven to be a live block.
 enum Live {
-    Small { at: Place, slot: usize, class: usize, size: usize, meta: u64 },
+    Small(LiveSmall),
+    /// A large block; its header.
     Large(*mut RegionHeader),
 }
 
-/// Finds the live block `p` of `heap`, or reports why it is not one.
-fn find_live<P: Policy>(heap: &Heap<P>, cs: &CheckState, p: *mut u8, thread: u32, op: &'static str) -> Option<Live> {
+/// The common case of [`find_live`] in a few loads: `p` is the client pointer of an allocated
+/// block in a small region the table finds at its first probe. None sends the caller to
+/// `find_live`, which decides (and reports) every other case.
+///
+/// # Safety
+/// None: `p` is checked against the region table before anything behind it is read.
+#[inline(always)]
+unsafe fn live_fast(cs: &CheckState, p: *mut u8) -> Option<LiveSmall> {
+    let base = region_base(p);
+    if cs.table[CheckState::hash(base.addr())].load(Acquire) != base.addr() | TAG_SMALL {
+        return None;
+    }
+    let i = crate::layout::slab_index(p);
+    let region = base.cast::<SmallRegion>();
+    // SAFETY: the table says `base` is a live small region of this heap; `i` is one of its slabs.
+    unsafe {
+        let (start, _) = SmallRegion::slab_span(region, i);
+        let at = Place { region, slab: i, start: start.addr() };
+        let g = at.geometry_word().load(Acquire);
+        let off = p.addr().wrapping_sub(at.start);
+        if g == 0 || off >= SLAB_SIZE {
+            return None;
+        }
+        let (class, size) = ((g >> 32) as usize, (g & 0xffff_ffff) as usize);
+        let slot = slot_index(off, class);
+        // An allocated entry is a whole carved slot, so its entry exists and is in bounds.
+        if slot >= SLOTS_PER_SLAB {
+            return None;
+        }
+        let e = at.entry(slot);
+        let meta = e.meta.load(Acquire);
+        (meta_state(meta) == ALLOCATED && off - slot * size == e.user_offset()).then_some(LiveSmall { at, slot, class, size, meta })
+    }
+}
+
+/// Finds the live block `p` of the heap whose check state is `cs`, or reports why it is not
+/// one. `large_header` finds the header of the large block starting exactly at a pointer.
+fn find_live(cs: &CheckState, p: *mut u8, thread: u32, op: &'static str, large_header: impl FnOnce(*mut u8) -> *mut RegionHeader) -> Option<Live> {
+    // SAFETY: live_fast checks p against the table first.
+    if let Some(l) = unsafe { live_fast(cs, p) } {
+        return Some(Live::Small(l));
+    }
     let base = region_base(p);
     let fail = |kind, detail| {
         cs.report(Report { detail, ..Report::new(kind, p.addr(), thread) });
@@ -1041,8 +1368,27 @@ fn find_live<P: Policy>(heap: &Heap<P>, cs: &CheckState, p: *mut u8, thread: u32
     match cs.lookup(base.addr()) {
         TAG_SMALL => {}
         TAG_LARGE => {
-            let h = heap.large_header(p);
-            return if h.is_null() { fail(ReportKind::InvalidFree, "inside a large block, not at its start") } else { Some(Live::Large(h)) };
+            let h = large_header(p);
+            if h.is_null() {
+                return fail(ReportKind::InvalidFree, "inside a large block, not at its start");
+            }
+            // SAFETY: p is a live large block, a page or more into its mapping.
+            unsafe {
+                let front = p.sub(LARGE_FRONT);
+                let _open = crate::asan::Unpoisoned::new(front, LARGE_FRONT);
+                if let Some(o) = first_mismatch(front, LARGE_FRONT, TAIL) {
+                    cs.report(Report {
+                        offset: Some(LARGE_FRONT - o),
+                        expected: TAIL as u64,
+                        found: *front.add(o) as u64,
+                        requested: Some((*h).map_size - (*h).user_offset),
+                        detail: "in front of a large block",
+                        ..Report::new(ReportKind::Underflow, p.addr(), thread)
+                    });
+                    return None;
+                }
+            }
+            return Some(Live::Large(h));
         }
         TAG_LARGE_FREED => return fail(ReportKind::DoubleFree, "a large block that was already freed"),
         _ => return fail(ReportKind::ForeignPointer, "not in any region of this heap"),
@@ -1073,12 +1419,13 @@ fn find_live<P: Policy>(heap: &Heap<P>, cs: &CheckState, p: *mut u8, thread: u32
             return None;
         }
         let meta = at.entry(slot).meta.load(Acquire);
+        let live = Live::Small(LiveSmall { at, slot, class, size, meta });
         // FAULT fault-remote-double-free-unseen (failure 12): a block still queued for a remote
         // free counts as live.
-        let live = if cfg!(feature = "fault-remote-double-free-unseen") { meta_state(meta) == REMOTE } else { false };
+        let remote_live = if cfg!(feature = "fault-remote-double-free-unseen") { meta_state(meta) == REMOTE } else { false };
         match meta_state(meta) {
-            _ if live => Some(Live::Small { at, slot, class, size, meta }),
-            ALLOCATED => Some(Live::Small { at, slot, class, size, meta }),
+            _ if remote_live => Some(live),
+            ALLOCATED => Some(live),
             FREE | REMOTE if at.entry(slot).alloc_seq.load(Relaxed) != 0 => {
                 cs.report(Report { detail: op, ..at.report(ReportKind::DoubleFree, slot, class, size, thread) });
                 None
@@ -1099,7 +1446,9 @@ fn find_live<P: Policy>(heap: &Heap<P>, cs: &CheckState, p: *mut u8, thread: u32
 ///
 /// # Safety
 /// The block is live (`find_live` said so).
-unsafe fn verify_allocated(cs: &CheckState, at: Place, slot: usize, class: usize, size: usize, thread: u32) -> bool {
+#[inline(always)]
+unsafe fn verify_allocated(cs: &CheckState, l: LiveSmall, thread: u32) -> bool {
+    let LiveSmall { at, slot, class, size, meta } = l;
     // SAFETY: per the contract.
     unsafe {
         let b = at.base(slot, size);
@@ -1108,16 +1457,17 @@ unsafe fn verify_allocated(cs: &CheckState, at: Place, slot: usize, class: usize
         let user = b.to_user_at(off);
         let h = user.header();
         let word0 = (req as u64) | (e.alloc_seq.load(Relaxed) << 32);
-        let expect = word1(cs.secret, b.as_ptr().addr(), word0, HDR_ALLOCATED, class, meta_alloc_thread(e.meta.load(Relaxed)));
+        let expect = word1(cs.secret, b.as_ptr().addr(), HDR_ALLOCATED, class, meta_alloc_thread(meta));
         if (*h).word0 != word0 || (*h).word1 != expect {
             let (found, expected) = if (*h).word0 != word0 { ((*h).word0, word0) } else { ((*h).word1, expect) };
-            cs.report(header_report(at, slot, class, size, thread, found, expected));
+            let before = write_before([(*h).word0, (*h).word1], [word0, expect]);
+            cs.report(header_report(at, slot, class, size, thread, found, expected, before));
             return false;
         }
         // An aligned block's front padding, where the lower neighbour's overflow lands first.
         if off > Checked::HEADER {
             if let Some(o) = first_mismatch(b.as_ptr(), off - Checked::HEADER, TAIL) {
-                cs.report(header_report(at, slot, class, size, thread, *b.as_ptr().add(o) as u64, TAIL as u64));
+                cs.report(header_report(at, slot, class, size, thread, *b.as_ptr().add(o) as u64, TAIL as u64, None));
                 return false;
             }
         }
@@ -1137,32 +1487,95 @@ unsafe fn verify_allocated(cs: &CheckState, at: Place, slot: usize, class: usize
     }
 }
 
-/// The free hook: proves `p` is a live block of `heap`, checks its header and tail, marks it
-/// free (owned by `token`'s slab list or queued remote), poisons it. None (after a captured
-/// report) when the free must not happen.
+/// The free hook: proves `p` is a live block of the heap whose check state is `cs`, checks its
+/// header and tail, marks it free (owned by `token`'s slab list or queued remote), poisons it.
+/// None (after a captured report) when the free must not happen. `large_header` as for
+/// [`find_live`].
 ///
 /// # Safety
-/// `token` and `who` identify the calling cache (NO_OWNER and thread 0 for none).
-pub(crate) unsafe fn before_free<P: Policy>(heap: &Heap<P>, p: *mut u8, token: usize, who: Identity) -> Option<Block> {
-    let cs = heap.check_state();
-    let thread = who.thread;
-    let (at, slot, class, size, meta) = match find_live(heap, cs, p, thread, "")? {
+/// `token` and `who` identify the calling cache (NO_OWNER and an [`Identity::NO_CACHE`] thread for none).
+#[inline(always)]
+pub(crate) unsafe fn before_free(cs: &CheckState, p: *mut u8, token: usize, who: Identity, large_header: impl FnOnce(*mut u8) -> *mut RegionHeader) -> Option<Block> {
+    // SAFETY: live_fast proves the block live before anything in it is read.
+    unsafe {
+        if let Some(l) = live_fast(cs, p) {
+            // ASan builds: open the slot to read its header and tail.
+            let _open = crate::asan::Unpoisoned::new(l.at.base(l.slot, l.size).as_ptr(), l.size);
+            if allocated_intact(cs, l) {
+                return mark_freed(cs, l, p, token, who);
+            }
+        }
+        before_free_checks(cs, p, token, who, large_header)
+    }
+}
+
+/// Whether the live block of a plain (not over-aligned) allocation has its header and tail
+/// canary intact; [`verify_allocated`] reports what this only tells.
+///
+/// # Safety
+/// The block is live.
+#[inline(always)]
+unsafe fn allocated_intact(cs: &CheckState, l: LiveSmall) -> bool {
+    // SAFETY: per the contract.
+    unsafe {
+        let e = l.at.entry(l.slot);
+        let requested = e.requested.load(Relaxed);
+        let (req, off) = (requested as u32 as usize, (requested >> 32) as usize);
+        if off != Checked::HEADER {
+            return false; // over-aligned (or never stamped): the full checks decide
+        }
+        let b = l.at.base(l.slot, l.size);
+        let h = b.header();
+        let word0 = (req as u64) | (e.alloc_seq.load(Relaxed) << 32);
+        // FAULT fault-tail-check-off-by-one (failure 12): the slot's last tail byte is not checked.
+        let tail = l.size - off - req - cfg!(feature = "fault-tail-check-off-by-one") as usize;
+        (*h).word0 == word0
+            && (*h).word1 == word1(cs.secret, b.as_ptr().addr(), HDR_ALLOCATED, l.class, meta_alloc_thread(l.meta))
+            && first_mismatch(b.as_ptr().add(off + req), tail, TAIL).is_none()
+    }
+}
+
+/// The free hook's checks one by one, for a block the fast path did not prove live and intact.
+///
+/// # Safety
+/// As for [`before_free`].
+#[cold]
+#[inline(never)]
+unsafe fn before_free_checks(cs: &CheckState, p: *mut u8, token: usize, who: Identity, large_header: impl FnOnce(*mut u8) -> *mut RegionHeader) -> Option<Block> {
+    let l = match find_live(cs, p, who.thread, "", large_header)? {
         Live::Large(_) => return Some(Block::Large),
-        Live::Small { at, slot, class, size, meta } => (at, slot, class, size, meta),
+        Live::Small(l) => l,
     };
     // SAFETY: find_live proved the block live and its place.
     unsafe {
-        // ASan builds: open the slot to check and poison it; poisoned whole again on return.
-        let _open = crate::asan::Unpoisoned::new(at.base(slot, size).as_ptr(), size);
-        if !verify_allocated(cs, at, slot, class, size, thread) {
+        let _open = crate::asan::Unpoisoned::new(l.at.base(l.slot, l.size).as_ptr(), l.size);
+        if !verify_allocated(cs, l, who.thread) {
             return None;
         }
+        mark_freed(cs, l, p, token, who)
+    }
+}
+
+/// Marks the live, checked block `l` (client pointer `p`) free by `who`, owned by `token`'s
+/// list or queued remote, and poisons it; None (after a report) if another free won the race.
+///
+/// # Safety
+/// `l` was just proven live and intact.
+#[inline(always)]
+unsafe fn mark_freed(cs: &CheckState, l: LiveSmall, p: *mut u8, token: usize, who: Identity) -> Option<Block> {
+    let LiveSmall { at, slot, class, size, meta } = l;
+    let thread = who.thread;
+    // SAFETY: per the contract.
+    unsafe {
+        // ASan builds: open the slot to poison it; poisoned whole again on return.
+        let _open = crate::asan::Unpoisoned::new(at.base(slot, size).as_ptr(), size);
         let slab = SmallRegion::slab_of(at.region, p);
         // An abandoned slab's owner is NO_OWNER, which is also the token of a free by no cache;
         // such a free still goes through the remote queue.
         let local = token != crate::slab::NO_OWNER && (*slab).owner.load(Relaxed) == token;
         let e = at.entry(slot);
-        let new = (meta & !0xff & !(0xff_ffff << 40)) | if local { FREE } else { REMOTE } | ((thread as u64) << 40);
+        let whole = cs.whole_poison_check(who.seq);
+        let new = (meta & !0xff & !(0xff_ffff << 40)) | if local { FREE } else { REMOTE } | if whole { WHOLE } else { 0 } | ((thread as u64) << 40);
         // FAULT fault-aligned-free-base (failure 1): the slot is taken to start a header's
         // length below the client's pointer, which holds only for blocks at the header offset.
         let list_base = if cfg!(feature = "fault-aligned-free-base") {
@@ -1177,33 +1590,49 @@ pub(crate) unsafe fn before_free<P: Policy>(heap: &Heap<P>, p: *mut u8, token: u
         }
         e.free_seq.store(who.seq, Relaxed);
         let b = at.base(slot, size);
-        (*b.header()).word1 = word1(cs.secret, b.as_ptr().addr(), 0, HDR_FREE, class, thread);
-        b.to_user::<Checked>().as_ptr().write_bytes(POISON, size - Checked::HEADER);
+        (*b.header()).word1 = word1(cs.secret, b.as_ptr().addr(), HDR_FREE, class, 0);
+        poison(b, size, e.requested_size(), whole);
         Some(Block::Small(slab, list_base))
     }
 }
 
 /// The bytes the client asked for in the live block `p` (checked mode's usable size: using the
-/// tail is an overflow). None after a captured report.
+/// tail is an overflow). None after a captured report. `large_header` as for [`find_live`].
 ///
 /// # Safety
-/// None beyond `heap` being a checked heap's; `p` is checked before anything behind it is read.
-pub(crate) unsafe fn requested_size<P: Policy>(heap: &Heap<P>, p: *mut u8, thread: u32, op: &'static str) -> Option<usize> {
-    let cs = heap.check_state();
+/// None beyond `cs` being a checked heap's; `p` is checked before anything behind it is read.
+pub(crate) unsafe fn requested_size(cs: &CheckState, p: *mut u8, thread: u32, op: &'static str, large_header: impl FnOnce(*mut u8) -> *mut RegionHeader) -> Option<usize> {
     // SAFETY: find_live proved the block live.
     unsafe {
-        match find_live(heap, cs, p, thread, op)? {
+        match find_live(cs, p, thread, op, large_header)? {
             // (Under ASan, only the requested bytes: the rest of the mapping is poisoned.)
             Live::Large(h) => Some(crate::asan::accessible_len(p, (*h).map_size - (*h).user_offset)),
-            Live::Small { at, slot, class, size, .. } => {
+            Live::Small(l) => {
                 // ASan builds: open the slot for the check, then back to its allocated state.
-                let e = at.entry(slot);
+                let e = l.at.entry(l.slot);
                 let req = e.requested_size();
-                let b = at.base(slot, size);
-                let _open = crate::asan::Unpoisoned::block(b.as_ptr(), size, b.to_user_at(e.user_offset()).as_ptr(), req);
-                verify_allocated(cs, at, slot, class, size, thread).then_some(req)
+                let b = l.at.base(l.slot, l.size);
+                let _open = crate::asan::Unpoisoned::block(b.as_ptr(), l.size, b.to_user_at(e.user_offset()).as_ptr(), req);
+                verify_allocated(cs, l, thread).then_some(req)
             }
         }
+    }
+}
+
+/// Bytes in front of a large block that hold the tail pattern, so that a write before it shows
+/// (a slab block's header does that for it).
+const LARGE_FRONT: usize = 16;
+
+/// A large block was placed at `user`, a page or more into its mapping: its front canary.
+///
+/// # Safety
+/// The [`LARGE_FRONT`] bytes before `user` are the heap's, unused.
+pub(crate) unsafe fn large_allocated(user: *mut u8) {
+    // SAFETY: per the contract.
+    unsafe {
+        let front = user.sub(LARGE_FRONT);
+        let _open = crate::asan::Unpoisoned::new(front, LARGE_FRONT);
+        fill(front, LARGE_FRONT, TAIL);
     }
 }
 
@@ -1235,6 +1664,7 @@ mod tests {
     //! tests plant the bugs of the C history directly in the internals and watch the checks fire.
     use super::*;
     use crate::cache::locate;
+    use crate::Heap;
 
     fn checked_heap() -> Heap<Checked> {
         let h = Heap::new();

@@ -250,6 +250,16 @@ impl<P: Policy> Heap<P> {
         }
     }
 
+    /// Checked heaps: one free in `n` poisons its block whole, and the block's reuse checks it
+    /// whole (default [`crate::check::WHOLE_POISON_EVERY`]); the others poison and check only
+    /// the bytes a stale pointer's write lands on first. 1 (or 0): every free, as the fuzz
+    /// harness runs. A release heap ignores it.
+    pub fn set_whole_poison_every(&self, n: u32) {
+        if P::CHECKED {
+            self.check_state().set_whole_poison_every(n);
+        }
+    }
+
     /// The reports recorded since the last call, oldest first.
     pub fn take_reports(&self) -> Vec<Report> {
         if P::CHECKED {
@@ -1001,6 +1011,9 @@ impl<P: Policy> Heap<P> {
                 link_key: 0,
                 checks: null_mut(),
             });
+            if P::CHECKED {
+                check::large_allocated(base.add(offset));
+            }
             let mut st = self.state.lock();
             if P::CHECKED {
                 check::large_mapped(self.check_state(), region_base(base.add(offset)).addr());

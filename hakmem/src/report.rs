@@ -21,6 +21,9 @@ pub enum ReportKind {
     HeaderCorrupt,
     /// The client wrote past the requested size of a block (the tail canary changed).
     Overflow,
+    /// The client wrote before the start of a block (the canary in front of it changed), not
+    /// reached from the block below.
+    Underflow,
     /// The client wrote into a block after freeing it (the poison pattern changed).
     WriteAfterFree,
     /// A free-list link that does not name a free slot of the same slab.
@@ -43,6 +46,7 @@ impl ReportKind {
             ReportKind::ForeignPointer => "free of a pointer hakmem never handed out",
             ReportKind::HeaderCorrupt => "corrupted block header",
             ReportKind::Overflow => "heap buffer overflow",
+            ReportKind::Underflow => "heap buffer underflow",
             ReportKind::WriteAfterFree => "write after free",
             ReportKind::CorruptLink => "corrupted free-list link",
             ReportKind::Invariant => "allocator invariant broken",
@@ -54,10 +58,36 @@ impl ReportKind {
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
 pub struct Identity {
     /// The operation's number among those of its thread cache (each checked allocation and free
-    /// takes the next); numbers of thread 0 (no cache) are shared by the heap.
+    /// takes the next); numbers of threads with no cache are shared by the heap.
     pub seq: u64,
-    /// The id of the thread cache that did it ([`crate::ThreadCache::id`]; 0 for no cache).
+    /// The id of the thread cache that did it ([`crate::ThreadCache::id`]), or for a thread
+    /// with no cache [`Identity::NO_CACHE`] with the OS thread id in the bits below it.
     pub thread: u32,
+}
+
+impl Identity {
+    /// Flag of a thread number that names an OS thread with no cache by its id (`gettid`).
+    pub const NO_CACHE: u32 = 1 << 23;
+
+    /// The thread number of the calling thread, which has no cache.
+    pub fn uncached_thread() -> u32 {
+        // SAFETY: gettid has no preconditions.
+        let tid = unsafe { libc::gettid() } as u32;
+        Self::NO_CACHE | (tid & (Self::NO_CACHE - 1))
+    }
+}
+
+/// Prints a thread number: a cache's id, or an OS thread with no cache.
+struct Thread(u32);
+
+impl fmt::Display for Thread {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0 & Identity::NO_CACHE != 0 {
+            write!(f, "OS thread {} (no cache)", self.0 & !Identity::NO_CACHE)
+        } else {
+            write!(f, "thread {}", self.0)
+        }
+    }
 }
 
 /// One failed check.
@@ -87,7 +117,8 @@ pub struct Report {
     pub alloc: Option<Identity>,
     /// When and by whom it was last freed.
     pub free: Option<Identity>,
-    /// The thread cache that ran into the failure (0 for none).
+    /// The thread that ran into the failure, numbered as in [`Identity::thread`] (0: the heap
+    /// itself, in a sweep or a slab or region going back).
     pub thread: u32,
     /// A few words on the specific check, for invariants and corrupted metadata.
     pub detail: &'static str,
@@ -128,19 +159,21 @@ impl fmt::Display for Report {
         f.write_str(")")?;
         if let (Some(o), ReportKind::InvalidFree) = (self.offset, self.kind) {
             write!(f, ": {o} bytes into the block")?;
+        } else if let (Some(o), ReportKind::Underflow) = (self.offset, self.kind) {
+            write!(f, ": written {o} bytes before the block, byte -{o} is {:#04x}, expected {:#04x}", self.found, self.expected)?;
         } else if let Some(o) = self.offset {
             write!(f, ": byte {o} is {:#04x}, expected {:#04x}", self.found, self.expected)?;
         } else if self.expected != self.found {
             write!(f, ": found {:#x}, expected {:#x}", self.found, self.expected)?;
         }
         if let Some(a) = self.alloc {
-            write!(f, ", allocated at #{} by thread {}", a.seq, a.thread)?;
+            write!(f, ", allocated at #{} by {}", a.seq, Thread(a.thread))?;
         }
         if let Some(fr) = self.free {
             let first = if self.kind == ReportKind::DoubleFree { "first freed" } else { "freed" };
-            write!(f, ", {first} at #{} by thread {}", fr.seq, fr.thread)?;
+            write!(f, ", {first} at #{} by {}", fr.seq, Thread(fr.thread))?;
         }
-        write!(f, "; seen by thread {}", self.thread)?;
+        write!(f, "; seen by {}", Thread(self.thread))?;
         if let (Some(r), Some(s)) = (self.region, self.slab) {
             write!(f, " in region {r:#x} slab {s}")?;
         }

@@ -461,3 +461,77 @@ fn purged_slabs_pass_the_free_slot_sweep() {
         unsafe { c.free(p) };
     }
 }
+
+#[test]
+#[cfg_attr(asan, ignore = "ASan reports the planted misuse first (sanitizers/tests/controls.rs)")]
+fn one_byte_underflow_is_named_a_write_before_the_block() {
+    let h = heap();
+    let mut c = h.cache();
+    let _below = filled(&mut c, 40);
+    let p = filled(&mut c, 40);
+    unsafe {
+        p.sub(1).write(0x42);
+        c.free(p);
+    }
+    let r = only_report(&h);
+    assert_eq!(r.kind, ReportKind::Underflow, "{r}");
+    assert_eq!((r.addr, r.offset, r.found), (p.addr(), Some(1), 0x42));
+    assert!(r.to_string().starts_with("heap buffer underflow of "), "{r}");
+}
+
+#[test]
+#[cfg_attr(asan, ignore = "ASan reports the planted misuse first (sanitizers/tests/controls.rs)")]
+fn underflow_in_front_of_a_large_block_is_caught_at_free() {
+    let h = heap();
+    let mut c = h.cache();
+    let p = filled(&mut c, 100_000);
+    unsafe {
+        p.sub(3).write(7);
+        c.free(p);
+    }
+    let r = only_report(&h);
+    assert_eq!(r.kind, ReportKind::Underflow, "{r}");
+    assert_eq!((r.addr, r.offset, r.found), (p.addr(), Some(3), 7));
+    // The block was not freed: a correct free of it now goes through.
+    unsafe {
+        p.sub(3).write(TAIL);
+        c.free(p);
+    }
+    assert_eq!(h.take_reports(), vec![]);
+}
+
+#[test]
+#[cfg_attr(asan, ignore = "ASan reports the planted misuse first (sanitizers/tests/controls.rs)")]
+fn write_after_free_in_the_middle_is_caught_when_every_free_poisons_whole() {
+    let h = heap();
+    h.set_whole_poison_every(1);
+    let mut c = h.cache();
+    let p = filled(&mut c, 900);
+    unsafe {
+        c.free(p);
+        p.add(400).write(1);
+    }
+    assert!(c.alloc(900, 8).is_null(), "the damaged slot must not be handed out");
+    let r = only_report(&h);
+    assert_eq!((r.kind, r.offset), (ReportKind::WriteAfterFree, Some(400)));
+}
+
+#[test]
+#[cfg_attr(asan, ignore = "ASan reports the planted misuse first (sanitizers/tests/controls.rs)")]
+fn sampled_poison_still_checks_where_stale_writes_land_first() {
+    // By default most frees poison only the block's first 32 and last 16 bytes: a write there
+    // is caught on every reuse, whatever the sample.
+    let h = heap();
+    let mut c = h.cache();
+    for i in 0..64 {
+        let p = filled(&mut c, 900);
+        let at = if i % 2 == 0 { 5 } else { 900 - 3 }; // the first fields, the last
+        unsafe {
+            c.free(p);
+            p.add(at).write(1);
+        }
+        assert!(c.alloc(900, 8).is_null(), "round {i}: the damaged slot must not be handed out");
+        let r = only_report(&h);
+        assert_eq!((r.kind, r.offset), (ReportKind::WriteAfterFree, Some(at)), "round {i}");
+    }
+}

@@ -14,6 +14,9 @@ impl Observed for Checked {
 
     fn capture(heap: &Heap<Self>) {
         heap.capture_reports();
+        // Every free's poison whole: a sampled check would miss a write after free the
+        // program makes, depending on operation numbers.
+        heap.set_whole_poison_every(1);
     }
 
     fn take(heap: &Heap<Self>, into: &mut Vec<Report>) {
