@@ -39,6 +39,10 @@ bench-smoke:
 callgrind *ALLOCATORS:
     bash scripts/callgrind.sh {{ALLOCATORS}}
 
+# Checked mode vs glibc, its debug malloc, Scudo, mimalloc, ASan: cost, misuses caught (bench/results/checked-compare.md).
+checked-compare:
+    bash scripts/checked-compare.sh
+
 # Build the C drop-in: target/release/libhakmem.so
 preload:
     cargo build --release -q -p hakmem-preload

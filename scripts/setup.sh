@@ -67,6 +67,18 @@ ensure_afl() {
     fi
 }
 
+ensure_debs() {
+    # Debian packages, installed only when missing: `apt-get update` once, then one install.
+    local missing=() p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+    done
+    [ ${#missing[@]} -gt 0 ] || return 0
+    echo "setup: installing Debian packages: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     for what in "${@:-just}"; do
         "ensure_$what"

@@ -99,28 +99,71 @@ fn git_runs_clean_under_the_checked_library() {
     }
 }
 
+/// Compiles tests/c/misuse.c (one misuse per run, chosen by argv[1]; the same program
+/// `just checked-compare` runs under every allocator it compares) into `dir`.
+fn misuse_program(dir: &Path) -> PathBuf {
+    let exe = dir.join("misuse");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/misuse.c");
+    let ok = Command::new("cc")
+        .args(["-O1", "-pthread", "-o"])
+        .arg(&exe)
+        .arg(&src)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "compiling misuse.c failed");
+    exe
+}
+
+/// Runs the misuse program with `arg` under the checked library, `env` set.
+fn misuse(exe: &Path, arg: &str, env: &[(&str, &str)]) -> (Output, String) {
+    let mut c = Command::new(exe);
+    c.arg(arg).envs(env.iter().copied());
+    let out = run(c, true);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out, err)
+}
+
 #[test]
 fn each_misuse_in_a_c_program_is_reported_by_name() {
     let dir = scratch("misuse");
-    let exe = dir.join("misuse");
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/misuse.c");
-    let ok = Command::new("cc").args(["-O1", "-o"]).arg(&exe).arg(&src).status().unwrap().success();
-    assert!(ok, "compiling misuse.c failed");
+    let exe = misuse_program(&dir);
     let clean = run(Command::new(&exe), true);
     assert!(clean.status.success(), "{}", String::from_utf8_lossy(&clean.stderr));
+    // The first line of each report. Today's library names a realloc of a freed block a double
+    // free (with "[realloc of a freed block]" after it) and a write just before the block a
+    // corrupted header; a stack address is not in any region, like any pointer from elsewhere.
     for (arg, expect) in [
         ("double-free", "hakmem: double free of 0x"),
         ("overflow", "hakmem: heap buffer overflow of 0x"),
         ("write-after-free", "hakmem: write after free of 0x"),
         ("interior", "hakmem: invalid free of 0x"),
+        ("remote-double-free", "hakmem: double free of 0x"),
+        ("stack", "hakmem: free of a pointer hakmem never handed out of 0x"),
+        ("realloc-after-free", "hakmem: double free of 0x"),
+        ("underflow", "hakmem: corrupted block header of 0x"),
         ("wild", "hakmem: free of a pointer hakmem never handed out of 0x"),
     ] {
-        let mut c = Command::new(&exe);
-        c.arg(arg);
-        let out = run(c, true);
-        let err = String::from_utf8_lossy(&out.stderr);
+        let (out, err) = misuse(&exe, arg, &[]);
         assert_eq!(out.status.signal(), Some(libc::SIGABRT), "{arg}: {:?}\n{err}", out.status);
-        assert!(err.lines().any(|l| l.starts_with(expect)), "{arg}: expected `{expect}` in:\n{err}");
+        let first = err.lines().next().unwrap_or("");
+        assert!(first.starts_with(expect), "{arg}: expected a first line starting `{expect}`, got:\n{err}");
     }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The ninth misuse of `just checked-compare`: a read leaves no trace in the block, so only a
+/// block sampled onto guard pages can show it.
+#[test]
+#[ignore = "needs guard sampling (HAKMEM_GUARD_SAMPLE), not built yet"]
+fn a_read_after_free_is_reported_with_guard_sampling() {
+    let dir = scratch("read-after-free");
+    let exe = misuse_program(&dir);
+    let (out, err) = misuse(&exe, "read-after-free", &[("HAKMEM_GUARD_SAMPLE", "1")]);
+    assert!(out.status.signal().is_some(), "read-after-free: not killed by a signal: {:?}\n{err}", out.status);
+    assert!(
+        err.lines().any(|l| l.starts_with("hakmem: read after free")),
+        "read-after-free: expected a line starting `hakmem: read after free` in:\n{err}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
