@@ -191,14 +191,18 @@ impl Drop for Unpoisoned {
 /// mapping (alignments above a page). ASan's own redzones are at most 2 KiB; poisoning the
 /// whole gap (up to 8 MiB in front of an 8 MiB-aligned block) wrote up to a MiB of shadow for
 /// each such block, and unpoisoning it again when the mapping went back cost as much.
-pub const LARGE_REDZONE: usize = crate::layout::PAGE;
+pub const LARGE_REDZONE: usize = crate::os::PAGE;
+
+/// Bytes of a large mapping's header (`layout::RegionHeader`, asserted there), which ASan
+/// leaves addressable.
+pub const LARGE_HEADER: usize = 64;
 
 /// A large block's span that ASan guards: from [`LARGE_REDZONE`] in front of the client's bytes
 /// (or the end of the header, if nearer) to the mapping's end. The rest of the gap in front
 /// stays addressable, and nothing ever touches it.
 #[inline(always)]
 fn large_span(base: *mut u8, map_size: usize, user: *mut u8) -> (*mut u8, usize) {
-    let hdr = (core::mem::size_of::<crate::region::RegionHeader>() + 7) & !7;
+    let hdr = (LARGE_HEADER + 7) & !7;
     let start = (base.addr() + hdr).max(user.addr().saturating_sub(LARGE_REDZONE));
     (base.with_addr(start), base.addr() + map_size - start)
 }

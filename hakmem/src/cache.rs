@@ -15,7 +15,7 @@ use crate::layout::{region_base, slot_needed, usable, user_offset, BasePtr, User
 use crate::list::List;
 use crate::policy::{Policy, Release};
 use crate::report::Identity;
-use crate::region::{RegionHeader, SmallRegion, SMALL_KIND};
+use crate::region::{Block, RegionHeader, SmallRegion, SMALL_KIND};
 use crate::size_class::{class_for, tiny_class, CLASS_SIZES, NUM_CLASSES, SMALL_MAX, TINY_MAX};
 use crate::slab::{Slab, SlabLinks};
 use core::marker::PhantomData;
@@ -79,7 +79,7 @@ pub(crate) struct CacheSlot<P: Policy> {
 impl<P: Policy> CacheInner<P> {
     /// Creates a cache in the heap's arena; null if the OS refuses memory.
     pub(crate) fn create(heap: &Heap<P>) -> *mut CacheInner<P> {
-        let slot = heap.alloc_cache_slot().cast::<CacheSlot<P>>();
+        let slot = heap.alloc_cache_slot(core::mem::size_of::<CacheSlot<P>>()).cast::<CacheSlot<P>>();
         if slot.is_null() {
             return null_mut();
         }
@@ -112,7 +112,7 @@ impl<P: Policy> CacheInner<P> {
         // SAFETY: forwarded; `inner` is the first field, so the slot starts at `this`.
         unsafe {
             (*this).release_slabs(true);
-            (*(*this).heap).free_cache_slot(this.cast());
+            (*(*this).heap).free_cache_slot(this.cast(), core::mem::size_of::<CacheSlot<P>>());
         }
     }
 
@@ -542,13 +542,6 @@ fn realloc_copy_len(old: usize, new_size: usize) -> usize {
     old.min(new_size)
 }
 
-/// Where a live block lives.
-pub(crate) enum Block {
-    /// A slab slot: its slab and its base.
-    Small(*mut Slab, BasePtr),
-    /// A block mapped on its own.
-    Large,
-}
 
 /// Classifies the live block `p` by its region header.
 ///
@@ -826,3 +819,29 @@ mod tests {
         assert_eq!(heap.stats().large_blocks, 0);
     }
 }
+
+/// Thread caches are made here, not in `heap`, which knows nothing of them but the storage it
+/// keeps for them (the heap is the layer below its caches).
+impl<P: Policy> Heap<P> {
+    /// A new thread cache on this heap. Several may exist on one OS thread. Panics when the OS
+    /// refuses memory for it.
+    pub fn cache(&self) -> ThreadCache<'_, P> {
+        self.try_cache().expect("hakmem: out of memory creating a thread cache")
+    }
+
+    /// A new thread cache, or None when the OS refuses memory for it (or, checked, when its
+    /// storage fails a check, after the report).
+    pub fn try_cache(&self) -> Option<ThreadCache<'_, P>> {
+        ThreadCache::try_new(self)
+    }
+
+    /// Drops a cache handle without giving its slabs back, for tests that broke its state on
+    /// purpose; the heap still unmaps everything when dropped.
+    #[cfg(test)]
+    pub(crate) fn forget_cache(&self, c: ThreadCache<'_, P>) {
+        core::mem::forget(c);
+        self.forget_cache_count();
+    }
+}
+
+const _: () = assert!(core::mem::size_of::<CacheSlot<Release>>() <= crate::heap::CACHE_SLOT || cfg!(feature = "fault-cache-slot-overlap"));

@@ -16,11 +16,10 @@
 //! caught even when two threads race to free one block. A pointer is checked against the heap's
 //! table of regions before anything behind it is read, so a wild pointer is reported, not followed.
 
-use crate::cache::Block;
 use crate::layout::{region_base, region_offset, BasePtr, UserPtr, PAGE, REGION_SIZE, SLABS_PER_REGION, SLAB_SIZE};
 use crate::os;
 use crate::policy::{Checked, Policy};
-use crate::region::{RegionHeader, SmallRegion};
+use crate::region::{Block, RegionHeader, SmallRegion};
 use crate::report::{print_and_abort, Identity, Report, ReportKind};
 use crate::slab::{Slab, SlabLocal};
 use core::cell::UnsafeCell;

@@ -17,6 +17,7 @@ use crate::cache::{free_unowned, usable_size, CacheInner};
 use crate::heap::Heap;
 use crate::layout::{round_up, PAGE};
 use crate::lock::SpinLock;
+use crate::report::fatal;
 use crate::policy::{Checked, Policy, Release};
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::{Cell, UnsafeCell};
@@ -177,14 +178,6 @@ fn install_fork_handlers<G: Global>() {
     unsafe { libc::pthread_atfork(Some(fork_prepare::<G>), Some(fork_release::<G>), Some(fork_release::<G>)) };
 }
 
-/// Writes `msg` to stderr without allocating and aborts.
-pub(crate) fn fatal(msg: &str) -> ! {
-    // SAFETY: writing a static buffer to stderr; abort never returns.
-    unsafe {
-        libc::write(2, msg.as_ptr().cast(), msg.len());
-        libc::abort()
-    }
-}
 
 /// The global allocator: `#[global_allocator] static A: hakmem::HakMem = hakmem::HakMem;`
 #[derive(Debug, Clone, Copy, Default)]

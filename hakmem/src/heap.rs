@@ -14,7 +14,6 @@
 //! again within the delay does not pay for page faults and mappings each time, and one that
 //! shrinks for good gives its memory back.
 
-use crate::cache::{CacheSlot, ThreadCache};
 use crate::check::{self, CheckState};
 use crate::layout::{region_base, region_offset, round_up, PAGE, REGION_SIZE};
 use crate::list::List;
@@ -229,18 +228,6 @@ impl<P: Policy> Heap<P> {
         }
     }
 
-    /// A new thread cache on this heap. Several may exist on one OS thread. Panics when the OS
-    /// refuses memory for it.
-    pub fn cache(&self) -> ThreadCache<'_, P> {
-        self.try_cache().expect("hakmem: out of memory creating a thread cache")
-    }
-
-    /// A new thread cache, or None when the OS refuses memory for it (or, checked, when its
-    /// storage fails a check, after the report).
-    pub fn try_cache(&self) -> Option<ThreadCache<'_, P>> {
-        ThreadCache::try_new(self)
-    }
-
     /// From now on this heap records its checked-mode reports (see [`Heap::take_reports`])
     /// instead of printing them and aborting; the operation that failed a check is skipped.
     /// A release heap never reports.
@@ -275,7 +262,7 @@ impl<P: Policy> Heap<P> {
         if s.is_null() {
             let new = check::create_state();
             if new.is_null() {
-                crate::global::fatal("hakmem: out of memory creating a checked heap's state\n");
+                crate::report::fatal("hakmem: out of memory creating a checked heap's state\n");
             }
             s = match self.checks.compare_exchange(null_mut(), new, AcqRel, Acquire) {
                 Ok(_) => new,
@@ -290,11 +277,9 @@ impl<P: Policy> Heap<P> {
         unsafe { &*s }
     }
 
-    /// Drops a cache handle without giving its slabs back, for tests that broke its state on
-    /// purpose; the heap still unmaps everything when dropped.
+    /// A cache was forgotten (see `ThreadCache` tests): no longer counted.
     #[cfg(test)]
-    pub(crate) fn forget_cache(&self, c: ThreadCache<'_, P>) {
-        core::mem::forget(c);
+    pub(crate) fn forget_cache_count(&self) {
         self.stats.caches.fetch_sub(1, Relaxed);
     }
 
@@ -650,8 +635,8 @@ impl<P: Policy> Heap<P> {
 
     /// Storage for a new cache, from the heap's own arena so that creating a cache never calls
     /// back into an allocator (the global one may be this very heap).
-    pub(crate) fn alloc_cache_slot(&self) -> *mut u8 {
-        const { assert!(core::mem::size_of::<CacheSlot<Release>>() <= CACHE_SLOT || cfg!(feature = "fault-cache-slot-overlap")) };
+    /// `size` is the bytes of a cache (at most [`CACHE_SLOT`]).
+    pub(crate) fn alloc_cache_slot(&self, size: usize) -> *mut u8 {
         let mut st = self.state.lock();
         if st.arena_free.is_null() {
             let chunk = self.map(ARENA_CHUNK, PAGE);
@@ -671,7 +656,7 @@ impl<P: Policy> Heap<P> {
         // Checked: a free slot reads as zero past that word (fresh, or zeroed when freed), so
         // anything else is another cache's memory (slots that overlap).
         // SAFETY: the slot is CACHE_SLOT bytes of a live chunk, ours under the lock.
-        if P::CHECKED && !unsafe { check::cache_slot_unused(self.check_state(), slot, core::mem::size_of::<CacheSlot<P>>()) } {
+        if P::CHECKED && !unsafe { check::cache_slot_unused(self.check_state(), slot, size) } {
             return null_mut();
         }
         self.stats.caches.fetch_add(1, Relaxed);
@@ -698,12 +683,12 @@ impl<P: Policy> Heap<P> {
     ///
     /// # Safety
     /// `slot` came from `alloc_cache_slot` and is no longer used.
-    pub(crate) unsafe fn free_cache_slot(&self, slot: *mut u8) {
+    pub(crate) unsafe fn free_cache_slot(&self, slot: *mut u8, size: usize) {
         let mut st = self.state.lock();
         // SAFETY: the slot is ours again.
         unsafe {
             if P::CHECKED {
-                slot.write_bytes(0, core::mem::size_of::<CacheSlot<P>>());
+                slot.write_bytes(0, size);
             }
             slot.cast::<*mut u8>().write(st.arena_free);
         }

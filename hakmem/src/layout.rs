@@ -31,12 +31,42 @@
 //! tail hold the poison pattern. In checked mode links are stored XOR-ed with a per-region key and
 //! the slot's own address, so a stray write cannot forge a pointer to where it likes.
 
+use crate::list::Links;
 use crate::policy::Policy;
-use crate::region::RegionHeader;
 use core::ptr::NonNull;
+
+// ---- regions ------------------------------------------------------------------------------
+
+/// Marks a region cut into slabs.
+pub const SMALL_KIND: u64 = 0x6861_6b6d_736d_616c; // "hakmsmal"
+/// Marks a region holding one large block.
+pub const LARGE_KIND: u64 = 0x6861_6b6d_6c61_7267; // "hakmlarg"
+
+/// The common start of every region.
+#[repr(C)]
+pub struct RegionHeader {
+    /// [`SMALL_KIND`] or [`LARGE_KIND`].
+    pub kind: u64,
+    /// Bytes mapped, starting at the header.
+    pub map_size: usize,
+    /// Alignment the mapping was made with (needed to give it back under Miri).
+    pub map_align: usize,
+    /// Large regions: offset of the client's block from the header.
+    pub user_offset: usize,
+    /// Large regions: links in the heap's list of large blocks.
+    pub large_links: Links<RegionHeader>,
+    /// Checked heaps: the key free-list links of this region are encoded with.
+    pub link_key: usize,
+    /// Checked heaps: the heap's check state (reports, secret), reachable from any slot.
+    pub checks: *mut u8,
+}
+
+// ---- blocks -------------------------------------------------------------------------------
 
 /// Header bytes of a slot under the checked policy.
 pub const CHECKED_HEADER: usize = core::mem::size_of::<BlockHeader>();
+const _: () = assert!(CHECKED_HEADER == <crate::policy::Checked as Policy>::HEADER);
+const _: () = assert!(core::mem::size_of::<RegionHeader>() == crate::asan::LARGE_HEADER);
 
 /// The header in front of a checked slot's client bytes.
 #[repr(C)]
@@ -47,8 +77,7 @@ pub struct BlockHeader {
     pub word1: u64,
 }
 
-/// Page size assumed for mapping, purging and page-aligned requests.
-pub const PAGE: usize = 4096;
+pub use crate::os::PAGE;
 /// log2 of [`SLAB_SIZE`].
 pub const SLAB_SHIFT: u32 = 16;
 /// Bytes per slab.

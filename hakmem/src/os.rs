@@ -5,6 +5,9 @@
 
 use crate::sync::{AtomicUsize, Ordering};
 
+/// Page size assumed for mapping, purging and page-aligned requests.
+pub const PAGE: usize = 4096;
+
 static MAPPED: AtomicUsize = AtomicUsize::new(0);
 
 /// Bytes currently mapped by every hakmem heap in this process.
@@ -14,7 +17,7 @@ pub fn mapped_bytes() -> usize {
 
 #[cfg(not(miri))]
 mod imp {
-    use crate::layout::PAGE;
+    use super::PAGE;
     use core::ptr;
 
     pub unsafe fn map_aligned(size: usize, align: usize) -> *mut u8 {
@@ -285,7 +288,7 @@ impl Spares {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layout::PAGE;
+    use super::PAGE;
 
     #[test]
     fn a_spare_stands_in_only_for_its_size_and_alignment() {

@@ -34,7 +34,7 @@ impl Policy for Release {
 pub struct Checked;
 
 impl Policy for Checked {
-    const HEADER: usize = crate::layout::CHECKED_HEADER;
+    const HEADER: usize = 16;
     const MIN_TAIL: usize = 1;
     const CHECKED: bool = true;
     const NAME: &'static str = "checked";

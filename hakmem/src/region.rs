@@ -6,31 +6,10 @@
 
 use crate::layout::{round_up, PAGE, REGION_SIZE, SLABS_PER_REGION, SLAB_SIZE};
 use crate::list::{Adapter, Links};
+use crate::layout::BasePtr;
 use crate::slab::Slab;
 
-/// Marks a region cut into slabs.
-pub const SMALL_KIND: u64 = 0x6861_6b6d_736d_616c; // "hakmsmal"
-/// Marks a region holding one large block.
-pub const LARGE_KIND: u64 = 0x6861_6b6d_6c61_7267; // "hakmlarg"
-
-/// The common start of every region.
-#[repr(C)]
-pub struct RegionHeader {
-    /// [`SMALL_KIND`] or [`LARGE_KIND`].
-    pub kind: u64,
-    /// Bytes mapped, starting at the header.
-    pub map_size: usize,
-    /// Alignment the mapping was made with (needed to give it back under Miri).
-    pub map_align: usize,
-    /// Large regions: offset of the client's block from the header.
-    pub user_offset: usize,
-    /// Large regions: links in the heap's list of large blocks.
-    pub large_links: Links<RegionHeader>,
-    /// Checked heaps: the key free-list links of this region are encoded with.
-    pub link_key: usize,
-    /// Checked heaps: the heap's check state (reports, secret), reachable from any slot.
-    pub checks: *mut u8,
-}
+pub use crate::layout::{RegionHeader, LARGE_KIND, SMALL_KIND};
 
 /// A region cut into slabs.
 #[repr(C)]
@@ -178,4 +157,12 @@ impl SmallRegion {
         // SAFETY: both offsets are within the region.
         unsafe { (base.add(start), base.add((i + 1) * SLAB_SIZE)) }
     }
+}
+
+/// Where a live block lives.
+pub(crate) enum Block {
+    /// A slab slot: its slab and its base.
+    Small(*mut Slab, BasePtr),
+    /// A block mapped on its own.
+    Large,
 }

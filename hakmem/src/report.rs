@@ -160,7 +160,7 @@ impl fmt::Display for Report {
         if let (Some(o), ReportKind::InvalidFree) = (self.offset, self.kind) {
             write!(f, ": {o} bytes into the block")?;
         } else if let (Some(o), ReportKind::Underflow) = (self.offset, self.kind) {
-            write!(f, ": written {o} bytes before the block, byte -{o} is {:#04x}, expected {:#04x}", self.found, self.expected)?;
+            write!(f, ": written up to {o} before the block, byte -{o} is {:#04x}, expected {:#04x}", self.found, self.expected)?;
         } else if let Some(o) = self.offset {
             write!(f, ": byte {o} is {:#04x}, expected {:#04x}", self.found, self.expected)?;
         } else if self.expected != self.found {
@@ -204,6 +204,15 @@ pub(crate) fn print_and_abort(r: &Report) -> ! {
     // SAFETY: writing an initialised buffer to stderr, then aborting.
     unsafe {
         libc::write(2, out.b.as_ptr().cast(), out.n);
+        libc::abort()
+    }
+}
+
+/// Writes `msg` to stderr without allocating and aborts.
+pub(crate) fn fatal(msg: &str) -> ! {
+    // SAFETY: writing a static buffer to stderr; abort never returns.
+    unsafe {
+        libc::write(2, msg.as_ptr().cast(), msg.len());
         libc::abort()
     }
 }

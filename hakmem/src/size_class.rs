@@ -21,7 +21,7 @@ pub const TINY_MAX: usize = 1024;
 /// Largest request served from slabs; anything larger is mapped on its own.
 pub const SMALL_MAX: usize = 32768;
 /// Largest alignment a slab slot can honour (slab 0 starts on a page boundary only).
-pub const SMALL_ALIGN_MAX: usize = crate::layout::PAGE;
+pub const SMALL_ALIGN_MAX: usize = crate::os::PAGE;
 
 // Every class but the 8-byte one is a multiple of 16, so any request of 9 bytes or more lands in a
 // 16-byte-aligned slot: this is what lets malloc use the plain table lookup.

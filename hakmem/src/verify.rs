@@ -394,7 +394,8 @@ unsafe fn live_caches<P: Policy>(st: &State) -> Vec<*mut CacheInner<P>> {
 
 #[cfg(test)]
 mod tests {
-    use crate::cache::{locate, Block};
+    use crate::cache::locate;
+    use crate::region::Block;
     use crate::{Checked, Heap, Policy, Release};
 
     /// Live blocks of a test, for `verify`'s count of them per slab.
