@@ -1,31 +1,88 @@
-//! The checked mode: every per-block check, and the state they keep.
+//! The checked mode: the [`Checked`] policy, every per-block check, and the state they keep.
 //!
-//! Nothing here runs for [`crate::Release`]: each call site is behind `if P::CHECKED`, a
-//! constant. A checked heap ([`crate::Checked`]) keeps, per block:
-//! - a header (see [`crate::layout`]) with a canary keyed by a per-heap secret and mixed with the
-//!   slot address, class, state, thread, and (while allocated) requested size and number;
-//! - a tail canary from the requested size to the end of the slot, so a one-byte overflow shows;
-//! - while free, the poison pattern over the client bytes, verified when the slot is handed out
-//!   again or its slab goes back to the pool, so a write after free shows;
-//! - free-list links encoded with a per-region key, validated at every pop (same slab, on a slot
-//!   boundary, pointing at a free slot);
+//! Nothing here runs for [`crate::Release`]: the slabs reach the free-list hooks through the
+//! [`Policy`] trait, the heap and the caches call the rest behind `if P::CHECKED`, a constant.
+//! Each hook has a fast path, every check as one condition, and a cold twin that does the
+//! checks again one by one to say which failed; the reports come from the cold twins only.
+//!
+//! # What each check guarantees
+//! A checked heap keeps, per block:
+//! - a 16-byte header ([`crate::layout`]): word0 is the requested size and allocation number
+//!   (the encoded free-list link while free), word1 a canary (a per-heap secret mixed with the
+//!   slot address) with the state, class and thread. Every check compares both words with what
+//!   the shadow map says they must hold, so **any** change to an allocated block's header is
+//!   seen at its free, realloc or `usable_size`; a change to a free slot's word1 at its reuse.
+//!   A change that reaches the byte just below the client pointer, with the block below
+//!   intact, is named a heap buffer underflow; one the block below overflowed into, that
+//!   block's overflow.
+//! - a tail canary from the requested size to the end of the slot: **every** byte of it is
+//!   checked at free, realloc and `usable_size`, so an overflow of one byte or more that stays
+//!   in the slot is seen (one that skips the tail and the next header is not).
+//! - large blocks: a 16-byte canary in front of the block, checked at free, realloc and
+//!   `usable_size` (a heap buffer underflow).
+//! - poison over a free slot's client bytes. One free in [`WHOLE_POISON_EVERY`] (by a hash of
+//!   its operation number; every free with [`crate::Heap::set_whole_poison_every`]`(1)`, as the
+//!   fuzz harness runs) poisons the whole slot; the others poison the first
+//!   [`PARTIAL_HEAD`] bytes and the [`PARTIAL_END`] bytes that ended the block, where a stale
+//!   pointer's writes land first (a struct's first and last fields, a string's end). What was
+//!   poisoned is checked, every byte of it, when the slot is handed out again, when its slab
+//!   goes back to the pool, and in the sweep when the heap is dropped or reset. So a write after
+//!   free into a poisoned byte is always seen by the next of those; one into an unpoisoned byte
+//!   (the middle of a large block, unsampled) is not. Reads after free are not seen (guard pages
+//!   are for those).
+//! - free-list links encoded with a per-region key, validated at every pop and drain: the link
+//!   must name a carved slot of the same slab, on a slot boundary, that the shadow map has free
+//!   or queued.
 //! - an entry in the region's shadow map, a separate mapping the client's writes cannot reach
 //!   through a block: state, class, requested size, and who allocated and freed it, when.
 //!
-//! Every state change goes through the shadow map with a compare-and-swap, so a double free is
-//! caught even when two threads race to free one block. A pointer is checked against the heap's
-//! table of regions before anything behind it is read, so a wild pointer is reported, not followed.
+//! Every state change goes through the shadow map, the free's with a compare-and-swap, so a
+//! double free is caught even when two threads race to free one block. A pointer is checked
+//! against the heap's table of regions before anything behind it is read, so a wild pointer is
+//! reported, not followed.
 
 use crate::layout::{region_base, region_offset, BasePtr, UserPtr, PAGE, REGION_SIZE, SLABS_PER_REGION, SLAB_SIZE};
 use crate::os;
-use crate::policy::{Checked, Policy};
+use crate::policy::{Carving, Policy};
 use crate::region::{Block, RegionHeader, SmallRegion};
 use crate::report::{print_and_abort, Identity, Report, ReportKind};
-use crate::slab::{Slab, SlabLocal};
+use crate::slab::Slab;
 use core::cell::UnsafeCell;
 use core::ptr::null_mut;
 use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
 use std::sync::Mutex;
+
+/// The checked policy: a canary header and tail per block, poisoned free blocks, encoded links,
+/// and a shadow map of every block's state (see the module docs).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Checked;
+
+impl Policy for Checked {
+    const HEADER: usize = 16;
+    const MIN_TAIL: usize = 1;
+    const CHECKED: bool = true;
+    const NAME: &'static str = "checked";
+
+    #[inline(always)]
+    unsafe fn next_free(c: Carving, slot: *mut u8, next: *mut u8) -> *mut u8 {
+        // SAFETY: forwarded; both are slots (or the link's claim to one) of a checked slab.
+        unsafe { next_free(c, BasePtr::new_unchecked(slot), BasePtr::new_unchecked(next)) }
+    }
+
+    #[inline(always)]
+    unsafe fn fresh_slots(c: Carving, first: *mut u8, n: usize) {
+        // SAFETY: forwarded.
+        unsafe { fresh_slots(c, BasePtr::new_unchecked(first), n) }
+    }
+
+    #[inline(always)]
+    unsafe fn drained(c: Carving, slot: *mut u8) -> bool {
+        // SAFETY: forwarded.
+        unsafe { drained(c, BasePtr::new_unchecked(slot)) }
+    }
+}
+
+const _: () = assert!(Checked::HEADER == crate::layout::CHECKED_HEADER);
 
 /// Fill of a free slot's client bytes.
 pub const POISON: u8 = 0xDF;
@@ -973,7 +1030,7 @@ pub(crate) unsafe fn slab_released(cs: &CheckState, slab: *mut Slab) {
                 return;
             }
             n += 1;
-            cur = next_free(local, b, b.link::<Checked>());
+            cur = b.link::<Checked>().and_then(|n| BasePtr::from_raw(next_free(local.carving(), b, n)));
         }
         if n != carved {
             cs.report(Report {
@@ -1037,23 +1094,22 @@ const PARTIAL_END: usize = 16;
 /// list there.
 ///
 /// # Safety
-/// `b` is a slot of the checked slab whose owner's part is `local`.
+/// `b` is a free slot of a checked slab in the state `c`.
 #[inline(always)]
-pub(crate) unsafe fn next_free(local: &SlabLocal, b: BasePtr, next: Option<BasePtr>) -> Option<BasePtr> {
-    let n = next?;
+unsafe fn next_free(c: Carving, b: BasePtr, n: BasePtr) -> *mut u8 {
     let a = n.as_ptr().addr();
     // SAFETY: per the contract; the entry is read only for a slot boundary below `bump`, a
     // carved slot.
     unsafe {
         let at = Place::of(b.as_ptr());
         let off = a.wrapping_sub(at.start);
-        if a < local.bump.addr() && off < SLAB_SIZE {
-            let slot = slot_index(off, local.class as usize);
-            if slot * local.slot_size as usize == off && matches!(meta_state(at.entry(slot).meta.load(Acquire)), FREE | REMOTE) {
-                return next;
+        if a < c.bump.addr() && off < SLAB_SIZE {
+            let slot = slot_index(off, c.class);
+            if slot * c.slot_size == off && matches!(meta_state(at.entry(slot).meta.load(Acquire)), FREE | REMOTE) {
+                return n.as_ptr();
             }
         }
-        bad_link(local, b, n)
+        bad_link(c, b, n)
     }
 }
 
@@ -1064,13 +1120,13 @@ pub(crate) unsafe fn next_free(local: &SlabLocal, b: BasePtr, next: Option<BaseP
 /// As for [`next_free`].
 #[cold]
 #[inline(never)]
-unsafe fn bad_link(local: &SlabLocal, b: BasePtr, n: BasePtr) -> Option<BasePtr> {
+unsafe fn bad_link(c: Carving, b: BasePtr, n: BasePtr) -> *mut u8 {
     // SAFETY: per the contract.
     unsafe {
         let at = Place::of(b.as_ptr());
-        let (size, class) = (local.slot_size as usize, local.class as usize);
+        let (size, class) = (c.slot_size, c.class);
         let a = n.as_ptr().addr();
-        let in_range = a >= at.start && a < local.bump.addr();
+        let in_range = a >= at.start && a < c.bump.addr();
         let slot = if in_range { slot_index(a - at.start, class) } else { 0 };
         let ok_place = in_range && at.start + slot * size == a;
         let from = slot_index(b.as_ptr().addr() - at.start, class);
@@ -1078,22 +1134,22 @@ unsafe fn bad_link(local: &SlabLocal, b: BasePtr, n: BasePtr) -> Option<BasePtr>
             expected: 0,
             found: a as u64,
             detail: if ok_place { "link names a slot that is not free" } else { "link points outside the slab's slots" },
-            ..at.report(ReportKind::CorruptLink, from, local.class as usize, size, 0)
+            ..at.report(ReportKind::CorruptLink, from, class, size, 0)
         });
-        None
+        null_mut()
     }
 }
 
 /// Freshly carved slots go on the free list: free headers, poison, shadow "free".
 ///
 /// # Safety
-/// `first` and the `n - 1` slots after it were just carved from the checked slab of `local`.
-pub(crate) unsafe fn fresh_slots(local: &SlabLocal, first: BasePtr, n: usize) {
+/// `first` and the `n - 1` slots after it were just carved from a checked slab in the state `c`.
+unsafe fn fresh_slots(c: Carving, first: BasePtr, n: usize) {
     // SAFETY: per the contract.
     unsafe {
         let at = Place::of(first.as_ptr());
         let cs = at.state();
-        let (class, size) = (local.class as usize, local.slot_size as usize);
+        let (class, size) = (c.class, c.slot_size);
         let slot0 = slot_index(first.as_ptr().addr() - at.start, class);
         // ASan builds: freshly carved slots are poisoned; open them to write headers and poison.
         let _open = crate::asan::Unpoisoned::new(first.as_ptr(), n * size);
@@ -1122,13 +1178,13 @@ pub(crate) unsafe fn fresh_slots(local: &SlabLocal, first: BasePtr, n: usize) {
 /// report) if it was not queued; the drain stops there rather than splice it in.
 ///
 /// # Safety
-/// `b` is a slot of the checked slab of `local`, just taken from its remote queue.
-pub(crate) unsafe fn drained(local: &SlabLocal, b: BasePtr) -> bool {
+/// `b` is a slot of a checked slab in the state `c`, just taken from its remote queue.
+unsafe fn drained(c: Carving, b: BasePtr) -> bool {
     // SAFETY: per the contract.
     unsafe {
         let at = Place::of(b.as_ptr());
-        let size = local.slot_size as usize;
-        let slot = slot_index(b.as_ptr().addr() - at.start, local.class as usize);
+        let size = c.slot_size;
+        let slot = slot_index(b.as_ptr().addr() - at.start, c.class);
         let e = at.entry(slot);
         let m = e.meta.load(Acquire);
         if meta_state(m) != REMOTE {
@@ -1136,7 +1192,7 @@ pub(crate) unsafe fn drained(local: &SlabLocal, b: BasePtr) -> bool {
                 detail: "slot on the remote queue is not queued there (is it in two lists?)",
                 found: meta_state(m),
                 expected: REMOTE,
-                ..at.report(ReportKind::Invariant, slot, local.class as usize, size, 0)
+                ..at.report(ReportKind::Invariant, slot, c.class, size, 0)
             });
             return false;
         }

@@ -65,7 +65,6 @@ pub struct RegionHeader {
 
 /// Header bytes of a slot under the checked policy.
 pub const CHECKED_HEADER: usize = core::mem::size_of::<BlockHeader>();
-const _: () = assert!(CHECKED_HEADER == <crate::policy::Checked as Policy>::HEADER);
 const _: () = assert!(core::mem::size_of::<RegionHeader>() == crate::asan::LARGE_HEADER);
 
 /// The header in front of a checked slot's client bytes.

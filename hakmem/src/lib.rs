@@ -6,7 +6,14 @@
 //! - slabs and the lock-free remote-free queue: `slab`; regions: `region`;
 //! - the heap (slab pool, abandonment, large blocks, returning memory): [`heap`];
 //! - the global allocator, TLS caches, and C malloc semantics: [`global`];
-//! - the checked mode (canaries, poison, shadow map) and its reports: [`check`], [`report`].
+//! - the checked mode (canaries, poison, shadow map), all of it: [`check`]; its reports:
+//!   [`report`]; the switch between the two: [`policy`].
+//!
+//! The modules are layers, each importing only those before it (`tests/layers.rs` keeps it so):
+//! `sync`, `list`, `report`, `policy`, `os`, `lock`, `asan`, `size_class`, `layout`, `slab`,
+//! `region`, `check`, `heap`, `cache`, `verify`, `global`. The slabs call the checked mode
+//! only through the free-list hooks of [`Policy`]; the heap and the caches call [`check`]
+//! behind `if P::CHECKED` and own the state it checks.
 //!
 //! A [`Heap`] is an ordinary value: make one, take [`ThreadCache`]s from it (several per OS
 //! thread if you like), drop it and every byte goes back to the OS. [`HakMem`] is the process-wide
@@ -32,5 +39,6 @@ mod verify;
 pub use cache::ThreadCache;
 pub use global::{HakMem, HakMemChecked};
 pub use heap::{Heap, HeapStats, Limits};
-pub use policy::{Checked, Policy, Release};
+pub use check::Checked;
+pub use policy::{Policy, Release};
 pub use report::{Identity, Report, ReportKind};

@@ -8,9 +8,8 @@
 //! A slot is therefore in exactly one place: handed out, on `free`, or on `remote` (failure 6 of
 //! the C history was a slot in two of those at once).
 
-use crate::check;
 use crate::layout::BasePtr;
-use crate::policy::Policy;
+use crate::policy::{Carving, Policy};
 use crate::list::{Adapter, Links};
 use core::ptr::null_mut;
 use crate::sync::{AtomicPtr, AtomicUsize, Ordering};
@@ -133,6 +132,12 @@ impl SlabLocal {
         self.zero_tail = zero;
     }
 
+    /// What the policy's free-list hooks see of this slab.
+    #[inline(always)]
+    pub fn carving(&self) -> Carving {
+        Carving { class: self.class as usize, slot_size: self.slot_size as usize, bump: self.bump }
+    }
+
     /// Pops a free slot; the owner's fast path.
     #[inline(always)]
     pub fn pop<P: Policy>(&mut self) -> Option<BasePtr> {
@@ -140,7 +145,7 @@ impl SlabLocal {
         // SAFETY: slots on `free` are free and carry a link written with the same policy.
         let next = unsafe { b.link::<P>() };
         // SAFETY: b is a slot of this slab, in its live region.
-        self.free = if P::CHECKED { unsafe { check::next_free(self, b, next) } } else { next };
+        self.free = if P::CHECKED { next.and_then(|n| BasePtr::from_raw(unsafe { P::next_free(self.carving(), b.as_ptr(), n.as_ptr()) })) } else { next };
         self.used += 1;
         Some(b)
     }
@@ -178,9 +183,7 @@ impl SlabLocal {
         // SAFETY: n slots starting at bump lie within [bump, end); all are fresh and ours.
         unsafe {
             // (Before the links: it poisons the slots whole, links included.)
-            if P::CHECKED {
-                check::fresh_slots(self, BasePtr::new_unchecked(first), n);
-            }
+            P::fresh_slots(self.carving(), first, n);
             let mut next: Option<BasePtr> = None;
             // Link back to front so the list hands slots out in address order.
             for i in (1..n).rev() {
@@ -217,16 +220,16 @@ impl SlabLocal {
         // SAFETY: every slot on the queue was published with a link written with the same policy,
         // and take_all made them ours.
         unsafe {
-            if P::CHECKED && !check::drained(self, first) {
+            if !P::drained(self.carving(), first.as_ptr()) {
                 return 0;
             }
             loop {
                 let mut next = last.link::<P>();
                 if P::CHECKED {
-                    next = check::next_free(self, last, next);
+                    next = next.and_then(|n| BasePtr::from_raw(P::next_free(self.carving(), last.as_ptr(), n.as_ptr())));
                 }
                 let Some(next) = next else { break };
-                if P::CHECKED && !check::drained(self, next) {
+                if !P::drained(self.carving(), next.as_ptr()) {
                     break;
                 }
                 last = next;
