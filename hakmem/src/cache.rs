@@ -10,6 +10,7 @@
 //! global allocator keeps one per OS thread in TLS.
 
 use crate::check;
+use crate::guard::GUARD_KIND;
 use crate::heap::Heap;
 use crate::layout::{region_base, slot_needed, usable, user_offset, BasePtr, UserPtr};
 use crate::list::List;
@@ -51,7 +52,13 @@ pub struct CacheInner<P: Policy> {
     /// Remote frees to one slab gathered into a chain before it is queued with one atomic
     /// operation (the heap's `Limits::pending_max` when the cache was made).
     pending_max: u32,
+    /// Allocations left before the next one is guarded (see `Heap::set_guard_sample`); with
+    /// sampling off, before the sample is looked at again.
+    guard_left: u32,
 }
+
+/// Allocations between two looks at a heap's guard sample while it is off.
+const GUARD_RECHECK: u32 = 1 << 16;
 
 /// A cache's slabs and pending remote frees, as [`CacheInner::holdings`] shows them.
 pub(crate) struct Holdings<'a> {
@@ -99,6 +106,7 @@ impl<P: Policy> CacheInner<P> {
                 pending_last: null_mut(),
                 pending_n: 0,
                 pending_max: heap.pending_max(),
+                guard_left: heap.guard_sample().max(1).min(GUARD_RECHECK),
             });
             &raw mut (*slot).inner
         }
@@ -196,6 +204,13 @@ impl<P: Policy> CacheInner<P> {
 
     #[inline(always)]
     fn alloc_class(&mut self, class: usize, size: usize, align: usize) -> *mut u8 {
+        self.guard_left -= 1;
+        if self.guard_left == 0 {
+            let p = self.alloc_sampled(size, align);
+            if !p.is_null() {
+                return p;
+            }
+        }
         // SAFETY: bins always point at a slab this cache owns, or at `empty`, whose free list is
         // empty; `local` is only ever borrowed by the owner.
         unsafe {
@@ -209,6 +224,20 @@ impl<P: Policy> CacheInner<P> {
             Some((b, _)) => unsafe { self.hand_out(self.bins[class], b, size, align) },
             None => ptr::null_mut(),
         }
+    }
+
+    /// The sampled allocation: a guarded block if the heap's guard sample asks for one and the
+    /// pool has room, else null (the caller goes on as usual). Sets the next countdown.
+    #[cold]
+    #[inline(never)]
+    fn alloc_sampled(&mut self, size: usize, align: usize) -> *mut u8 {
+        let n = self.heap().guard_sample();
+        self.guard_left = if n == 0 { GUARD_RECHECK } else { n };
+        if n == 0 {
+            return ptr::null_mut();
+        }
+        let who = self.next_op();
+        self.heap().guard_alloc(size, align, who)
     }
 
     /// Turns a slot just taken from `slab` into the client's pointer (checked mode verifies and
@@ -359,6 +388,10 @@ impl<P: Policy> CacheInner<P> {
                     }
                 }
                 Block::Large => self.heap().free_large(p),
+                Block::Guard => {
+                    let who = self.next_op();
+                    self.heap().guard_free(p, who)
+                }
             }
         }
     }
@@ -514,7 +547,7 @@ impl<P: Policy> CacheInner<P> {
     unsafe fn realloc_checked(&mut self, p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
         // SAFETY: requested_size proves `p` live before anything reads it.
         unsafe {
-            let Some(old) = check::requested_size(self.heap().check_state(), p, self.id, "realloc of a freed block", |p| self.heap().large_header(p)) else {
+            let Some(old) = check::requested_size(self.heap().check_state(), p, self.id, "realloc of a freed block", |p| self.heap().large_header(p), |p| self.heap().guard_usable_size(p, self.id)) else {
                 return ptr::null_mut();
             };
             // (Not under ASan, where the grown bytes would still be poisoned: the block moves.)
@@ -556,7 +589,7 @@ pub(crate) unsafe fn locate<P: Policy>(p: *mut u8) -> Block {
     // SAFETY: per the contract, `region` is a live region header unless it equals `p`.
     unsafe {
         if region == p || (*region.cast::<RegionHeader>()).kind != SMALL_KIND {
-            return Block::Large;
+            return if region != p && (*region.cast::<RegionHeader>()).kind == GUARD_KIND { Block::Guard } else { Block::Large };
         }
         Block::Small(SmallRegion::slab_of(region.cast(), p), UserPtr::new(p).unwrap_unchecked().to_base::<P>())
     }
@@ -585,7 +618,7 @@ unsafe fn block_to_free<P: Policy>(heap: &Heap<P>, p: *mut u8, token: usize, who
 pub(crate) unsafe fn usable_size<P: Policy>(heap: &Heap<P>, p: *mut u8, thread: u32) -> usize {
     if P::CHECKED {
         // SAFETY: the check proves `p` live before reading it.
-        return unsafe { check::requested_size(heap.check_state(), p, thread, "size of a freed block", |p| heap.large_header(p)) }.unwrap_or(0);
+        return unsafe { check::requested_size(heap.check_state(), p, thread, "size of a freed block", |p| heap.large_header(p), |p| heap.guard_usable_size(p, thread)) }.unwrap_or(0);
     }
     // SAFETY: forwarded contract.
     let usable = unsafe {
@@ -595,6 +628,7 @@ pub(crate) unsafe fn usable_size<P: Policy>(heap: &Heap<P>, p: *mut u8, thread: 
                 let h = heap.find_large(p);
                 (*h).map_size - (*h).user_offset
             }
+            Block::Guard => heap.guard_usable_size(p, thread).unwrap_or(0),
         }
     };
     // ASan builds: the requested size, the bytes the client may touch (as ASan's own malloc does).
@@ -630,6 +664,7 @@ pub(crate) unsafe fn free_unowned<P: Policy>(heap: &Heap<P>, p: *mut u8) {
         match block {
             Block::Small(slab, base) => (*slab).remote.push::<P>(base),
             Block::Large => heap.free_large(p),
+            Block::Guard => heap.guard_free(p, Identity { seq: 0, thread: Identity::uncached_thread() }),
         }
     }
 }

@@ -84,10 +84,7 @@ impl Policy for Checked {
 
 const _: () = assert!(Checked::HEADER == crate::layout::CHECKED_HEADER);
 
-/// Fill of a free slot's client bytes.
-pub const POISON: u8 = 0xDF;
-/// Fill of the bytes between the requested size and the end of an allocated slot.
-pub const TAIL: u8 = 0xCB;
+pub use crate::layout::{POISON, TAIL};
 
 /// `ceil(2^32 / size)` per class: `(n * MAGIC[c]) >> 32 == n / size` for every `n <= 2^16`,
 /// which covers any offset in a slab, so slot arithmetic needs no division.
@@ -110,8 +107,10 @@ const MAGIC: [u64; crate::size_class::NUM_CLASSES] = {
 /// `off / CLASS_SIZES[class]` for an offset within a slab.
 #[inline(always)]
 fn slot_index(off: usize, class: usize) -> usize {
-    debug_assert!(off <= SLAB_SIZE);
-    ((off as u64 * MAGIC[class]) >> 32) as usize
+    debug_assert!(off <= SLAB_SIZE && class < MAGIC.len());
+    // SAFETY: every class comes from a slab's geometry or state, which holds a class index.
+    // (Unchecked: this runs three times per allocation and free.)
+    ((off as u64 * unsafe { *MAGIC.get_unchecked(class) }) >> 32) as usize
 }
 
 /// Smallest checked slot: a header, a byte, a tail byte, rounded to the 16-byte classes.
@@ -247,6 +246,11 @@ impl CheckState {
     /// Takes the recorded reports.
     pub(crate) fn take(&self) -> Vec<Report> {
         core::mem::take(&mut *self.reports.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Delivers a report made outside this module (the guard pool's).
+    pub(crate) fn deliver(&self, r: Report) {
+        self.report(r)
     }
 
     /// Delivers a report: recorded in capture mode, else printed with an abort.
@@ -1371,6 +1375,8 @@ enum Live {
     Small(LiveSmall),
     /// A large block; its header.
     Large(*mut RegionHeader),
+    /// A block in a guard arena (the guard pool checks it).
+    Guard,
 }
 
 /// The common case of [`find_live`] in a few loads: `p` is the client pointer of an allocated
@@ -1420,6 +1426,9 @@ fn find_live(cs: &CheckState, p: *mut u8, thread: u32, op: &'static str, large_h
         cs.report(Report { detail, ..Report::new(kind, p.addr(), thread) });
         None
     };
+    if crate::guard::owns(p) {
+        return Some(Live::Guard);
+    }
     match cs.lookup(base.addr()) {
         TAG_SMALL => {}
         TAG_LARGE => {
@@ -1599,6 +1608,7 @@ unsafe fn allocated_intact(cs: &CheckState, l: LiveSmall) -> bool {
 unsafe fn before_free_checks(cs: &CheckState, p: *mut u8, token: usize, who: Identity, large_header: impl FnOnce(*mut u8) -> *mut RegionHeader) -> Option<Block> {
     let l = match find_live(cs, p, who.thread, "", large_header)? {
         Live::Large(_) => return Some(Block::Large),
+        Live::Guard => return Some(Block::Guard),
         Live::Small(l) => l,
     };
     // SAFETY: find_live proved the block live and its place.
@@ -1652,16 +1662,25 @@ unsafe fn mark_freed(cs: &CheckState, l: LiveSmall, p: *mut u8, token: usize, wh
 }
 
 /// The bytes the client asked for in the live block `p` (checked mode's usable size: using the
-/// tail is an overflow). None after a captured report. `large_header` as for [`find_live`].
+/// tail is an overflow). None after a captured report. `large_header` as for [`find_live`];
+/// `guarded` answers for a block of a guard arena.
 ///
 /// # Safety
 /// None beyond `cs` being a checked heap's; `p` is checked before anything behind it is read.
-pub(crate) unsafe fn requested_size(cs: &CheckState, p: *mut u8, thread: u32, op: &'static str, large_header: impl FnOnce(*mut u8) -> *mut RegionHeader) -> Option<usize> {
+pub(crate) unsafe fn requested_size(
+    cs: &CheckState,
+    p: *mut u8,
+    thread: u32,
+    op: &'static str,
+    large_header: impl FnOnce(*mut u8) -> *mut RegionHeader,
+    guarded: impl FnOnce(*mut u8) -> Option<usize>,
+) -> Option<usize> {
     // SAFETY: find_live proved the block live.
     unsafe {
         match find_live(cs, p, thread, op, large_header)? {
             // (Under ASan, only the requested bytes: the rest of the mapping is poisoned.)
             Live::Large(h) => Some(crate::asan::accessible_len(p, (*h).map_size - (*h).user_offset)),
+            Live::Guard => guarded(p),
             Live::Small(l) => {
                 // ASan builds: open the slot for the check, then back to its allocated state.
                 let e = l.at.entry(l.slot);
@@ -1732,7 +1751,7 @@ mod tests {
         // SAFETY: callers pass live small blocks of a checked heap.
         match unsafe { locate::<Checked>(p) } {
             Block::Small(s, b) => (s, b),
-            Block::Large => unreachable!(),
+            Block::Large | Block::Guard => unreachable!(),
         }
     }
 

@@ -136,6 +136,8 @@ fn setup_thread<G: Global>() -> *mut CacheInner<G> {
         if rc != 0 {
             fatal("hakmem: pthread_key_create failed\n");
         }
+        // Before the first cache, which takes its countdown from it.
+        g.heap.set_guard_sample(env_number(c"HAKMEM_GUARD_SAMPLE"));
     });
     let c = CacheInner::create(&g.heap);
     if c.is_null() {
@@ -148,6 +150,25 @@ fn setup_thread<G: Global>() -> *mut CacheInner<G> {
     // Registration may allocate (glibc grows a list); the cache is usable by now, so that is fine.
     g.fork_once.call_once(install_fork_handlers::<G>);
     c
+}
+
+/// The decimal number in environment variable `name` (0 when unset or not a number), read
+/// without allocating: this runs inside the first allocation.
+fn env_number(name: &core::ffi::CStr) -> u32 {
+    // SAFETY: getenv with a NUL-terminated name; a non-null result is a NUL-terminated string,
+    // read up to its NUL.
+    unsafe {
+        let mut s = libc::getenv(name.as_ptr()).cast::<u8>().cast_const();
+        if s.is_null() {
+            return 0;
+        }
+        let mut n = 0u32;
+        while (*s).is_ascii_digit() {
+            n = n.saturating_mul(10).saturating_add((*s - b'0') as u32);
+            s = s.add(1);
+        }
+        if *s == 0 { n } else { 0 }
+    }
 }
 
 unsafe extern "C" fn thread_exit<G: Global>(c: *mut libc::c_void) {

@@ -1,7 +1,3 @@
-// NOT COMPILED YET: this module (sampled guard pages, issue 14) is not in lib.rs; it lands
-// here so that the next session can wire it in (see the issue 14 note). It was written against
-// report kinds `ReadAfterFree` and `Underflow` and a lock class added to sync.rs.
-
 //! Guarded allocation in the style of GWP-ASan: a block of up to a page gets a page of its own
 //! between two inaccessible guard pages, and its page becomes inaccessible when it is freed. An
 //! overflow past the page, an underflow before it, or any use after free then faults at the
@@ -21,7 +17,7 @@
 //! reading or writing past its rounded size faults on the next guard page; a page-sized block
 //! also starts at its page, so `p[-1]` faults on the guard page before. The bytes of the page
 //! around the block (in front of it, and the up to `align - 1` bytes of rounding after it) hold
-//! [`crate::check::TAIL`] and are checked at free: a small overflow inside the rounding, or an
+//! [`crate::layout::TAIL`] and are checked at free: a small overflow inside the rounding, or an
 //! underflow into the front of the page, is reported then (heap buffer overflow / underflow).
 //!
 //! # Lifetime of a slot
@@ -64,7 +60,7 @@
 // Nothing calls the pool yet outside its tests: the allocator's alloc and free paths will.
 #![cfg_attr(not(test), allow(dead_code))]
 
-use crate::check::TAIL;
+use crate::layout::TAIL;
 use crate::layout::{region_base, region_offset, round_up, PAGE, REGION_SIZE};
 use crate::lock::SpinLock;
 use crate::os;
@@ -538,8 +534,8 @@ impl GuardPool {
     /// when `p` is not a live block's start or the bytes around it changed.
     ///
     /// # Safety
-    /// `p` lies in a guard arena ([`owns`] or its region's kind says so); nothing may use the
-    /// block afterwards (a use faults, which is the point).
+    /// Any `p` is checked (one outside this pool's arenas gets a foreign-pointer report, and no
+    /// memory is read for it); nothing may use the block afterwards (a use faults).
     pub(crate) unsafe fn free(&self, p: *mut u8, who: Identity) -> Result<(), Report> {
         let mut st = self.state.lock();
         let (id, rec) = st.find_live(p, who.thread, "already freed")?;
@@ -965,7 +961,7 @@ mod tests {
             p.sub(200).write(1);
             let r = pool.free(p, id(2)).unwrap_err();
             assert_eq!((r.kind, r.offset, r.found), (ReportKind::Underflow, Some(3), 1), "the byte nearest the block");
-            assert!(r.to_string().contains(": byte 3 before the block is 0x01, expected 0xcb"), "{r}");
+            assert!(r.to_string().contains(": written up to 3 before the block, byte -3 is 0x01, expected 0xcb"), "{r}");
         }
     }
 

@@ -15,6 +15,7 @@
 //! shrinks for good gives its memory back.
 
 use crate::check::{self, CheckState};
+use crate::guard::{self, GuardPool};
 use crate::layout::{region_base, region_offset, round_up, PAGE, REGION_SIZE};
 use crate::list::List;
 use crate::lock::SpinLock;
@@ -128,6 +129,10 @@ pub struct Heap<P: Policy = Release> {
     spares: SpinLock<os::Spares>,
     /// `Limits::pending_max`, for caches to read when they are made (without the lock).
     pending_max: AtomicU32,
+    /// Sampled guard-page blocks (see [`Heap::set_guard_sample`]).
+    guard: GuardPool,
+    /// One allocation in this many is guarded; 0: none.
+    guard_sample: AtomicU32,
     _policy: PhantomData<P>,
 }
 
@@ -224,6 +229,8 @@ impl<P: Policy> Heap<P> {
             next_cache_id: AtomicU32::new(1),
             spares: SpinLock::new(LockClass::Spares, os::Spares::new()),
             pending_max: AtomicU32::new(PENDING_MAX),
+            guard: GuardPool::new(),
+            guard_sample: AtomicU32::new(0),
             _policy: PhantomData,
         }
     }
@@ -244,6 +251,71 @@ impl<P: Policy> Heap<P> {
     pub fn set_whole_poison_every(&self, n: u32) {
         if P::CHECKED {
             self.check_state().set_whole_poison_every(n);
+        }
+    }
+
+    /// Guards one small allocation in `n` (0: none, the default; 1: every one up to a page), in
+    /// checked and release heaps alike, GWP-ASan style: the block gets a page of its own between
+    /// two inaccessible pages, and its page becomes inaccessible when it is freed and stays so
+    /// while a bounded quarantine keeps it. A read or write after free, an overflow past the
+    /// page or an underflow before it then faults, and a signal handler (installed here) turns
+    /// the fault into a report naming the block, its allocation and free, and the access. The
+    /// caches pick the value up at their next sample (a cache made later, at once). Off in ASan
+    /// builds, whose own redzones and quarantine do this.
+    pub fn set_guard_sample(&self, n: u32) {
+        if crate::asan::ENABLED {
+            return;
+        }
+        if n > 0 {
+            guard::install_fault_handler();
+        }
+        self.guard_sample.store(n, Relaxed);
+    }
+
+    /// The current guard sample (see [`Heap::set_guard_sample`]).
+    pub(crate) fn guard_sample(&self) -> u32 {
+        self.guard_sample.load(Relaxed)
+    }
+
+    /// A guarded block for a sampled request, or null (the caller allocates normally).
+    pub(crate) fn guard_alloc(&self, size: usize, align: usize, who: crate::report::Identity) -> *mut u8 {
+        self.guard.alloc(size, align, who)
+    }
+
+    /// Frees the guarded block `p`, or reports why it cannot be freed (checked heaps record the
+    /// report in capture mode, others print it and abort).
+    ///
+    /// # Safety
+    /// `p` lies in a guard arena (its region's kind says so); it is dead afterwards.
+    pub(crate) unsafe fn guard_free(&self, p: *mut u8, who: crate::report::Identity) {
+        // SAFETY: forwarded; the pool checks p before it reads anything for it.
+        if let Err(r) = unsafe { self.guard.free(p, who) } {
+            self.deliver(r);
+        }
+    }
+
+    /// The requested size of the guarded block `p`, or (after its report) None.
+    ///
+    /// # Safety
+    /// As for [`Heap::guard_free`], but `p` stays live.
+    pub(crate) unsafe fn guard_usable_size(&self, p: *mut u8, thread: u32) -> Option<usize> {
+        // SAFETY: forwarded.
+        match unsafe { self.guard.usable_size(p, thread) } {
+            Ok(n) => Some(n),
+            Err(r) => {
+                self.deliver(r);
+                None
+            }
+        }
+    }
+
+    /// A report from outside the checked mode's own hooks: recorded by a capturing checked heap,
+    /// else printed with an abort.
+    fn deliver(&self, r: Report) {
+        if P::CHECKED {
+            self.check_state().deliver(r);
+        } else {
+            crate::report::print_and_abort(&r);
         }
     }
 
@@ -468,6 +540,8 @@ impl<P: Policy> Heap<P> {
     /// the same whatever ran before it. Only the cache arena (which no program can observe) stays.
     pub fn reset(&mut self) {
         assert_eq!(self.stats.caches.load(Relaxed), 0, "hakmem: reset of a heap with live caches");
+        // SAFETY: no cache, so no guarded block is in use.
+        unsafe { self.guard.release_all() };
         let st = self.state.get_mut();
         let spares = self.spares.get_mut();
         // SAFETY: no cache exists (`&mut self` and the count say so), so no block or slab is in
@@ -615,6 +689,7 @@ impl<P: Policy> Heap<P> {
         if !cfg!(feature = "fault-fork-skips-spares-lock") {
             self.spares.acquire();
         }
+        self.guard.lock_for_fork();
     }
 
     /// Releases the lock taken by [`Heap::lock_for_fork`].
@@ -622,8 +697,9 @@ impl<P: Policy> Heap<P> {
     /// # Safety
     /// The calling thread must hold the lock through `lock_for_fork`.
     pub(crate) unsafe fn unlock_after_fork(&self) {
-        // SAFETY: forwarded (both locks were taken by `lock_for_fork`).
+        // SAFETY: forwarded (the locks were taken by `lock_for_fork`).
         unsafe {
+            self.guard.unlock_after_fork();
             if !cfg!(feature = "fault-fork-skips-spares-lock") {
                 self.spares.force_unlock();
             }

@@ -63,6 +63,12 @@ pub struct RegionHeader {
 
 // ---- blocks -------------------------------------------------------------------------------
 
+/// Checked mode's fill of a free slot's client bytes.
+pub const POISON: u8 = 0xDF;
+/// Checked mode's (and guarded blocks') fill of the bytes around a block that are not the
+/// client's: a slot's tail, the canary in front of a large block.
+pub const TAIL: u8 = 0xCB;
+
 /// Header bytes of a slot under the checked policy.
 pub const CHECKED_HEADER: usize = core::mem::size_of::<BlockHeader>();
 const _: () = assert!(core::mem::size_of::<RegionHeader>() == crate::asan::LARGE_HEADER);

@@ -7,11 +7,12 @@
 //! - the heap (slab pool, abandonment, large blocks, returning memory): [`heap`];
 //! - the global allocator, TLS caches, and C malloc semantics: [`global`];
 //! - the checked mode (canaries, poison, shadow map), all of it: [`check`]; its reports:
-//!   [`report`]; the switch between the two: [`policy`].
+//!   [`report`]; the switch between the two: [`policy`];
+//! - sampled guard-page blocks (GWP-ASan style) and their fault handler: `guard`.
 //!
 //! The modules are layers, each importing only those before it (`tests/layers.rs` keeps it so):
 //! `sync`, `list`, `report`, `policy`, `os`, `lock`, `asan`, `size_class`, `layout`, `slab`,
-//! `region`, `check`, `heap`, `cache`, `verify`, `global`. The slabs call the checked mode
+//! `region`, `guard`, `check`, `heap`, `cache`, `verify`, `global`. The slabs call the checked mode
 //! only through the free-list hooks of [`Policy`]; the heap and the caches call [`check`]
 //! behind `if P::CHECKED` and own the state it checks.
 //!
@@ -23,6 +24,7 @@ pub mod asan;
 pub mod cache;
 pub mod check;
 pub mod global;
+mod guard;
 pub mod heap;
 pub mod layout;
 mod list;

@@ -165,4 +165,6 @@ pub(crate) enum Block {
     Small(*mut Slab, BasePtr),
     /// A block mapped on its own.
     Large,
+    /// A sampled block on a guarded page (see `guard`).
+    Guard,
 }

@@ -24,8 +24,14 @@ pub enum ReportKind {
     /// The client wrote before the start of a block (the canary in front of it changed), not
     /// reached from the block below.
     Underflow,
-    /// The client wrote into a block after freeing it (the poison pattern changed).
+    /// The client wrote into a block after freeing it (the poison pattern changed, or a write
+    /// to a guarded block's protected page faulted).
     WriteAfterFree,
+    /// The client read a block after freeing it (a read of a guarded block's protected page).
+    ReadAfterFree,
+    /// The client touched a guard arena's page that belongs to no block (a guard page with no
+    /// live neighbour, a slot never allocated).
+    WildAccess,
     /// A free-list link that does not name a free slot of the same slab.
     CorruptLink,
     /// The allocator broke one of its own invariants (a block in two places, a live block in a
@@ -48,6 +54,8 @@ impl ReportKind {
             ReportKind::Overflow => "heap buffer overflow",
             ReportKind::Underflow => "heap buffer underflow",
             ReportKind::WriteAfterFree => "write after free",
+            ReportKind::ReadAfterFree => "read after free",
+            ReportKind::WildAccess => "wild access to a guard arena",
             ReportKind::CorruptLink => "corrupted free-list link",
             ReportKind::Invariant => "allocator invariant broken",
         }
@@ -90,6 +98,15 @@ impl fmt::Display for Thread {
     }
 }
 
+/// The memory access that faulted, for reports made by the guard pool's signal handler.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+pub struct Fault {
+    /// The faulting address.
+    pub addr: usize,
+    /// A write (true) or a read (false); None where the architecture does not say.
+    pub write: Option<bool>,
+}
+
 /// One failed check.
 #[derive(Clone, PartialEq, Eq, Debug, Hash)]
 pub struct Report {
@@ -107,7 +124,8 @@ pub struct Report {
     pub region: Option<usize>,
     /// Index of the slab within the region.
     pub slab: Option<usize>,
-    /// Offset of the first bad byte from `addr`, for content checks.
+    /// Offset of the first bad byte from `addr`, for content checks (for [`ReportKind::Underflow`]:
+    /// how many bytes before `addr` it lies); for a fault, of the faulting address.
     pub offset: Option<usize>,
     /// The value the check expected.
     pub expected: u64,
@@ -122,6 +140,10 @@ pub struct Report {
     pub thread: u32,
     /// A few words on the specific check, for invariants and corrupted metadata.
     pub detail: &'static str,
+    /// The block is a guarded one (see `guard`): it has no class.
+    pub guarded: bool,
+    /// The access that faulted, for a report made by the guard pool's signal handler.
+    pub fault: Option<Fault>,
 }
 
 impl Report {
@@ -142,6 +164,8 @@ impl Report {
             free: None,
             thread,
             detail: "",
+            guarded: false,
+            fault: None,
         }
     }
 }
@@ -151,15 +175,30 @@ impl fmt::Display for Report {
         write!(f, "{} of {:#x}", self.kind.describe(), self.addr)?;
         match (self.class, self.class_size) {
             (Some(c), Some(s)) => write!(f, " (class {c}, {s} B")?,
+            _ if self.guarded => write!(f, " (guarded block")?,
             _ => write!(f, " (no slab block")?,
         }
         if let Some(r) = self.requested {
             write!(f, ", {r} B requested")?;
         }
         f.write_str(")")?;
-        if let (Some(o), ReportKind::InvalidFree) = (self.offset, self.kind) {
+        let underflow = self.kind == ReportKind::Underflow;
+        if let Some(a) = self.fault {
+            let what = match a.write {
+                Some(true) => "write",
+                Some(false) => "read",
+                None => "access",
+            };
+            write!(f, ": {what} at {:#x}", a.addr)?;
+            match self.offset {
+                Some(1) if underflow => write!(f, ", 1 byte before the block")?,
+                Some(o) if underflow => write!(f, ", {o} bytes before the block")?,
+                Some(o) => write!(f, ", byte {o} of the block")?,
+                None => {}
+            }
+        } else if let (Some(o), ReportKind::InvalidFree) = (self.offset, self.kind) {
             write!(f, ": {o} bytes into the block")?;
-        } else if let (Some(o), ReportKind::Underflow) = (self.offset, self.kind) {
+        } else if let (Some(o), true) = (self.offset, underflow) {
             write!(f, ": written up to {o} before the block, byte -{o} is {:#04x}, expected {:#04x}", self.found, self.expected)?;
         } else if let Some(o) = self.offset {
             write!(f, ": byte {o} is {:#04x}, expected {:#04x}", self.found, self.expected)?;
@@ -173,7 +212,10 @@ impl fmt::Display for Report {
             let first = if self.kind == ReportKind::DoubleFree { "first freed" } else { "freed" };
             write!(f, ", {first} at #{} by {}", fr.seq, Thread(fr.thread))?;
         }
-        write!(f, "; seen by {}", Thread(self.thread))?;
+        // (A fault's handler runs in no particular cache: it has no thread to name.)
+        if self.fault.is_none() {
+            write!(f, "; seen by {}", Thread(self.thread))?;
+        }
         if let (Some(r), Some(s)) = (self.region, self.slab) {
             write!(f, " in region {r:#x} slab {s}")?;
         }

@@ -37,6 +37,8 @@ pub enum LockClass {
     Spares,
     /// The global allocator's shared fallback cache.
     Fallback,
+    /// A heap's guard pool (a leaf, like the spares' lock).
+    Guard,
     /// Any other lock.
     Other,
 }
@@ -48,6 +50,7 @@ impl LockClass {
             LockClass::Heap => "the heap lock",
             LockClass::Spares => "the spares' lock",
             LockClass::Fallback => "the fallback cache's lock",
+            LockClass::Guard => "the guard pool's lock",
             LockClass::Other => "a lock",
         }
     }

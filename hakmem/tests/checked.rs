@@ -535,3 +535,43 @@ fn sampled_poison_still_checks_where_stale_writes_land_first() {
         assert_eq!((r.kind, r.offset), (ReportKind::WriteAfterFree, Some(at)), "round {i}");
     }
 }
+
+#[test]
+#[cfg_attr(any(asan, miri), ignore = "guard sampling is off under ASan and Miri")]
+fn guarded_blocks_are_allocated_freed_and_checked_through_the_heap() {
+    let h = heap();
+    h.set_guard_sample(1);
+    let mut c = h.cache();
+    let p = filled(&mut c, 40);
+    // A guarded block ends at its page's end.
+    assert_eq!((p.addr() + 40) % 4096, 0, "{p:p}");
+    assert_eq!(unsafe { c.usable_size(p) }, 40);
+    let q = unsafe { c.realloc(p, 100, 8) };
+    assert!(!q.is_null());
+    assert_eq!(unsafe { *q.add(39) }, 0x5a);
+    unsafe {
+        c.free(q);
+        c.free(q);
+    }
+    let r = only_report(&h);
+    assert_eq!((r.kind, r.addr, r.guarded), (ReportKind::DoubleFree, q.addr(), true), "{r}");
+    // Large requests are not guarded, and sampling can be switched off again.
+    let big = filled(&mut c, 10_000);
+    unsafe { c.free(big) };
+    h.set_guard_sample(0);
+    assert_eq!(h.take_reports(), vec![]);
+}
+
+#[test]
+#[cfg_attr(any(asan, miri), ignore = "guard sampling is off under ASan and Miri")]
+fn a_release_heap_guards_a_sample_too() {
+    let h: Heap<Release> = Heap::new();
+    h.set_guard_sample(2);
+    let mut c = h.cache();
+    let v: Vec<*mut u8> = (0..64).map(|_| c.alloc(24, 8)).collect();
+    let guarded = v.iter().filter(|p| p.addr() & 4095 == 4096 - 24).count();
+    assert!((16..=48).contains(&guarded), "{guarded} of 64 guarded at a sample of 2");
+    for p in v {
+        unsafe { c.free(p) };
+    }
+}

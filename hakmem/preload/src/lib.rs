@@ -8,7 +8,9 @@
 //! `libhakmem_checked.so` (checked policy: every misuse reported, then abort) from
 //! `hakmem/preload-checked`, which compiles this file with its `checked` feature.
 //!
-//! Environment: `HAKMEM_STATS=1` prints the heap's statistics to stderr at exit.
+//! Environment: `HAKMEM_STATS=1` prints the heap's statistics to stderr at exit;
+//! `HAKMEM_GUARD_SAMPLE=N` puts one small block in N on guard pages (see
+//! `hakmem::Heap::set_guard_sample`; 0, the default: none).
 
 use core::ffi::c_void;
 use hakmem::global as g;
