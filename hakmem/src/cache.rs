@@ -206,11 +206,15 @@ impl<P: Policy> CacheInner<P> {
     fn alloc_class(&mut self, class: usize, size: usize, align: usize) -> *mut u8 {
         self.guard_left -= 1;
         if self.guard_left == 0 {
-            let p = self.alloc_sampled(size, align);
-            if !p.is_null() {
-                return p;
-            }
+            // A tail call: nothing of the fast path stays live across it.
+            return self.alloc_sampled(class, size, align);
         }
+        self.alloc_unsampled(class, size, align)
+    }
+
+    /// [`CacheInner::alloc_class`] past the guard sample.
+    #[inline(always)]
+    fn alloc_unsampled(&mut self, class: usize, size: usize, align: usize) -> *mut u8 {
         // SAFETY: bins always point at a slab this cache owns, or at `empty`, whose free list is
         // empty; `local` is only ever borrowed by the owner.
         unsafe {
@@ -227,17 +231,20 @@ impl<P: Policy> CacheInner<P> {
     }
 
     /// The sampled allocation: a guarded block if the heap's guard sample asks for one and the
-    /// pool has room, else null (the caller goes on as usual). Sets the next countdown.
+    /// pool has room, else a block as usual. Sets the next countdown.
     #[cold]
     #[inline(never)]
-    fn alloc_sampled(&mut self, size: usize, align: usize) -> *mut u8 {
+    fn alloc_sampled(&mut self, class: usize, size: usize, align: usize) -> *mut u8 {
         let n = self.heap().guard_sample();
         self.guard_left = if n == 0 { GUARD_RECHECK } else { n };
-        if n == 0 {
-            return ptr::null_mut();
+        if n != 0 {
+            let who = self.next_op();
+            let p = self.heap().guard_alloc(size, align, who);
+            if !p.is_null() {
+                return p;
+            }
         }
-        let who = self.next_op();
-        self.heap().guard_alloc(size, align, who)
+        self.alloc_unsampled(class, size, align)
     }
 
     /// Turns a slot just taken from `slab` into the client's pointer (checked mode verifies and
@@ -386,6 +393,10 @@ impl<P: Policy> CacheInner<P> {
                     } else {
                         self.free_remote(slab, base);
                     }
+                }
+                Block::Large if !P::CHECKED && is_guarded(p) => {
+                    let who = self.next_op();
+                    self.heap().guard_free(p, who)
                 }
                 Block::Large => self.heap().free_large(p),
                 Block::Guard => {
@@ -589,10 +600,22 @@ pub(crate) unsafe fn locate<P: Policy>(p: *mut u8) -> Block {
     // SAFETY: per the contract, `region` is a live region header unless it equals `p`.
     unsafe {
         if region == p || (*region.cast::<RegionHeader>()).kind != SMALL_KIND {
-            return if region != p && (*region.cast::<RegionHeader>()).kind == GUARD_KIND { Block::Guard } else { Block::Large };
+            return Block::Large; // or guarded: see `is_guarded`
         }
         Block::Small(SmallRegion::slab_of(region.cast(), p), UserPtr::new(p).unwrap_unchecked().to_base::<P>())
     }
+}
+
+/// Whether the block `p`, which [`locate`] called large, is a guarded one: its region is a
+/// guard arena. (Asked only off the small blocks' path, which tests one kind.)
+///
+/// # Safety
+/// As for [`locate`].
+#[inline(always)]
+unsafe fn is_guarded(p: *mut u8) -> bool {
+    let region = region_base(p);
+    // SAFETY: per the contract, a region header unless it equals `p`.
+    region != p && unsafe { (*region.cast::<RegionHeader>()).kind } == GUARD_KIND
 }
 
 /// Where the block `p` about to be freed lives, by the cache with `token` (whose next operation
@@ -624,11 +647,12 @@ pub(crate) unsafe fn usable_size<P: Policy>(heap: &Heap<P>, p: *mut u8, thread: 
     let usable = unsafe {
         match locate::<P>(p) {
             Block::Small(slab, _) => usable::<P>((*slab).local.slot_size as usize),
+            Block::Guard => heap.guard_usable_size(p, thread).unwrap_or(0),
+            Block::Large if is_guarded(p) => heap.guard_usable_size(p, thread).unwrap_or(0),
             Block::Large => {
                 let h = heap.find_large(p);
                 (*h).map_size - (*h).user_offset
             }
-            Block::Guard => heap.guard_usable_size(p, thread).unwrap_or(0),
         }
     };
     // ASan builds: the requested size, the bytes the client may touch (as ASan's own malloc does).
@@ -663,6 +687,7 @@ pub(crate) unsafe fn free_unowned<P: Policy>(heap: &Heap<P>, p: *mut u8) {
         let Some(block) = block_to_free(heap, p, crate::slab::NO_OWNER, who) else { return };
         match block {
             Block::Small(slab, base) => (*slab).remote.push::<P>(base),
+            Block::Large if !P::CHECKED && is_guarded(p) => heap.guard_free(p, Identity { seq: 0, thread: Identity::uncached_thread() }),
             Block::Large => heap.free_large(p),
             Block::Guard => heap.guard_free(p, Identity { seq: 0, thread: Identity::uncached_thread() }),
         }

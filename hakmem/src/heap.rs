@@ -287,6 +287,8 @@ impl<P: Policy> Heap<P> {
     ///
     /// # Safety
     /// `p` lies in a guard arena (its region's kind says so); it is dead afterwards.
+    #[cold]
+    #[inline(never)]
     pub(crate) unsafe fn guard_free(&self, p: *mut u8, who: crate::report::Identity) {
         // SAFETY: forwarded; the pool checks p before it reads anything for it.
         if let Err(r) = unsafe { self.guard.free(p, who) } {
@@ -298,6 +300,8 @@ impl<P: Policy> Heap<P> {
     ///
     /// # Safety
     /// As for [`Heap::guard_free`], but `p` stays live.
+    #[cold]
+    #[inline(never)]
     pub(crate) unsafe fn guard_usable_size(&self, p: *mut u8, thread: u32) -> Option<usize> {
         // SAFETY: forwarded.
         match unsafe { self.guard.usable_size(p, thread) } {
