@@ -83,7 +83,7 @@ malloc_debug=$(deb_file libc6 /libc_malloc_debug.so.0)
 version() { dpkg-query -W -f='${Version}' "$1" | sed 's/^[0-9]*://; s/[-+~].*//'; }
 
 # The rows: a label for each table, what to preload, extra environment.
-names=(glibc glibc-debug scudo mimalloc asan hakmem hakmem-checked hakmem-checked-guard)
+names=(glibc glibc-debug scudo mimalloc asan hakmem hakmem-guard hakmem-checked hakmem-checked-guard)
 declare -A label preload envs
 label[glibc]="glibc $(version libc6) malloc"
 label[glibc-debug]="glibc debug (libc_malloc_debug.so.0, glibc.malloc.check=3)"
@@ -92,15 +92,19 @@ label[mimalloc]="mimalloc $(version libmimalloc2.0) release (Debian ships no deb
 label[asan]="ASan (gcc $(gcc -dumpfullversion) -fsanitize=address)"
 label[hakmem]="hakmem release"
 label[hakmem-checked]="hakmem checked"
-label[hakmem-checked-guard]="hakmem checked, HAKMEM_GUARD_SAMPLE=1"
+label[hakmem-guard]="hakmem release, guard pages (cost: HAKMEM_GUARD_SAMPLE=1000; misuses: =1)"
+label[hakmem-checked-guard]="hakmem checked, guard pages (cost: HAKMEM_GUARD_SAMPLE=1000; misuses: =1)"
 declare -A short=([glibc]="glibc" [glibc-debug]="glibc debug" [scudo]="Scudo" [mimalloc]="mimalloc release"
     [asan]="ASan" [hakmem]="hakmem release" [hakmem-checked]="hakmem checked"
-    [hakmem-checked-guard]="hakmem checked, guard sampling")
+    [hakmem-guard]="hakmem release, guard pages" [hakmem-checked-guard]="hakmem checked, guard pages")
 preload=([glibc]="" [glibc-debug]="$malloc_debug" [scudo]="$scudo" [mimalloc]="$mimalloc" [asan]=""
     [hakmem]="$libdir/libhakmem.so" [hakmem-checked]="$libdir/libhakmem_checked.so"
-    [hakmem-checked-guard]="$libdir/libhakmem_checked.so")
-envs=([glibc-debug]="GLIBC_TUNABLES=glibc.malloc.check=3" [asan]="ASAN_OPTIONS=detect_leaks=0"
-    [hakmem-checked-guard]="HAKMEM_GUARD_SAMPLE=1")
+    [hakmem-guard]="$libdir/libhakmem.so" [hakmem-checked-guard]="$libdir/libhakmem_checked.so")
+# The guard rows guard one block in 1000 where cost is measured (the sample a user would run
+# with), and every block (1) for the misuses, which then need no luck.
+envs=([glibc-debug]="GLIBC_TUNABLES=glibc.malloc.check=3" [asan]="ASAN_OPTIONS=detect_leaks=0")
+set_guard_sample() { envs[hakmem-guard]="HAKMEM_GUARD_SAMPLE=$1"; envs[hakmem-checked-guard]="HAKMEM_GUARD_SAMPLE=$1"; }
+set_guard_sample 1000
 no_valgrind() { [ "$1" = asan ] || [ "$1" = scudo ]; }
 
 # The C programs, plain and ASan builds (misuse.c at the test's -O1).
@@ -197,6 +201,7 @@ first_line() { # the first line of stderr $1 with a letter or digit in it, ASan'
     grep -m1 '[[:alnum:]]' "$1" | sed 's/^==[0-9]*==/==/' | cut -c1-170 | tr '|`' '/'"'" || true
 }
 echo "checked-compare: ${#misuses[@]} misuses"
+set_guard_sample 1
 limit=30 # a misuse may leave a free list looping
 for name in "${names[@]}"; do
     run_logged "$name" "$logs/misuse.$name.clean" "$(bin "$name" misuse)"
@@ -228,6 +233,7 @@ for name in "${names[@]}"; do
 done
 
 # --- sqlite3
+set_guard_sample 1000
 echo "checked-compare: sqlite3, $sql_rows inserts"
 sql="$logs/sqlite.sql"
 awk -v n="$sql_rows" 'BEGIN {
