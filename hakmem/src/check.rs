@@ -757,13 +757,15 @@ struct WriteBefore {
 }
 
 /// The write before the block that changed a header from `expected` to `found` (words 0 and
-/// 1), if that is what the damage shows: the byte right below the client pointer changed.
-/// A lower neighbour's overflow reaches the header from its other end.
+/// 1), if that is what the damage shows: the byte right below the client pointer changed and
+/// the header's first byte did not. A lower neighbour's overflow reaches the header from that
+/// other end; a header missing altogether (never written there: an allocator bug, not an
+/// underflow) differs in both.
 fn write_before(found: [u64; 2], expected: [u64; 2]) -> Option<WriteBefore> {
     let bytes = |w: [u64; 2]| (w[0] as u128) | (w[1] as u128) << 64;
     let (f, e) = (bytes(found), bytes(expected));
     let diff = f ^ e;
-    if diff >> 120 == 0 {
+    if diff >> 120 == 0 || diff & 0xff != 0 {
         return None;
     }
     let low = diff.trailing_zeros() as usize / 8;
