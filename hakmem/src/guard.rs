@@ -45,7 +45,7 @@
 //! Under Miri (no `mprotect`, no signals) [`GuardPool::alloc`] always declines, so callers fall
 //! back to the normal allocator, and the tests are ignored.
 //!
-//! # Wiring it in (what the allocator must do)
+//! # How the allocator uses it
 //! - free: test `kind == GUARD_KIND` at `region_base(p)` before the large-block fallback of
 //!   `cache::locate` (which takes every kind but SMALL_KIND for a large block), and hand `p` to
 //!   [`GuardPool::free`]; a checked free of an unknown pointer can ask [`owns`] first, which
@@ -57,7 +57,7 @@
 //!   [`GuardPool::lock_for_fork`] and [`GuardPool::unlock_after_fork`] with the heap's locks;
 //! - [`install_fault_handler`] once the first guarded block exists (it is idempotent).
 
-// Nothing calls the pool yet outside its tests: the allocator's alloc and free paths will.
+// Parts of the pool's API (its statistics, an arena limit) serve only its tests.
 #![cfg_attr(not(test), allow(dead_code))]
 
 use crate::layout::TAIL;
