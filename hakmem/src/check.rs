@@ -224,7 +224,8 @@ fn random_secret(salt: usize) -> u64 {
         // No entropy yet (early boot): the address still differs between runs under ASLR.
         v = salt as u64 ^ 0x9e37_79b9_7f4a_7c15;
     }
-    mix(v) | 1
+    // Only the high half is used: it is the high half of every canary (see `canary`).
+    (mix(v) | 1 << 63) & !0xffff_ffff
 }
 
 /// A 64-bit finaliser (murmur3's): every input bit affects every output bit.
@@ -370,11 +371,15 @@ impl CheckState {
 /// One block's record.
 #[derive(Default)]
 struct Entry {
-    /// state (bits 0-7) | class (8-15) | allocating thread (16-39) | freeing thread (40-63).
+    /// state (bits 0-2) | the client pointer's offset in the slot, as `HEADER << n` (n in bits
+    /// 3-6; 0 before the first allocation) | [`WHOLE`] (7) | class (8-15) | allocating thread
+    /// (16-39) | freeing thread (40-63).
     meta: AtomicU64,
-    /// Of the last allocation: requested size (bits 0-31) | the client pointer's offset in the
-    /// slot (32-63; 0 before the first allocation, when it is the header's size).
-    requested: AtomicU64,
+    /// Of the last allocation: its header's word0, that is the requested size (bits 0-31) and
+    /// the allocation number's low half (32-63), so that a free compares the header with one
+    /// load.
+    word0: AtomicU64,
+    /// The whole allocation number, for reports.
     alloc_seq: AtomicU64,
     free_seq: AtomicU64,
 }
@@ -382,24 +387,39 @@ struct Entry {
 impl Entry {
     /// The requested size of the slot's last allocation.
     fn requested_size(&self) -> usize {
-        self.requested.load(Relaxed) as u32 as usize
+        self.word0.load(Relaxed) as u32 as usize
     }
 
     /// Where the client's bytes of the slot's last allocation start in the slot.
     fn user_offset(&self) -> usize {
-        match (self.requested.load(Relaxed) >> 32) as usize {
-            0 => Checked::HEADER,
-            o => o,
-        }
+        meta_offset(self.meta.load(Relaxed))
     }
 }
 
 /// Flag beside the state in `meta`: the slot's poison was written whole when it was freed (or
 /// carved), not only where a stale write lands first (see [`CheckState::whole_poison_check`]).
 const WHOLE: u64 = 0x80;
+/// The state's bits in `meta`.
+const STATE: u64 = 0x7;
+/// Where `meta` keeps the client pointer's offset.
+const OFFSET_SHIFT: u32 = 3;
+/// The offset's bits in `meta`.
+const OFFSET: u64 = 0xf << OFFSET_SHIFT;
 
 fn meta_state(m: u64) -> u64 {
-    m & 0x7f
+    m & STATE
+}
+/// The client pointer's offset in the slot that `meta` records.
+#[inline(always)]
+fn meta_offset(m: u64) -> usize {
+    Checked::HEADER << ((m & OFFSET) >> OFFSET_SHIFT)
+}
+/// `offset` (a `layout::user_offset`: the header's size, or an alignment above it) as `meta`
+/// bits.
+#[inline(always)]
+fn offset_bits(offset: usize) -> u64 {
+    debug_assert!(offset.is_power_of_two() && offset >= Checked::HEADER && offset <= crate::size_class::SMALL_ALIGN_MAX);
+    ((offset / Checked::HEADER).trailing_zeros() as u64) << OFFSET_SHIFT
 }
 fn meta_alloc_thread(m: u64) -> u32 {
     ((m >> 16) & 0xff_ffff) as u32
@@ -561,7 +581,10 @@ impl Place {
 /// word, so any change to it shows whatever the canary's strength: it needs no MAC.
 #[inline(always)]
 fn canary(secret: u64, base: usize) -> u64 {
-    (secret ^ (base as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)) & !0xffff_ffff
+    // The secret's low half is zero (see `random_secret`), and so is the shifted address's:
+    // the low half is free for the state, class and thread. Slots 4 GiB apart share a canary,
+    // which costs nothing: the shadow map, not the canary, says which header a slot must hold.
+    secret ^ ((base as u64) << 32)
 }
 
 /// The header word1 for a slot in `state` (HDR_*): the canary over the state, class and (while
@@ -1202,7 +1225,7 @@ unsafe fn drained(c: Carving, b: BasePtr) -> bool {
             });
             return false;
         }
-        e.meta.store((m & !0x7f) | FREE, Relaxed);
+        e.meta.store((m & !STATE) | FREE, Relaxed);
         true
     }
 }
@@ -1255,10 +1278,10 @@ pub(crate) unsafe fn hand_out(slab: *mut Slab, b: BasePtr, size: usize, offset: 
         }
         let user = user.as_ptr();
         fill(user.add(size), slot_size - offset - size, TAIL);
-        e.requested.store(size as u64 | (offset as u64) << 32, Relaxed);
+        e.word0.store(word0, Relaxed);
         e.alloc_seq.store(seq, Relaxed);
         e.free_seq.store(0, Relaxed);
-        let meta = ALLOCATED | ((class as u64) << 8) | ((thread as u64 & 0xff_ffff) << 16);
+        let meta = ALLOCATED | offset_bits(offset) | ((class as u64) << 8) | ((thread as u64 & 0xff_ffff) << 16);
         e.meta.store(meta, Release);
         user
     }
@@ -1356,7 +1379,7 @@ unsafe fn hand_out_checks(cs: &CheckState, at: Place, slot: usize, class: usize,
         if let Some(r) = report {
             cs.report(r);
         }
-        e.meta.store((m & !0xff) | QUARANTINED, Relaxed);
+        e.meta.store((m & !STATE) | QUARANTINED, Relaxed);
         false
     }
 }
@@ -1382,8 +1405,9 @@ enum Live {
 }
 
 /// The common case of [`find_live`] in a few loads: `p` is the client pointer of an allocated
-/// block in a small region the table finds at its first probe. None sends the caller to
-/// `find_live`, which decides (and reports) every other case.
+/// block of plain alignment (its client bytes right after the header) in a small region the
+/// table finds at its first probe. None sends the caller to `find_live`, which decides (and
+/// reports) every other case.
 ///
 /// # Safety
 /// None: `p` is checked against the region table before anything behind it is read.
@@ -1412,7 +1436,8 @@ unsafe fn live_fast(cs: &CheckState, p: *mut u8) -> Option<LiveSmall> {
         }
         let e = at.entry(slot);
         let meta = e.meta.load(Acquire);
-        (meta_state(meta) == ALLOCATED && off - slot * size == e.user_offset()).then_some(LiveSmall { at, slot, class, size, meta })
+        // (State and offset in one test: offset bits 0 are the header's size.)
+        (meta & (STATE | OFFSET) == ALLOCATED && off - slot * size == Checked::HEADER).then_some(LiveSmall { at, slot, class, size, meta })
     }
 }
 
@@ -1519,10 +1544,10 @@ unsafe fn verify_allocated(cs: &CheckState, l: LiveSmall, thread: u32) -> bool {
     unsafe {
         let b = at.base(slot, size);
         let e = at.entry(slot);
-        let (req, off) = (e.requested_size(), e.user_offset());
+        let (req, off) = (e.requested_size(), meta_offset(meta));
         let user = b.to_user_at(off);
         let h = user.header();
-        let word0 = (req as u64) | (e.alloc_seq.load(Relaxed) << 32);
+        let word0 = e.word0.load(Relaxed);
         let expect = word1(cs.secret, b.as_ptr().addr(), HDR_ALLOCATED, class, meta_alloc_thread(meta));
         if (*h).word0 != word0 || (*h).word1 != expect {
             let (found, expected) = if (*h).word0 != word0 { ((*h).word0, word0) } else { ((*h).word1, expect) };
@@ -1579,20 +1604,17 @@ pub(crate) unsafe fn before_free(cs: &CheckState, p: *mut u8, token: usize, who:
 /// canary intact; [`verify_allocated`] reports what this only tells.
 ///
 /// # Safety
-/// The block is live.
+/// [`live_fast`] found the block (live, its client bytes right after the header).
 #[inline(always)]
 unsafe fn allocated_intact(cs: &CheckState, l: LiveSmall) -> bool {
     // SAFETY: per the contract.
     unsafe {
         let e = l.at.entry(l.slot);
-        let requested = e.requested.load(Relaxed);
-        let (req, off) = (requested as u32 as usize, (requested >> 32) as usize);
-        if off != Checked::HEADER {
-            return false; // over-aligned (or never stamped): the full checks decide
-        }
+        let off = Checked::HEADER; // live_fast admits no other
+        let word0 = e.word0.load(Relaxed);
+        let req = word0 as u32 as usize;
         let b = l.at.base(l.slot, l.size);
         let h = b.header();
-        let word0 = (req as u64) | (e.alloc_seq.load(Relaxed) << 32);
         // FAULT fault-tail-check-off-by-one (failure 12): the slot's last tail byte is not checked.
         let tail = l.size - off - req - cfg!(feature = "fault-tail-check-off-by-one") as usize;
         (*h).word0 == word0
@@ -1642,7 +1664,7 @@ unsafe fn mark_freed(cs: &CheckState, l: LiveSmall, p: *mut u8, token: usize, wh
         let local = token != crate::slab::NO_OWNER && (*slab).owner.load(Relaxed) == token;
         let e = at.entry(slot);
         let whole = cs.whole_poison_check(who.seq);
-        let new = (meta & !0xff & !(0xff_ffff << 40)) | if local { FREE } else { REMOTE } | if whole { WHOLE } else { 0 } | ((thread as u64) << 40);
+        let new = (meta & !(STATE | WHOLE) & !(0xff_ffff << 40)) | if local { FREE } else { REMOTE } | if whole { WHOLE } else { 0 } | ((thread as u64) << 40);
         // FAULT fault-aligned-free-base (failure 1): the slot is taken to start a header's
         // length below the client's pointer, which holds only for blocks at the header offset.
         let list_base = if cfg!(feature = "fault-aligned-free-base") {

@@ -21,10 +21,9 @@ use crate::report::fatal;
 use crate::check::Checked;
 use crate::policy::{Policy, Release};
 use core::alloc::{GlobalAlloc, Layout};
-use core::cell::{Cell, UnsafeCell};
+use core::cell::UnsafeCell;
 use core::ptr::null_mut;
 use std::sync::Once;
-use std::thread::LocalKey;
 
 /// The process-wide state of one policy's global allocator.
 pub struct Statics<P: Policy> {
@@ -56,30 +55,116 @@ pub trait Global: Policy {
     /// This policy's process-wide state.
     fn statics() -> &'static Statics<Self>;
     /// This thread's cache pointer (or UNSET / SETTING_UP / GONE).
-    fn tls() -> &'static LocalKey<Cell<*mut CacheInner<Self>>>;
+    fn cache() -> *mut CacheInner<Self>;
+    /// Sets this thread's cache pointer.
+    fn set_cache(c: *mut CacheInner<Self>);
+}
+
+// The per-thread cache slot, read on every malloc and free. Rust's `thread_local!` compiles to
+// the general-dynamic TLS model in a shared library, a call to `__tls_get_addr` per access (22
+// instructions of the preload library's ~88 per malloc/free op), and stable Rust cannot ask for
+// another model. So on x86-64 Linux the slot is an 8-byte `.tbss` symbol of our own, reached
+// with the initial-exec sequence (the slot's offset from the thread pointer, loaded from the
+// GOT, then one %fs-relative access), as mimalloc's C library does. Initial-exec needs the slot
+// in the static TLS block: true for LD_PRELOAD libraries and executables (where the linker
+// relaxes it further to local-exec); a `dlopen`ed library gets glibc's surplus static TLS.
+// Elsewhere, and under Miri (which runs no assembly), `thread_local!`.
+#[cfg(all(target_arch = "x86_64", target_os = "linux", not(miri)))]
+macro_rules! tls_storage {
+    ($policy:ty, $sym:literal) => {
+        // 8 zeroed bytes of thread-local storage; hidden, so that a program with two copies of
+        // the library cannot bind one's accesses to the other's slot.
+        core::arch::global_asm!(
+            ".pushsection .tbss,\"awT\",@nobits",
+            ".p2align 3",
+            concat!(".globl ", $sym),
+            concat!(".hidden ", $sym),
+            concat!(".type ", $sym, ",@object"),
+            concat!(".size ", $sym, ",8"),
+            concat!($sym, ":"),
+            ".zero 8",
+            ".popsection",
+        );
+    };
+}
+#[cfg(all(target_arch = "x86_64", target_os = "linux", not(miri)))]
+macro_rules! tls_slot {
+    ($policy:ty, $sym:literal) => {
+        #[inline(always)]
+        fn cache() -> *mut CacheInner<$policy> {
+            let c: *mut CacheInner<$policy>;
+            // SAFETY: reads this thread's own slot (declared by `tls_storage`), which only this
+            // thread writes; touches no stack and no flags.
+            unsafe {
+                core::arch::asm!(
+                    concat!("mov {c}, qword ptr [rip + ", $sym, "@GOTTPOFF]"),
+                    "mov {c}, qword ptr fs:[{c}]",
+                    c = out(reg) c,
+                    options(nostack, preserves_flags, readonly, pure),
+                );
+            }
+            c
+        }
+        #[inline(always)]
+        fn set_cache(c: *mut CacheInner<$policy>) {
+            // SAFETY: writes this thread's own slot (declared by `tls_storage`); touches no
+            // stack and no flags.
+            unsafe {
+                core::arch::asm!(
+                    concat!("mov {t}, qword ptr [rip + ", $sym, "@GOTTPOFF]"),
+                    "mov qword ptr fs:[{t}], {c}",
+                    t = out(reg) _,
+                    c = in(reg) c,
+                    options(nostack, preserves_flags),
+                );
+            }
+        }
+    };
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux", not(miri))))]
+macro_rules! tls_storage {
+    ($policy:ty, $sym:literal) => {
+        impl $policy {
+            fn slot() -> &'static std::thread::LocalKey<core::cell::Cell<*mut CacheInner<$policy>>> {
+                thread_local! {
+                    static SLOT: core::cell::Cell<*mut CacheInner<$policy>> = const { core::cell::Cell::new(null_mut()) };
+                }
+                &SLOT
+            }
+        }
+    };
+}
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux", not(miri))))]
+macro_rules! tls_slot {
+    ($policy:ty, $sym:literal) => {
+        #[inline(always)]
+        fn cache() -> *mut CacheInner<$policy> {
+            Self::slot().with(core::cell::Cell::get)
+        }
+        #[inline(always)]
+        fn set_cache(c: *mut CacheInner<$policy>) {
+            Self::slot().with(|s| s.set(c))
+        }
+    };
 }
 
 // Statics cannot be generic, so each policy gets its own by macro.
 macro_rules! global_for {
-    ($policy:ty, $statics:ident, $tls:ident) => {
+    ($policy:ty, $statics:ident, $sym:literal) => {
         static $statics: Statics<$policy> = Statics::new();
-        thread_local! {
-            static $tls: Cell<*mut CacheInner<$policy>> = const { Cell::new(null_mut()) };
-        }
+        tls_storage!($policy, $sym);
         impl Global for $policy {
             #[inline(always)]
             fn statics() -> &'static Statics<$policy> {
                 &$statics
             }
-            #[inline(always)]
-            fn tls() -> &'static LocalKey<Cell<*mut CacheInner<$policy>>> {
-                &$tls
-            }
+            tls_slot!($policy, $sym);
         }
     };
 }
-global_for!(Release, RELEASE, RELEASE_CACHE);
-global_for!(Checked, CHECKED, CHECKED_CACHE);
+global_for!(Release, RELEASE, "hakmem_tls_cache_release");
+global_for!(Checked, CHECKED, "hakmem_tls_cache_checked");
 
 const UNSET: usize = 0;
 const SETTING_UP: usize = 1;
@@ -92,7 +177,7 @@ unsafe impl<P: Policy> Send for Fallback<P> {}
 /// Runs `f` on this thread's cache, setting it up on first use.
 #[inline(always)]
 fn with_cache<G: Global, R>(f: impl FnOnce(&mut CacheInner<G>) -> R) -> R {
-    let c = G::tls().with(Cell::get);
+    let c = G::cache();
     if c.addr() > GONE {
         // SAFETY: a valid TLS pointer is this thread's own live cache.
         f(unsafe { &mut *c })
@@ -129,7 +214,7 @@ fn with_cache_slow<G: Global, R>(c: *mut CacheInner<G>, f: impl FnOnce(&mut Cach
 
 fn setup_thread<G: Global>() -> *mut CacheInner<G> {
     let g = G::statics();
-    G::tls().with(|s| s.set(SETTING_UP as *mut _));
+    G::set_cache(SETTING_UP as *mut _);
     g.key_once.call_once(|| {
         // SAFETY: the key is written once, here, before any reader passes the Once.
         let rc = unsafe { libc::pthread_key_create(g.key.get(), Some(thread_exit::<G>)) };
@@ -141,12 +226,12 @@ fn setup_thread<G: Global>() -> *mut CacheInner<G> {
     });
     let c = CacheInner::create(&g.heap);
     if c.is_null() {
-        G::tls().with(|s| s.set(UNSET as *mut _));
+        G::set_cache(UNSET as *mut _);
         return c;
     }
     // SAFETY: the key was created above; a non-null value makes the destructor run at thread exit.
     unsafe { libc::pthread_setspecific(*g.key.get(), c.cast()) };
-    G::tls().with(|s| s.set(c));
+    G::set_cache(c);
     // Registration may allocate (glibc grows a list); the cache is usable by now, so that is fine.
     g.fork_once.call_once(install_fork_handlers::<G>);
     c
@@ -172,7 +257,7 @@ fn env_number(name: &core::ffi::CStr) -> u32 {
 }
 
 unsafe extern "C" fn thread_exit<G: Global>(c: *mut libc::c_void) {
-    G::tls().with(|s| s.set(GONE as *mut _));
+    G::set_cache(GONE as *mut _);
     // SAFETY: `c` is the cache this thread set up; no one else uses it.
     unsafe { CacheInner::<G>::destroy(c.cast()) };
 }
@@ -273,7 +358,7 @@ pub unsafe fn free<G: Global>(p: *mut u8) {
     if p.is_null() {
         return;
     }
-    let c = G::tls().with(Cell::get);
+    let c = G::cache();
     // SAFETY: the caller promises a live block; a valid TLS pointer is this thread's cache.
     unsafe {
         if c.addr() > GONE {

@@ -3,7 +3,7 @@
 //! overflow past the page, an underflow before it, or any use after free then faults at the
 //! faulting instruction, and the signal handler ([`install_fault_handler`]) names the block. The
 //! allocator sends a sample of its requests here (the caller decides which); every guarded block
-//! costs a page, two `mprotect`s and a `madvise`, so it is for sampling, not for every request.
+//! costs a page and two `mprotect`s, so it is for sampling, not for every request.
 //!
 //! # Arenas
 //! A pool maps arenas of [`REGION_SIZE`], aligned to their size like every hakmem region, so
@@ -22,13 +22,14 @@
 //!
 //! # Lifetime of a slot
 //! never used → live (alloc: the data page is made read-write) → quarantined (free: the page is
-//! made `PROT_NONE` and its contents dropped with `MADV_DONTNEED`) → free, when [`QUARANTINE`]
-//! later frees pushed it out of the pool's FIFO quarantine → live again. So a freed block's
-//! address is not handed out again for at least `QUARANTINE` frees, and a use after free within
-//! that window faults; the pages of freed blocks are given back at once, so a pool's resident
-//! memory is its live blocks' pages plus the arena headers, however long the quarantine. As the
-//! contents go at free, a guarded block always reads as zero when handed out (a fresh page or a
-//! dropped one; should `madvise` fail, the next alloc zeroes the block instead).
+//! made `PROT_NONE`) → free, when [`QUARANTINE`] later frees pushed it out of the pool's FIFO
+//! quarantine → live again. So a freed block's address is not handed out again for at least
+//! `QUARANTINE` frees, and a use after free within that window faults. A freed page keeps its
+//! contents: dropping them (`MADV_DONTNEED`) and the zero-fill fault when the page is used again
+//! cost twice what the two `mprotect`s do. Instead a reused slot's block is zeroed, so a guarded
+//! block always reads as zero when handed out; and as the free list is LIFO, a pool touches
+//! about `QUARANTINE` pages more than its peak of live blocks (1 MiB), which
+//! [`GuardPool::trim`] (`Heap::trim`, `malloc_trim`) gives back.
 //!
 //! # Faults
 //! The handler may run on a thread that holds the pool's lock (a fault in the middle of an
@@ -117,7 +118,8 @@ struct SlotMeta {
     free_seq: AtomicU64,
     /// Next slot id on the pool's free list (under the lock only).
     next_free: AtomicU32,
-    /// Non-zero: the page's contents survived the free (`madvise` failed); zero it when next used.
+    /// Non-zero: the page holds what its last block left (freed pages keep their contents, see
+    /// the module docs); the block is zeroed when the slot is next used.
     dirty: AtomicU32,
 }
 
@@ -512,8 +514,9 @@ impl GuardPool {
                 return null_mut();
             }
             let m = meta(arena, slot);
+            // (The bytes around the block are all rewritten below.)
             if m.dirty.swap(0, Relaxed) != 0 {
-                page.write_bytes(0, PAGE);
+                page.add(offset).write_bytes(0, size);
             }
             page.write_bytes(TAIL, offset);
             page.add(offset + size).write_bytes(TAIL, PAGE - offset - size);
@@ -568,13 +571,11 @@ impl GuardPool {
         });
         // SAFETY: the block's page, no longer anyone's. Taking its access away merges it with
         // the guard pages around it, so the kernel needs no new VMA and this does not fail;
-        // were it to, a use after free would go unseen, nothing worse.
-        unsafe {
-            protect(page, PAGE, libc::PROT_NONE);
-            if libc::madvise(page.cast(), PAGE, libc::MADV_DONTNEED) != 0 {
-                m.dirty.store(1, Relaxed);
-            }
-        }
+        // were it to, a use after free would go unseen, nothing worse. The contents stay (a
+        // `madvise` and the zero-fill fault at the next use cost twice the two `mprotect`s):
+        // the page is zeroed when reused, and `trim` drops the pages of unused slots.
+        unsafe { protect(page, PAGE, libc::PROT_NONE) };
+        m.dirty.store(1, Relaxed);
         st.live -= 1;
         st.quarantine(id);
         Ok(())
@@ -588,6 +589,29 @@ impl GuardPool {
     pub(crate) unsafe fn usable_size(&self, p: *mut u8, thread: u32) -> Result<usize, Report> {
         let st = self.state.lock();
         st.find_live(p, thread, "size of a freed block").map(|(_, rec)| rec.size)
+    }
+
+    /// Gives the pages of the slots that hold no live block back to the OS (their contents are
+    /// kept at free, see the module docs); returns how many.
+    pub(crate) fn trim(&self) -> usize {
+        let st = self.state.lock();
+        let mut dropped = 0;
+        for id in 0..(st.count.saturating_sub(1) * SLOTS + st.carved) as u32 {
+            let (arena, slot) = st.locate(id);
+            // SAFETY: a slot of a live arena; the lock keeps its state and protection together.
+            unsafe {
+                let m = meta(arena, slot);
+                if m.state.load(Relaxed) != LIVE && m.dirty.load(Relaxed) != 0 {
+                    // The page is PROT_NONE, which madvise does not mind; a page it could not
+                    // drop stays dirty.
+                    if libc::madvise(data_page(arena, slot).cast(), PAGE, libc::MADV_DONTNEED) == 0 {
+                        m.dirty.store(0, Relaxed);
+                        dropped += 1;
+                    }
+                }
+            }
+        }
+        dropped
     }
 
     /// Arenas, live blocks and quarantined blocks now.
@@ -986,6 +1010,26 @@ mod tests {
         history.dedup();
         assert_eq!(history.len(), QUARANTINE + 1, "one slot more than the quarantine");
         assert_eq!(pool.stats(), GuardStats { arenas: 1, live: 0, quarantined: QUARANTINE });
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "no mprotect under Miri")]
+    fn trim_gives_back_the_pages_of_freed_blocks_only() {
+        let pool = GuardPool::new();
+        let live = pool.alloc(100, 16, id(1));
+        // SAFETY: live blocks of 100 bytes; each freed one is freed once and not touched again.
+        unsafe {
+            live.write_bytes(0x5a, 100);
+            for i in 0..10 {
+                let p = pool.alloc(100, 16, id(i));
+                p.write_bytes(0xff, 100);
+                pool.free(p, id(i)).unwrap();
+            }
+            assert_eq!(pool.trim(), 10, "the freed blocks' pages, not the live one's");
+            assert_eq!(pool.trim(), 0, "nothing left to give back");
+            assert!(core::slice::from_raw_parts(live, 100).iter().all(|&b| b == 0x5a), "the live block is intact");
+            pool.free(live, id(2)).unwrap();
+        }
     }
 
     #[test]

@@ -985,9 +985,11 @@ impl<P: Policy> Heap<P> {
     }
 
     /// Gives the memory the heap keeps beyond its retention limits back to the OS now, rather
-    /// than [`PURGE_DELAY`] after it went over them (what `malloc_trim` does in the C library).
+    /// than [`PURGE_DELAY`] after it went over them (what `malloc_trim` does in the C library),
+    /// and the pages of guard slots that hold no live block.
     pub fn trim(&self) {
         self.purge_excess(&mut self.state.lock());
+        self.guard.trim();
     }
 
     /// Parks a slab whose cache is going away while some of its slots are live.
