@@ -394,10 +394,6 @@ impl<P: Policy> CacheInner<P> {
                         self.free_remote(slab, base);
                     }
                 }
-                Block::Large if !P::CHECKED && is_guarded(p) => {
-                    let who = self.next_op();
-                    self.heap().guard_free(p, who)
-                }
                 Block::Large => self.heap().free_large(p),
                 Block::Guard => {
                     let who = self.next_op();
@@ -596,26 +592,21 @@ pub(crate) unsafe fn locate<P: Policy>(p: *mut u8) -> Block {
     let region = region_base(p);
     // A slab slot never starts at a region's first byte (the header is there), and a large block
     // starts there only when aligned to a region or more; otherwise the region starts with the
-    // header whose kind says which it is.
+    // header whose kind says which it is. The guard arenas' kind is tested only off the small
+    // blocks' path.
     // SAFETY: per the contract, `region` is a live region header unless it equals `p`.
     unsafe {
-        if region == p || (*region.cast::<RegionHeader>()).kind != SMALL_KIND {
-            return Block::Large; // or guarded: see `is_guarded`
+        if region != p {
+            let kind = (*region.cast::<RegionHeader>()).kind;
+            if kind == SMALL_KIND {
+                return Block::Small(SmallRegion::slab_of(region.cast(), p), UserPtr::new(p).unwrap_unchecked().to_base::<P>());
+            }
+            if kind == GUARD_KIND {
+                return Block::Guard;
+            }
         }
-        Block::Small(SmallRegion::slab_of(region.cast(), p), UserPtr::new(p).unwrap_unchecked().to_base::<P>())
+        Block::Large
     }
-}
-
-/// Whether the block `p`, which [`locate`] called large, is a guarded one: its region is a
-/// guard arena. (Asked only off the small blocks' path, which tests one kind.)
-///
-/// # Safety
-/// As for [`locate`].
-#[inline(always)]
-unsafe fn is_guarded(p: *mut u8) -> bool {
-    let region = region_base(p);
-    // SAFETY: per the contract, a region header unless it equals `p`.
-    region != p && unsafe { (*region.cast::<RegionHeader>()).kind } == GUARD_KIND
 }
 
 /// Where the block `p` about to be freed lives, by the cache with `token` (whose next operation
@@ -648,7 +639,6 @@ pub(crate) unsafe fn usable_size<P: Policy>(heap: &Heap<P>, p: *mut u8, thread: 
         match locate::<P>(p) {
             Block::Small(slab, _) => usable::<P>((*slab).local.slot_size as usize),
             Block::Guard => heap.guard_usable_size(p, thread).unwrap_or(0),
-            Block::Large if is_guarded(p) => heap.guard_usable_size(p, thread).unwrap_or(0),
             Block::Large => {
                 let h = heap.find_large(p);
                 (*h).map_size - (*h).user_offset
@@ -687,7 +677,6 @@ pub(crate) unsafe fn free_unowned<P: Policy>(heap: &Heap<P>, p: *mut u8) {
         let Some(block) = block_to_free(heap, p, crate::slab::NO_OWNER, who) else { return };
         match block {
             Block::Small(slab, base) => (*slab).remote.push::<P>(base),
-            Block::Large if !P::CHECKED && is_guarded(p) => heap.guard_free(p, Identity { seq: 0, thread: Identity::uncached_thread() }),
             Block::Large => heap.free_large(p),
             Block::Guard => heap.guard_free(p, Identity { seq: 0, thread: Identity::uncached_thread() }),
         }

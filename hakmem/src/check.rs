@@ -249,15 +249,10 @@ impl CheckState {
         core::mem::take(&mut *self.reports.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// Delivers a report made outside this module (the guard pool's).
-    pub(crate) fn deliver(&self, r: Report) {
-        self.report(r)
-    }
-
     /// Delivers a report: recorded in capture mode, else printed with an abort.
     #[cold]
     #[inline(never)]
-    fn report(&self, r: Report) {
+    pub(crate) fn report(&self, r: Report) {
         if !self.capture.load(Relaxed) {
             print_and_abort(&r);
         }
@@ -1443,11 +1438,8 @@ unsafe fn live_fast(cs: &CheckState, p: *mut u8) -> Option<LiveSmall> {
 
 /// Finds the live block `p` of the heap whose check state is `cs`, or reports why it is not
 /// one. `large_header` finds the header of the large block starting exactly at a pointer.
+/// (Callers try [`live_fast`] first; this decides every case, that one's too.)
 fn find_live(cs: &CheckState, p: *mut u8, thread: u32, op: &'static str, large_header: impl FnOnce(*mut u8) -> *mut RegionHeader) -> Option<Live> {
-    // SAFETY: live_fast checks p against the table first.
-    if let Some(l) = unsafe { live_fast(cs, p) } {
-        return Some(Live::Small(l));
-    }
     let base = region_base(p);
     let fail = |kind, detail| {
         cs.report(Report { detail, ..Report::new(kind, p.addr(), thread) });
@@ -1699,9 +1691,13 @@ pub(crate) unsafe fn requested_size(
     large_header: impl FnOnce(*mut u8) -> *mut RegionHeader,
     guarded: impl FnOnce(*mut u8) -> Option<usize>,
 ) -> Option<usize> {
-    // SAFETY: find_live proved the block live.
+    // SAFETY: live_fast checks p against the table first; find_live (or it) proved the block live.
     unsafe {
-        match find_live(cs, p, thread, op, large_header)? {
+        let live = match live_fast(cs, p) {
+            Some(l) => Live::Small(l),
+            None => find_live(cs, p, thread, op, large_header)?,
+        };
+        match live {
             // (Under ASan, only the requested bytes: the rest of the mapping is poisoned.)
             Live::Large(h) => Some(crate::asan::accessible_len(p, (*h).map_size - (*h).user_offset)),
             Live::Guard => guarded(p),

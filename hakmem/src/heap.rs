@@ -317,7 +317,7 @@ impl<P: Policy> Heap<P> {
     /// else printed with an abort.
     fn deliver(&self, r: Report) {
         if P::CHECKED {
-            self.check_state().deliver(r);
+            self.check_state().report(r);
         } else {
             crate::report::print_and_abort(&r);
         }
