@@ -58,6 +58,18 @@ pub static WORKLOADS: &[Workload] = &[
         run: xmalloc_like,
     },
     Workload {
+        name: "xmalloc-4x4",
+        about: "4 producers, 4 consumers (8 threads): batches of 512 blocks (16..=256 B) rotate over the consumers",
+        default_ops: 4_000_000,
+        run: xmalloc_4x4,
+    },
+    Workload {
+        name: "all-to-all",
+        about: "4 threads; each round every thread allocates 1024 blocks (16..=512 B), frees a quarter, sends a quarter to each peer",
+        default_ops: 4_000_000,
+        run: all_to_all,
+    },
+    Workload {
         name: "sh6-like-1t",
         about: "1 thread, 3/4 short-lived blocks, 1/4 kept in a 10k ring, 8..=512 B skewed small",
         default_ops: 15_000_000,
@@ -282,6 +294,89 @@ pub fn xmalloc_like(a: Handle, ops: u64) -> u64 {
         s.spawn(move || side(5, to_a, from_a));
     });
     rounds * 2 * BATCH as u64
+}
+
+/// mimalloc-bench's xmalloc-test, with more threads than cores: 4 producers allocate batches
+/// of 512 blocks and hand them to 4 consumers, producer `p`'s `r`-th batch going to consumer
+/// `(p + r) % 4`, so every consumer frees blocks of every producer (all remote), and both sides
+/// run on 2 cores at once.
+pub fn xmalloc_4x4(a: Handle, ops: u64) -> u64 {
+    const SIDE: usize = 4;
+    const BATCH: usize = 512;
+    // Bounded, so that producers cannot run far ahead and turn this into grow-shrink.
+    const IN_FLIGHT: usize = 4;
+    let a = opaque(a);
+    let per_producer = (ops / (SIDE * BATCH) as u64).max(1);
+    let (txs, rxs): (Vec<_>, Vec<_>) = (0..SIDE).map(|_| mpsc::sync_channel::<Vec<Block>>(IN_FLIGHT)).unzip();
+    thread::scope(|s| {
+        for p in 0..SIDE {
+            let txs = txs.clone();
+            s.spawn(move || {
+                let mut rng = Rng::new(200 + p as u64);
+                for r in 0..per_producer {
+                    let mut batch = Vec::with_capacity(BATCH);
+                    for _ in 0..BATCH {
+                        let b = heap::alloc(a, rng.range(16, 256));
+                        black_box(b.ptr);
+                        batch.push(b);
+                    }
+                    txs[(p + r as usize) % SIDE].send(batch).expect("consumer gone");
+                }
+            });
+        }
+        // The consumers end when every producer's sender is gone.
+        drop(txs);
+        for rx in rxs {
+            s.spawn(move || {
+                for batch in rx {
+                    for b in batch {
+                        heap::free(a, b);
+                    }
+                }
+            });
+        }
+    });
+    per_producer * (SIDE * BATCH) as u64
+}
+
+/// Every thread frees a share of every other thread's blocks: in each round each of 4 threads
+/// allocates 1024 blocks, frees a quarter itself and sends a quarter to each peer, then frees
+/// what its peers sent it.
+pub fn all_to_all(a: Handle, ops: u64) -> u64 {
+    const THREADS: usize = 4;
+    const ROUND: usize = 1024;
+    const SHARE: usize = ROUND / THREADS;
+    let a = opaque(a);
+    let rounds = (ops / (THREADS * ROUND) as u64).max(1);
+    let (txs, rxs): (Vec<_>, Vec<_>) = (0..THREADS).map(|_| mpsc::channel::<Vec<Block>>()).unzip();
+    thread::scope(|s| {
+        for (t, rx) in rxs.into_iter().enumerate() {
+            let txs = txs.clone();
+            s.spawn(move || {
+                let mut rng = Rng::new(300 + t as u64);
+                for _ in 0..rounds {
+                    let mut mine: Vec<Block> = (0..ROUND).map(|_| heap::alloc(a, rng.range(16, 512))).collect();
+                    for (peer, tx) in txs.iter().enumerate() {
+                        let share: Vec<Block> = mine.drain(mine.len() - SHARE..).collect();
+                        if peer == t {
+                            for b in share {
+                                heap::free(a, b);
+                            }
+                        } else {
+                            tx.send(share).expect("peer gone");
+                        }
+                    }
+                    // One share from each peer for this round (they may run a round ahead).
+                    for _ in 1..THREADS {
+                        for b in rx.recv().expect("peer gone") {
+                            heap::free(a, b);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    rounds * (THREADS * ROUND) as u64
 }
 
 fn sh6_like_1t(a: Handle, ops: u64) -> u64 {

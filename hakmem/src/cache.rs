@@ -2,8 +2,27 @@
 //!
 //! A cache owns slabs. Per class it has one current slab (`bins`) that malloc pops from, and a
 //! list of its other slabs (`others`). A free of a slot whose slab this cache owns pushes it back
-//! onto that slab's free list; any other free goes onto the owning slab's remote queue. So the
-//! fast paths are a pop and a push with no atomic operation, and a slot lives in exactly one list.
+//! onto that slab's free list. So the fast paths are a pop and a push with no atomic operation,
+//! and a slot lives in exactly one list.
+//!
+//! # Remote frees
+//! A free of a slot another cache owns goes into this cache's outbox: per owner (a few at a
+//! time, by a hash of the owner), a chain of slots of any class and slab, sent with one atomic
+//! operation to the owner's inbox when it is [`Limits::pending_max`] long, when another owner
+//! needs its place, and when the cache flushes or ends. The owner takes its whole inbox with
+//! one swap in its slow path and puts each slot back on its slab's free list. So both sides pay
+//! one atomic operation per batch, whatever the classes and slabs of its slots (snmalloc's
+//! message queues, jemalloc's bulk tcache flush).
+//!
+//! A slot on its way stays the freeing cache's, then the inbox's, then the owner's: in exactly
+//! one place. An owner is named by its address, read from the slab, so a batch may reach a
+//! cache that no longer owns some of its slots (the slab was abandoned, or the cache ended and a
+//! new one took its storage): the owner checks each slot's slab and forwards the slots it does
+//! not own to their slab's own remote queue, which the heap or the slab's next owner drains. A
+//! cache that ends closes its inbox first, and a batch for a closed inbox goes the same way; so
+//! does a free into a slab no cache owns.
+//!
+//! [`Limits::pending_max`]: crate::Limits::pending_max
 //!
 //! A cache is an explicit handle: several can be driven from one OS thread in any order (the fuzz
 //! harness replays multi-thread schedules that way), and one can be sent to another thread. The
@@ -11,14 +30,14 @@
 
 use crate::check;
 use crate::guard::GUARD_KIND;
-use crate::heap::Heap;
+use crate::heap::{Heap, CACHE_SLOT};
 use crate::layout::{region_base, slot_needed, usable, user_offset, BasePtr, UserPtr};
 use crate::list::List;
 use crate::policy::{Policy, Release};
 use crate::report::Identity;
 use crate::region::{Block, RegionHeader, SmallRegion, SMALL_KIND};
 use crate::size_class::{class_for, tiny_class, CLASS_SIZES, NUM_CLASSES, SMALL_MAX, TINY_MAX};
-use crate::slab::{Slab, SlabLinks};
+use crate::slab::{RemoteQueue, Slab, SlabLinks};
 use core::marker::PhantomData;
 use core::ptr::{self, null_mut, NonNull};
 use crate::sync::Ordering::Relaxed;
@@ -42,16 +61,14 @@ pub struct CacheInner<P: Policy> {
     id: u32,
     /// Operations this cache has done (checked mode numbers them for reports).
     seq: u64,
-    /// Remote frees not yet queued: a chain of slots of `pending`, linked from `pending_first`
-    /// to `pending_last`. Consecutive frees into one foreign slab (a consumer freeing what a
-    /// producer allocated) then cost one CAS per chain instead of one per block.
-    pending: *mut Slab,
-    pending_first: *mut u8,
-    pending_last: *mut u8,
-    pending_n: u32,
-    /// Remote frees to one slab gathered into a chain before it is queued with one atomic
-    /// operation (the heap's `Limits::pending_max` when the cache was made).
+    /// Remote frees not yet sent, by owner (see the module docs).
+    outbox: [Outbound; OUTBOX],
+    /// Remote frees to one owner gathered before they are sent with one atomic operation (the
+    /// heap's `Limits::pending_max` when the cache was made).
     pending_max: u32,
+    /// This cache's slot in the heap's arena, whose inbox other caches send to: the address
+    /// slabs name as their owner, with the provenance of the whole slot.
+    slot: *mut CacheSlot<P>,
     /// Allocations left before the next one is guarded (see `Heap::set_guard_sample`); with
     /// sampling off, before the sample is looked at again.
     guard_left: u32,
@@ -59,6 +76,31 @@ pub struct CacheInner<P: Policy> {
 
 /// Allocations between two looks at a heap's guard sample while it is off.
 const GUARD_RECHECK: u32 = 1 << 16;
+
+/// Owners whose remote frees a cache gathers at once: a consumer freeing what a few producers
+/// allocated keeps a chain for each.
+const OUTBOX: usize = 8;
+
+/// Remote frees to one owner not yet sent: a chain of given-up slots linked from `first` to
+/// `last` (whose link is None), `n` of them.
+#[derive(Clone, Copy)]
+struct Outbound {
+    /// The owning cache's address (null for an unused entry).
+    owner: *mut u8,
+    first: *mut u8,
+    last: *mut u8,
+    n: u32,
+}
+
+impl Outbound {
+    const EMPTY: Outbound = Outbound { owner: null_mut(), first: null_mut(), last: null_mut(), n: 0 };
+}
+
+/// The outbox entry of the owner at `owner`: cache slots are [`CACHE_SLOT`] bytes apart.
+#[inline(always)]
+fn outbox_index(owner: usize) -> usize {
+    (owner / CACHE_SLOT) % OUTBOX
+}
 
 /// A cache's slabs and pending remote frees, as [`CacheInner::holdings`] shows them.
 pub(crate) struct Holdings<'a> {
@@ -68,8 +110,10 @@ pub(crate) struct Holdings<'a> {
     pub others: &'a [List<Slab, SlabLinks>; NUM_CLASSES],
     /// The empty slab every empty bin points at (it must stay empty).
     pub empty: *mut Slab,
-    /// The pending chain: its slab, first slot and length.
-    pub pending: (*mut Slab, *mut u8, u32),
+    /// The outbox's chains: first slot and length of each.
+    pub outbox: [(*mut u8, u32); OUTBOX],
+    /// The first slot in the inbox (a chain ending in None), if any.
+    pub inbox: Option<BasePtr>,
     /// The cache's id.
     pub id: u32,
 }
@@ -77,16 +121,40 @@ pub(crate) struct Holdings<'a> {
 /// What a cache occupies in the heap's arena. The empty slab sits beside the cache rather than
 /// inside it: the fast path reaches it through `bins` while `&mut CacheInner` is live, which
 /// would alias if it were a field (Miri's borrow checker rejects exactly that).
+///
+/// The inbox comes last and outlives the cache: remote frees may still be sent to it after the
+/// cache ended (they read the owner from a slab before it changed hands), so it is closed, never
+/// cleared, when the cache ends; it is never written but atomically; and the heap's
+/// bookkeeping of free slots (the link in the first word, checked mode's zeroing) stops short of
+/// it ([`CacheSlot::CLEARED`]).
 #[repr(C)]
 pub(crate) struct CacheSlot<P: Policy> {
     inner: CacheInner<P>,
     empty: Slab,
+    inbox: RemoteQueue,
+}
+
+impl<P: Policy> CacheSlot<P> {
+    /// Bytes of a slot the heap may clear and check for zero: all but the inbox.
+    const CLEARED: usize = core::mem::offset_of!(CacheSlot<P>, inbox);
+
+    /// The inbox of the cache at `owner` (a slab's owner: the address of a cache slot of the
+    /// heap, live or not).
+    ///
+    /// # Safety
+    /// `owner` is a cache slot of a live heap.
+    #[inline(always)]
+    unsafe fn inbox<'a>(owner: *mut u8) -> &'a RemoteQueue {
+        // SAFETY: arena slots stay mapped while the heap lives; the inbox is only ever accessed
+        // atomically.
+        unsafe { &*(&raw const (*owner.cast::<CacheSlot<P>>()).inbox) }
+    }
 }
 
 impl<P: Policy> CacheInner<P> {
     /// Creates a cache in the heap's arena; null if the OS refuses memory.
     pub(crate) fn create(heap: &Heap<P>) -> *mut CacheInner<P> {
-        let slot = heap.alloc_cache_slot(core::mem::size_of::<CacheSlot<P>>()).cast::<CacheSlot<P>>();
+        let slot = heap.alloc_cache_slot(CacheSlot::<P>::CLEARED).cast::<CacheSlot<P>>();
         if slot.is_null() {
             return null_mut();
         }
@@ -101,13 +169,12 @@ impl<P: Policy> CacheInner<P> {
                 heap,
                 id: heap.new_cache_id(),
                 seq: 0,
-                pending: null_mut(),
-                pending_first: null_mut(),
-                pending_last: null_mut(),
-                pending_n: 0,
+                outbox: [Outbound::EMPTY; OUTBOX],
                 pending_max: heap.pending_max(),
+                slot,
                 guard_left: heap.guard_sample().max(1).min(GUARD_RECHECK),
             });
+            (*slot).inbox.open();
             &raw mut (*slot).inner
         }
     }
@@ -120,10 +187,11 @@ impl<P: Policy> CacheInner<P> {
         // SAFETY: forwarded; `inner` is the first field, so the slot starts at `this`.
         unsafe {
             (*this).release_slabs(true);
-            (*(*this).heap).free_cache_slot(this.cast(), core::mem::size_of::<CacheSlot<P>>());
+            (*(*this).heap).free_cache_slot(this.cast(), CacheSlot::<P>::CLEARED);
         }
     }
 
+    /// The cache's address: what its slabs name as their owner.
     #[inline(always)]
     pub(crate) fn token(&self) -> usize {
         self as *const Self as usize
@@ -148,7 +216,9 @@ impl<P: Policy> CacheInner<P> {
             bins: &self.bins,
             others: &self.others,
             empty: self.empty,
-            pending: (self.pending, self.pending_first, self.pending_n),
+            outbox: self.outbox.map(|o| (o.first, o.n)),
+            // SAFETY: the slot is this cache's; nothing takes from its inbox but the cache.
+            inbox: unsafe { (*self.slot).inbox.peek() },
             id: self.id,
         }
     }
@@ -304,6 +374,7 @@ impl<P: Policy> CacheInner<P> {
     /// the slot was carved from never-touched memory and reads as zero.
     #[cold]
     fn alloc_slow(&mut self, class: usize) -> Option<(BasePtr, bool)> {
+        self.collect_inbox();
         loop {
             let slab = self.bins[class];
             if slab != self.empty_slab() {
@@ -323,7 +394,7 @@ impl<P: Policy> CacheInner<P> {
             }
             let mut next = self.find_room(class);
             if next.is_null() {
-                next = self.heap().acquire_slab(class, self.token());
+                next = self.heap().acquire_slab(class, self.slot.cast());
                 if next.is_null() {
                     return None;
                 }
@@ -384,14 +455,15 @@ impl<P: Policy> CacheInner<P> {
             let Some(block) = block_to_free(heap, p, token, || self.next_op()) else { return };
             match block {
                 Block::Small(slab, base) => {
-                    if (*slab).owner.load(Relaxed) == self.token() {
+                    let owner = (*slab).owner.load(Relaxed);
+                    if owner.addr() == self.token() {
                         // The current slab stays even when empty; testing that here keeps the
                         // common alloc/free ping-pong from calling the cold path at all.
                         if (*slab).local.push::<P>(base) && *self.bins.get_unchecked((*slab).local.class as usize) != slab {
                             self.retire(slab);
                         }
                     } else {
-                        self.free_remote(slab, base);
+                        self.free_remote(owner, slab, base);
                     }
                 }
                 Block::Large => self.heap().free_large(p),
@@ -399,57 +471,125 @@ impl<P: Policy> CacheInner<P> {
                     let who = self.next_op();
                     self.heap().guard_free(p, who)
                 }
+                Block::Foreign => self.heap().foreign(p, self.id),
             }
         }
     }
 
-    /// Frees a slot of a slab another cache owns: onto the pending chain if it is for the same
-    /// slab as the chain, else the chain is queued and a new one starts.
+    /// Frees a slot of `slab`, which the cache at `owner` (null: none) owns: into the outbox
+    /// entry of that owner (sent when full), or, with no owner, onto the slab's own queue.
     ///
     /// # Safety
     /// `base` is a slot of `slab` that the caller gives up; this cache does not own `slab`.
     #[inline(always)]
-    unsafe fn free_remote(&mut self, slab: *mut Slab, base: BasePtr) {
-        // SAFETY: the slot is ours until queued; a pending chain holds only given-up slots of
-        // `pending`, whose `used` count keeps it (and its region) alive until they are queued.
+    unsafe fn free_remote(&mut self, owner: *mut u8, slab: *mut Slab, base: BasePtr) {
+        // SAFETY: the slot is ours until sent; an outbox chain holds only given-up slots, whose
+        // slabs' `used` counts keep them (and their regions) alive until they are taken in.
         unsafe {
-            if slab == self.pending {
-                base.set_link::<P>(BasePtr::from_raw(self.pending_first));
-                self.pending_first = base.as_ptr();
-                self.pending_n += 1;
-                if self.pending_n >= self.pending_max {
-                    self.flush_pending();
-                }
-            } else {
-                self.flush_pending();
-                self.pending = slab;
-                self.pending_first = base.as_ptr();
-                // FAULT fault-remote-chain-user-ptr (failure 1): the chain starts at the client's
-                // pointer, which is the slot only where there is no header (release mode).
-                if cfg!(feature = "fault-remote-chain-user-ptr") {
-                    self.pending_first = base.to_user::<P>().as_ptr();
-                }
-                self.pending_last = base.as_ptr();
-                self.pending_n = 1;
+            if owner.is_null() {
+                // Abandoned: the heap, or whoever adopts the slab, drains its queue.
+                (*slab).remote.push::<P>(base);
+                return;
+            }
+            let i = outbox_index(owner.addr());
+            if self.outbox[i].owner != owner {
+                self.send(i);
+                self.outbox[i].owner = owner;
+            }
+            let o = &mut self.outbox[i];
+            base.set_link::<P>(BasePtr::from_raw(o.first));
+            if o.n == 0 {
+                o.last = base.as_ptr();
+            }
+            o.first = base.as_ptr();
+            // FAULT fault-remote-chain-user-ptr (failure 1): a new chain starts at the client's
+            // pointer, which is the slot only where there is no header (release mode).
+            if cfg!(feature = "fault-remote-chain-user-ptr") && o.n == 0 {
+                o.first = base.to_user::<P>().as_ptr();
+            }
+            o.n += 1;
+            if o.n >= self.pending_max {
+                self.send(i);
             }
         }
     }
 
-    /// Queues the pending chain of remote frees on its slab.
-    #[inline]
-    fn flush_pending(&mut self) {
-        if self.pending.is_null() {
+    /// Sends the outbox entry `i` to its owner's inbox with one atomic operation; if the owner
+    /// has closed it (the cache ended), each slot goes to its slab's own queue instead.
+    fn send(&mut self, i: usize) {
+        let o = core::mem::replace(&mut self.outbox[i], Outbound::EMPTY);
+        if o.n == 0 {
             return;
         }
-        // SAFETY: the chain is non-empty (first and last set together) and made of given-up slots
-        // of `pending`, linked with policy P.
+        // SAFETY: the chain is non-empty (first and last set together), made of given-up slots
+        // linked with policy P; the owner is a cache slot of this heap.
         unsafe {
-            let first = BasePtr::new_unchecked(self.pending_first);
-            let last = BasePtr::new_unchecked(self.pending_last);
-            (*self.pending).remote.push_chain::<P>(first, last);
+            let first = BasePtr::new_unchecked(o.first);
+            let last = BasePtr::new_unchecked(o.last);
+            if !CacheSlot::<P>::inbox(o.owner).try_push_chain::<P>(first, last) {
+                self.forward(Some(first));
+            }
         }
-        self.pending = null_mut();
-        self.pending_n = 0;
+    }
+
+    /// Sends every outbox entry.
+    fn send_all(&mut self) {
+        for i in 0..OUTBOX {
+            self.send(i);
+        }
+    }
+
+    /// Takes every slot sent to this cache's inbox, when some are (the slow paths' first step).
+    #[inline]
+    fn collect_inbox(&mut self) {
+        // SAFETY: the slot is this cache's, whose inbox only it takes from.
+        let inbox = unsafe { &(*self.slot).inbox };
+        if !inbox.is_empty() {
+            let chain = inbox.take_all();
+            // SAFETY: the chain came from the inbox.
+            unsafe { self.take_in(chain) };
+        }
+    }
+
+    /// Puts each slot of a chain sent to this cache back on its slab's free list, or, where the
+    /// cache does not own the slab (any more), onto the slab's own queue.
+    ///
+    /// # Safety
+    /// The chain is one this cache took from its inbox (see [`each_in_chain`]).
+    unsafe fn take_in(&mut self, chain: Option<BasePtr>) {
+        let token = self.token();
+        // SAFETY: per the contract; each slot is ours to place once its link is read.
+        unsafe {
+            each_in_chain(self.heap(), chain, |b, slab| {
+                if (*slab).owner_token() != token {
+                    (*slab).remote.push::<P>(b);
+                    return true;
+                }
+                let l = &mut (*slab).local;
+                if P::CHECKED && !P::drained(l.carving(), b.as_ptr()) {
+                    return false;
+                }
+                // A slab this empties stays with the cache, as one a drain empties does: the
+                // slow path that takes in a batch is about to allocate again.
+                l.push::<P>(b);
+                true
+            })
+        }
+    }
+
+    /// Puts each slot of a chain of remote frees onto its slab's own queue: where a batch goes
+    /// when its owner has closed its inbox.
+    ///
+    /// # Safety
+    /// As for [`CacheInner::take_in`], but a chain of this cache's outbox.
+    unsafe fn forward(&mut self, chain: Option<BasePtr>) {
+        // SAFETY: per the contract.
+        unsafe {
+            each_in_chain(self.heap(), chain, |b, slab| {
+                (*slab).remote.push::<P>(b);
+                true
+            })
+        }
     }
 
     /// A slab of this cache became entirely free: give it back unless it is the current one,
@@ -470,13 +610,17 @@ impl<P: Policy> CacheInner<P> {
     /// Returns what the cache holds without use: collects remote frees, pools every slab that is
     /// entirely free. With `all`, also abandons slabs that still have live slots.
     pub fn release_slabs(&mut self, all: bool) {
-        // FAULT fault-exit-drops-pending (thread exit): a cache that ends forgets its pending
-        // chain of remote frees; those slots are then in no list at all.
+        // FAULT fault-exit-drops-pending (thread exit): a cache that ends forgets its outbox of
+        // remote frees; those slots are then in no list at all.
         if cfg!(feature = "fault-exit-drops-pending") && all {
-            self.pending = null_mut();
-            self.pending_n = 0;
+            self.outbox = [Outbound::EMPTY; OUTBOX];
         }
-        self.flush_pending();
+        self.send_all();
+        // A cache that ends closes its inbox, so that later batches go to the slabs' queues.
+        // SAFETY: the slot is this cache's, whose inbox only it takes from.
+        let chain = unsafe { if all { (*self.slot).inbox.close() } else { (*self.slot).inbox.take_all() } };
+        // SAFETY: the chain came from the inbox.
+        unsafe { self.take_in(chain) };
         let empty = self.empty_slab();
         for class in 0..NUM_CLASSES {
             let current = core::mem::replace(&mut self.bins[class], empty);
@@ -571,6 +715,31 @@ impl<P: Policy> CacheInner<P> {
     }
 }
 
+/// Calls `f` with each slot of a chain of remote frees (an outbox's or an inbox's: slots of any
+/// slab of `heap`, linked with policy P, ending in None) and its slab, after reading the slot's
+/// link, so `f` may relink it; stops when `f` says false. Checked heaps prove each slot queued
+/// before reading it, and stop at one that is not, after the report.
+///
+/// # Safety
+/// The chain's slots are given up and the caller's to place.
+unsafe fn each_in_chain<P: Policy>(heap: &Heap<P>, chain: Option<BasePtr>, mut f: impl FnMut(BasePtr, *mut Slab) -> bool) {
+    let mut from = None;
+    let mut next = chain;
+    // SAFETY: per the contract (checked: each slot proven queued in a live region first).
+    unsafe {
+        while let Some(b) = next {
+            if P::CHECKED && !check::queued_in_chain(heap.check_state(), from, b) {
+                return;
+            }
+            next = b.link::<P>();
+            from = Some(b);
+            if !f(b, SmallRegion::slab_of(region_base(b.as_ptr()).cast(), b.as_ptr())) {
+                return;
+            }
+        }
+    }
+}
+
 /// Bytes a moving realloc copies from a block of `old` bytes into one of `new_size`.
 #[inline(always)]
 fn realloc_copy_len(old: usize, new_size: usize) -> usize {
@@ -594,6 +763,10 @@ pub(crate) unsafe fn locate<P: Policy>(p: *mut u8) -> Block {
     // starts there only when aligned to a region or more; otherwise the region starts with the
     // header whose kind says which it is. The guard arenas' kind is tested only off the small
     // blocks' path.
+    // A pointer in no heap's mapping is no block of ours: said before anything is read there.
+    if !crate::region::is_mapped_region(region) {
+        return Block::Foreign;
+    }
     // SAFETY: per the contract, `region` is a live region header unless it equals `p`.
     unsafe {
         if region != p {
@@ -639,6 +812,10 @@ pub(crate) unsafe fn usable_size<P: Policy>(heap: &Heap<P>, p: *mut u8, thread: 
         match locate::<P>(p) {
             Block::Small(slab, _) => usable::<P>((*slab).local.slot_size as usize),
             Block::Guard => heap.guard_usable_size(p, thread).unwrap_or(0),
+            Block::Foreign => {
+                heap.foreign(p, thread);
+                0
+            }
             Block::Large => {
                 let h = heap.find_large(p);
                 (*h).map_size - (*h).user_offset
@@ -679,6 +856,7 @@ pub(crate) unsafe fn free_unowned<P: Policy>(heap: &Heap<P>, p: *mut u8) {
             Block::Small(slab, base) => (*slab).remote.push::<P>(base),
             Block::Large => heap.free_large(p),
             Block::Guard => heap.guard_free(p, Identity { seq: 0, thread: Identity::uncached_thread() }),
+            Block::Foreign => heap.foreign(p, Identity::uncached_thread()),
         }
     }
 }
@@ -846,6 +1024,83 @@ mod tests {
             b.free(p);
             b.free(q);
         }
+    }
+
+    /// Blocks of many classes, allocated by one cache.
+    fn mixed_blocks<P: crate::Policy>(c: &mut crate::ThreadCache<'_, P>, n: usize) -> Vec<*mut u8> {
+        (0..n).map(|i| c.alloc(8 + (i * 97) % 900, 8)).collect()
+    }
+
+    /// The sweep finds every slot where it belongs, with `live` the blocks still allocated.
+    fn sound<P: crate::Policy>(heap: &Heap<P>, live: &[*mut u8]) {
+        let count = |a: usize, b: usize| live.iter().filter(|p| (a..b).contains(&p.addr())).count();
+        // SAFETY: no cache is in use during the sweep.
+        assert_eq!(unsafe { heap.verify(Some(&count), true) }, vec![]);
+    }
+
+    fn remote_batches_reach_their_owner<P: crate::Policy>() {
+        let heap: Heap<P> = Heap::new();
+        let mut a = heap.cache();
+        let mut b = heap.cache();
+        let blocks = mixed_blocks(&mut a, 100);
+        for &p in &blocks {
+            unsafe { b.free(p) };
+        }
+        sound(&heap, &[]); // in b's outbox, then a's inbox: counted, not lost
+        b.flush();
+        sound(&heap, &[]);
+        // a takes its inbox in (here when it flushes): every slab is free again, so pooled.
+        a.flush();
+        sound(&heap, &[]);
+        assert_eq!(heap.stats().empty_regions, 1, "every block came back to its slab");
+    }
+
+    #[test]
+    fn remote_batches_reach_their_owner_release() {
+        remote_batches_reach_their_owner::<crate::Release>();
+    }
+
+    #[test]
+    fn remote_batches_reach_their_owner_checked() {
+        remote_batches_reach_their_owner::<crate::Checked>();
+    }
+
+    /// A batch for a cache that ended (its inbox closed), and one for a new cache in the ended
+    /// cache's storage (which the batch's owner address now names), both end on the slabs' own
+    /// queues, and the slabs' next owner gets them.
+    fn batches_for_an_ended_owner<P: crate::Policy>(reuse: bool) {
+        let heap: Heap<P> = Heap::new();
+        let mut a = heap.cache();
+        let mut b = heap.cache();
+        let blocks = mixed_blocks(&mut a, 60);
+        for &p in &blocks[..50] {
+            unsafe { b.free(p) };
+        }
+        drop(a); // its slabs with live blocks are abandoned; b's outbox still names it
+        let c = reuse.then(|| heap.cache());
+        b.flush();
+        sound(&heap, &blocks[50..]);
+        drop(c);
+        for &p in &blocks[50..] {
+            unsafe { b.free(p) };
+        }
+        drop(b);
+        sound(&heap, &[]);
+        heap.trim();
+        assert_eq!(heap.stats().abandoned_slabs, 0, "every abandoned slab goes back to the pool once empty");
+        assert_eq!(heap.stats().empty_regions, 1);
+    }
+
+    #[test]
+    fn batches_for_an_ended_owner_go_to_the_slabs() {
+        batches_for_an_ended_owner::<crate::Release>(false);
+        batches_for_an_ended_owner::<crate::Checked>(false);
+    }
+
+    #[test]
+    fn batches_for_a_new_cache_in_an_ended_owners_place_go_to_the_slabs() {
+        batches_for_an_ended_owner::<crate::Release>(true);
+        batches_for_an_ended_owner::<crate::Checked>(true);
     }
 
     #[test]

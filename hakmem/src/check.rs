@@ -1198,6 +1198,52 @@ unsafe fn fresh_slots(c: Carving, first: BasePtr, n: usize) {
     }
 }
 
+/// Whether `b`, a slot named by a chain of remote frees on its way between caches (an outbox
+/// or an inbox: slots of any slab of the heap), is a slot queued for a remote free, before
+/// anything in it is read; false after a report (the walk must stop there). `from` is the slot
+/// whose link named `b` (None: the chain's head, which only the allocator writes).
+///
+/// # Safety
+/// None: `b` is checked against the heap's region table first.
+pub(crate) unsafe fn queued_in_chain(cs: &CheckState, from: Option<BasePtr>, b: BasePtr) -> bool {
+    let p = b.as_ptr();
+    let base = region_base(p);
+    // SAFETY: read only once the table says `base` is a live small region of this heap.
+    unsafe {
+        if cs.lookup(base.addr()) == TAG_SMALL && region_offset(p) >= crate::region::SMALL_HEADER {
+            let at = Place::of(p);
+            if let Some((class, size)) = at.geometry() {
+                let off = p.addr() - at.start;
+                let slot = slot_index(off, class);
+                if slot < at.carved() && slot * size == off && meta_state(at.entry(slot).meta.load(Acquire)) == REMOTE {
+                    return true;
+                }
+            }
+        }
+        bad_chain_link(cs, from, b);
+    }
+    false
+}
+
+/// Reports the slot `b` that [`queued_in_chain`] rejected.
+#[cold]
+#[inline(never)]
+fn bad_chain_link(cs: &CheckState, from: Option<BasePtr>, b: BasePtr) {
+    let a = b.as_ptr().addr();
+    // (`from` passed the check before its link was read, so its place is known.)
+    let r = match from {
+        // SAFETY: `from` is a queued slot of a live small region of this heap.
+        Some(f) => unsafe {
+            let at = Place::of(f.as_ptr());
+            let (class, size) = at.geometry().unwrap_or((0, 0));
+            let slot = slot_index(f.as_ptr().addr() - at.start, class);
+            at.report(ReportKind::CorruptLink, slot, class, size, 0)
+        },
+        None => Report::new(ReportKind::CorruptLink, a, 0),
+    };
+    cs.report(Report { expected: 0, found: a as u64, detail: "a link in a chain of remote frees names no queued slot", ..r });
+}
+
 /// A slot came off its slab's remote queue onto the free list: queued → free. False (after a
 /// report) if it was not queued; the drain stops there rather than splice it in.
 ///
@@ -1653,7 +1699,7 @@ unsafe fn mark_freed(cs: &CheckState, l: LiveSmall, p: *mut u8, token: usize, wh
         let slab = SmallRegion::slab_of(at.region, p);
         // An abandoned slab's owner is NO_OWNER, which is also the token of a free by no cache;
         // such a free still goes through the remote queue.
-        let local = token != crate::slab::NO_OWNER && (*slab).owner.load(Relaxed) == token;
+        let local = token != crate::slab::NO_OWNER && (*slab).owner_token() == token;
         let e = at.entry(slot);
         let whole = cs.whole_poison_check(who.seq);
         let new = (meta & !(STATE | WHOLE) & !(0xff_ffff << 40)) | if local { FREE } else { REMOTE } | if whole { WHOLE } else { 0 } | ((thread as u64) << 40);
@@ -1771,7 +1817,7 @@ mod tests {
         // SAFETY: callers pass live small blocks of a checked heap.
         match unsafe { locate::<Checked>(p) } {
             Block::Small(s, b) => (s, b),
-            Block::Large | Block::Guard => unreachable!(),
+            Block::Large | Block::Guard | Block::Foreign => unreachable!(),
         }
     }
 

@@ -428,13 +428,11 @@ pub unsafe fn posix_memalign<G: Global>(out: *mut *mut u8, align: usize, size: u
     0
 }
 
-/// C11 `aligned_alloc`: null with `EINVAL` unless `align` is a power of two.
+/// C11 `aligned_alloc`: as in glibc before 2.38 (Debian 12 has 2.36), which the standard
+/// allows, the same as `memalign`: an alignment that is not a power of two (0 included) is
+/// rounded up to one rather than refused.
 pub fn aligned_alloc<G: Global>(align: usize, size: usize) -> *mut u8 {
-    if !align.is_power_of_two() {
-        set_errno(libc::EINVAL);
-        return null_mut();
-    }
-    alloc_aligned::<G>(size, align)
+    memalign::<G>(align, size)
 }
 
 /// Obsolete `memalign`: like glibc, rounds a non-power-of-two alignment up.
@@ -473,8 +471,8 @@ pub unsafe fn malloc_usable_size<G: Global>(p: *mut u8) -> usize {
     unsafe { usable_size(&G::statics().heap, p, 0) }
 }
 
-/// `malloc_trim`: gives what the global heap keeps beyond its retention limits back to the OS
-/// now ([`Heap::trim`]); 1 if that returned any memory, else 0.
+/// `malloc_trim`: gives the memory the global heap holds but does not use back to the OS now
+/// ([`Heap::trim`]); 1 if that returned any memory, else 0.
 pub fn malloc_trim<G: Global>() -> i32 {
     let heap = &G::statics().heap;
     let before = heap.stats();

@@ -23,7 +23,7 @@ use crate::os;
 use crate::policy::{Policy, Release};
 use crate::region::{AllRegions, AvailRegions, LargeRegions, RegionHeader, SmallRegion, ALL_SLABS, LARGE_KIND, SMALL_HEADER};
 use crate::size_class::{CLASS_SIZES, NUM_CLASSES};
-use crate::slab::{Slab, SlabLinks, SlabState, NO_OWNER};
+use crate::slab::{Slab, SlabLinks, SlabState};
 use core::marker::PhantomData;
 use core::ptr::null_mut;
 use crate::report::Report;
@@ -47,7 +47,8 @@ pub const LARGE_CACHE_BYTES: usize = 8 << 20;
 pub const LARGE_REUSE_SLACK: usize = 64 << 10;
 /// Freed large mappings kept at most (reuse searches them one by one).
 pub const LARGE_CACHE_COUNT: usize = 64;
-/// Remote frees to one slab a cache chains before queueing them with one atomic operation.
+/// Remote frees to one owning cache that a cache gathers before sending them with one atomic
+/// operation (see `cache`'s remote frees).
 pub const PENDING_MAX: u32 = 32;
 
 /// A heap's thresholds: what it keeps, for how long, and how much it may map. Each field's
@@ -73,8 +74,8 @@ pub struct Limits {
     /// Small regions mapped at once at most (no limit: `usize::MAX`); beyond it, a small
     /// allocation that finds no room returns null.
     pub max_regions: usize,
-    /// Remote frees a cache chains per slab before queueing them ([`PENDING_MAX`]); caches made
-    /// later take it.
+    /// Remote frees a cache gathers per owner before sending them ([`PENDING_MAX`]); caches
+    /// made later take it.
     pub pending_max: u32,
     /// Bytes of given-back mappings kept as spares (0; see [`Heap::set_spare_mappings`]).
     pub spare_bytes: usize,
@@ -313,6 +314,14 @@ impl<P: Policy> Heap<P> {
         }
     }
 
+    /// Reports `p`, which is in no mapping of any heap, handed to free, realloc or a size query
+    /// by cache `thread` (release mode's check; checked heaps find it in their own region table).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn foreign(&self, p: *mut u8, thread: u32) {
+        self.deliver(Report { detail: "not in any region of hakmem", ..Report::new(crate::report::ReportKind::ForeignPointer, p.addr(), thread) });
+    }
+
     /// A report from outside the checked mode's own hooks: recorded by a capturing checked heap,
     /// else printed with an abort.
     fn deliver(&self, r: Report) {
@@ -422,6 +431,7 @@ impl<P: Policy> Heap<P> {
         // SAFETY: forwarded; the header is intact until the mapping goes.
         unsafe {
             let (base, size, align) = (h.cast::<u8>(), (*h).map_size, (*h).map_align);
+            crate::region::mark_mapping(base, size, false);
             stats.mapped.fetch_sub(size, Relaxed);
             if !spares.keeps(size) {
                 return os::unmap(base, size, align);
@@ -441,6 +451,7 @@ impl<P: Policy> Heap<P> {
     /// # Safety
     /// `r` is a region of this heap that is in no list and no longer used.
     unsafe fn give_back_region(r: *mut SmallRegion, stats: &Counters, spares: &mut os::Spares) {
+        crate::region::mark_mapping(r.cast(), REGION_SIZE, false);
         stats.mapped.fetch_sub(REGION_SIZE, Relaxed);
         // SAFETY: forwarded; the region's header is intact until the mapping goes.
         unsafe {
@@ -778,9 +789,9 @@ impl<P: Policy> Heap<P> {
 
     // ---- slabs ---------------------------------------------------------------------------
 
-    /// A slab for `class`, owned by `token`: an abandoned one of that class if any (so its live
+    /// A slab for `class`, owned by the cache at `owner`: an abandoned one of that class if any (so its live
     /// slots' memory is reused), else one from the pool. Null when the OS refuses memory.
-    pub(crate) fn acquire_slab(&self, class: usize, token: usize) -> *mut Slab {
+    pub(crate) fn acquire_slab(&self, class: usize, owner: *mut u8) -> *mut Slab {
         let mut st = self.state.lock();
         self.purge_when_due(&mut st);
         // SAFETY: the abandoned lists hold live slabs.
@@ -795,7 +806,7 @@ impl<P: Policy> Heap<P> {
             // SAFETY: abandoned slabs are live and the lock makes the heap their owner.
             unsafe {
                 (*adopted).local.state = SlabState::Owned;
-                (*adopted).owner.store(token, Relaxed);
+                (*adopted).owner.store(owner, Relaxed);
             }
             return adopted;
         }
@@ -817,7 +828,7 @@ impl<P: Policy> Heap<P> {
                     check::slab_assigned(r, i, class, CLASS_SIZES[class]);
                 }
                 (*slab).local.state = SlabState::Owned;
-                (*slab).owner.store(token, Relaxed);
+                (*slab).owner.store(owner, Relaxed);
             }
         }
         slab
@@ -839,6 +850,7 @@ impl<P: Policy> Heap<P> {
                 }
                 // SAFETY: a fresh region-aligned mapping of REGION_SIZE bytes.
                 let r = unsafe { SmallRegion::init(base, st.full_mask) };
+                crate::region::mark_mapping(base, REGION_SIZE, true);
                 if P::CHECKED {
                     let shadow = self.map_shadow();
                     if shadow.is_null() {
@@ -897,7 +909,7 @@ impl<P: Policy> Heap<P> {
             }
             debug_assert!((*slab).local.used == 0 && (*slab).remote.is_empty(), "hakmem: a slab goes back to the pool with slots handed out or queued");
             (*slab).local.state = SlabState::Pool;
-            (*slab).owner.store(NO_OWNER, Relaxed);
+            (*slab).owner.store(null_mut(), Relaxed);
             let r = SmallRegion::of_slab(slab);
             let i = SmallRegion::index_of(r, slab);
             (*r).touched[i] = SmallRegion::touched_end(r, i) as u32;
@@ -935,11 +947,19 @@ impl<P: Policy> Heap<P> {
     /// that none of their blocks is live or queued), then purges pooled slabs until no more than
     /// the limit of them hold dirty pages.
     fn purge_excess(&self, st: &mut State) {
+        let (regions, dirty) = (st.limits.empty_regions, st.limits.dirty_pool);
+        self.purge_to(st, regions, dirty);
+    }
+
+    /// Unmaps empty regions until `regions` are left (in checked heaps, after checking that none
+    /// of their blocks is live or queued), then purges pooled slabs until `dirty` of them hold
+    /// dirty pages.
+    fn purge_to(&self, st: &mut State, regions: usize, dirty: usize) {
         // SAFETY: regions on `avail` are live, their pooled slabs owned by the heap under its
         // lock; a region is unlinked from both lists before it is unmapped.
         unsafe {
             let mut r = st.avail.head();
-            while !r.is_null() && st.empty_regions > st.limits.empty_regions {
+            while !r.is_null() && st.empty_regions > regions {
                 let next = st.avail.next(r);
                 // FAULT fault-purge-takes-avail-head (failure 7): takes the regions at the head
                 // of the list for the empty ones, though partly used regions are kept in front.
@@ -957,11 +977,11 @@ impl<P: Policy> Heap<P> {
                 r = next;
             }
             let mut r = st.avail.head();
-            while !r.is_null() && st.dirty_pooled > st.limits.dirty_pool {
+            while !r.is_null() && st.dirty_pooled > dirty {
                 // FAULT fault-purge-owned-slabs (delayed purge): purges the region's dirty slabs,
                 // pooled or not, so the pages of blocks in use go back to the OS.
                 let mut bits = if cfg!(feature = "fault-purge-owned-slabs") { (*r).dirty } else { (*r).pooled & (*r).dirty };
-                while bits != 0 && st.dirty_pooled > st.limits.dirty_pool {
+                while bits != 0 && st.dirty_pooled > dirty {
                     let i = bits.trailing_zeros() as usize;
                     bits &= bits - 1;
                     let (start, limit) = SmallRegion::slab_span(r, i);
@@ -984,11 +1004,21 @@ impl<P: Policy> Heap<P> {
         self.state.lock().limits.purge_delay = delay;
     }
 
-    /// Gives the memory the heap keeps beyond its retention limits back to the OS now, rather
-    /// than [`PURGE_DELAY`] after it went over them (what `malloc_trim` does in the C library),
-    /// and the pages of guard slots that hold no live block.
+    /// Gives the memory the heap holds but does not use back to the OS now (what `malloc_trim`
+    /// does in the C library): the empty regions beyond the limit of those kept, and the pages
+    /// of every pooled slab (the delayed purge keeps [`DIRTY_POOL_LIMIT`] of them), including
+    /// slabs abandoned by ended caches that remote frees have emptied since; and the pages of
+    /// guard slots that hold no live block.
     pub fn trim(&self) {
-        self.purge_excess(&mut self.state.lock());
+        let mut st = self.state.lock();
+        // Abandoned slabs that remote frees emptied are pooled first, so that their memory
+        // goes too (threads that allocated and ended, another that freed it all). Every pooled
+        // slab's pages go, as glibc's malloc_trim gives back every free page; the empty
+        // regions kept stay mapped, but hold no pages.
+        self.reclaim_abandoned(&mut st);
+        let regions = st.limits.empty_regions;
+        self.purge_to(&mut st, regions, 0);
+        drop(st);
         self.guard.trim();
     }
 
@@ -1004,7 +1034,7 @@ impl<P: Policy> Heap<P> {
             // FAULT fault-abandon-keeps-owner (failure 6): the slab keeps its old owner's token,
             // which a new cache made in the same arena slot has too.
             if !cfg!(feature = "fault-abandon-keeps-owner") {
-                (*slab).owner.store(NO_OWNER, Relaxed);
+                (*slab).owner.store(null_mut(), Relaxed);
             }
             let class = (*slab).local.class as usize;
             st.abandoned[class].push_back(slab);
@@ -1051,7 +1081,11 @@ impl<P: Policy> Heap<P> {
         };
         let reused = self.reuse_large(total, map_align);
         let (base, map_size) = if reused.is_null() {
-            (self.map(total, map_align), total)
+            let base = self.map(total, map_align);
+            if !base.is_null() {
+                crate::region::mark_mapping(base, total, true);
+            }
+            (base, total)
         } else {
             // SAFETY: a cached mapping is ours alone; its header is intact.
             (reused.cast::<u8>(), unsafe { (*reused).map_size })
@@ -1268,6 +1302,7 @@ impl<P: Policy> Drop for Heap<P> {
                         os::unmap(shadow, check::SHADOW_BYTES, PAGE);
                     }
                 }
+                crate::region::mark_mapping(r.cast(), REGION_SIZE, false);
                 os::unmap(r.cast(), REGION_SIZE, REGION_SIZE);
             }
             // With no room left for spares, giving back is unmapping.

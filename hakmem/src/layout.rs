@@ -182,10 +182,11 @@ impl BasePtr {
             if !P::CHECKED {
                 return self.as_ptr().cast::<Option<BasePtr>>().read();
             }
-            let addr = self.as_ptr().cast::<usize>().read() ^ self.link_mask();
-            // The decoded address is in the same region (or the check rejects it before use), so
-            // it takes the slot's provenance rather than inventing one from an integer.
-            BasePtr::from_raw(if addr == 0 { core::ptr::null_mut() } else { self.as_ptr().with_addr(addr) })
+            // Stored as a pointer with its address encoded, so that it keeps the provenance of
+            // the slot it names, which may lie in another region (a cache's inbox chains slots
+            // of many).
+            let mask = self.link_mask();
+            BasePtr::from_raw(self.as_ptr().cast::<*mut u8>().read().map_addr(|a| a ^ mask))
         }
     }
 
@@ -204,8 +205,9 @@ impl BasePtr {
             if !P::CHECKED {
                 return self.as_ptr().cast::<Option<BasePtr>>().write(next);
             }
-            let addr = next.map_or(0, |n| n.as_ptr().addr());
-            self.as_ptr().cast::<usize>().write(addr ^ self.link_mask());
+            let mask = self.link_mask();
+            let next = next.map_or(core::ptr::null_mut(), BasePtr::as_ptr);
+            self.as_ptr().cast::<*mut u8>().write(next.map_addr(|a| a ^ mask));
         }
     }
 

@@ -8,8 +8,53 @@ use crate::layout::{round_up, PAGE, REGION_SIZE, SLABS_PER_REGION, SLAB_SIZE};
 use crate::list::{Adapter, Links};
 use crate::layout::BasePtr;
 use crate::slab::Slab;
+use crate::sync::{AtomicU8, Ordering::Relaxed};
 
 pub use crate::layout::{RegionHeader, LARGE_KIND, SMALL_KIND};
+
+/// Which naturally aligned [`REGION_SIZE`] spans of the address space hold a mapping of a
+/// hakmem heap that blocks live in (a small region, a large block's mapping, a guard arena), for
+/// every heap of the process: a byte each (a byte, not a bit: the test is then one compare, on
+/// every free), 32 MiB of address space of which only the pages covering spans in use become
+/// resident (one 4 KiB page covers 16 GiB). Release mode's free, realloc and size queries test
+/// it before they read anything behind a pointer, so a pointer hakmem never handed out (a stack
+/// address, another allocator's block) gets a report, not a fault inside the allocator.
+/// (Under Miri, which would track every byte of 32 MiB, a small map that spans share by their
+/// number modulo its size: a count per entry keeps one span's unmapping from clearing another's.)
+static REGION_MAP: [AtomicU8; MAP_SPANS] = [const { AtomicU8::new(0) }; MAP_SPANS];
+/// Spans of the 47-bit user address space.
+const MAP_SPANS: usize = if cfg!(miri) { 1 << 12 } else { 1 << (47 - REGION_SIZE.trailing_zeros()) };
+
+/// The map's entry for span number `span`, if it has one.
+#[inline(always)]
+fn map_entry(span: usize) -> Option<&'static AtomicU8> {
+    let i = if cfg!(miri) { span % MAP_SPANS } else { span };
+    // SAFETY: the index is checked against the map's length.
+    (i < MAP_SPANS).then(|| unsafe { REGION_MAP.get_unchecked(i) })
+}
+
+/// Marks (`on`) or clears the spans of `[base, base + len)`, a mapping of `REGION_SIZE` alignment
+/// that blocks live in. (Each span has one writer, the heap that maps it; the bytes are atomic
+/// because free reads them without a lock.)
+pub fn mark_mapping(base: *mut u8, len: usize, on: bool) {
+    let first = base.addr() / REGION_SIZE;
+    for span in first..first + len.div_ceil(REGION_SIZE) {
+        if let Some(e) = map_entry(span) {
+            if on {
+                e.fetch_add(1, Relaxed);
+            } else {
+                e.fetch_sub(1, Relaxed);
+            }
+        }
+    }
+}
+
+/// Whether the span of `region` (a `REGION_SIZE`-aligned address) is a mapping of some heap
+/// (see [`mark_mapping`]).
+#[inline(always)]
+pub fn is_mapped_region(region: *mut u8) -> bool {
+    map_entry(region.addr() / REGION_SIZE).is_some_and(|e| e.load(Relaxed) != 0)
+}
 
 /// A region cut into slabs.
 #[repr(C)]
@@ -167,4 +212,7 @@ pub(crate) enum Block {
     Large,
     /// A sampled block on a guarded page (see `guard`).
     Guard,
+    /// Not in any mapping of a heap (release mode's [`is_mapped_region`] says so): a pointer
+    /// hakmem never handed out.
+    Foreign,
 }

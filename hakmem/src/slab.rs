@@ -2,17 +2,20 @@
 //!
 //! Ownership rule: [`SlabLocal`] belongs to whoever owns the slab (a thread cache, or the heap
 //! under its lock while the slab is pooled or abandoned), and only the owner ever borrows it.
-//! Other threads read `owner` and push freed slots onto `remote`; the owner takes the whole queue
+//! Other threads read `owner`, and send the slots they free to the owner's inbox (see `cache`)
+//! or, when the slab has no owning cache, push them onto `remote`; the owner takes a whole queue
 //! with one swap. Keeping the two apart is what makes the owner's `&mut SlabLocal` sound while
-//! remote frees run concurrently.
-//! A slot is therefore in exactly one place: handed out, on `free`, or on `remote` (failure 6 of
-//! the C history was a slot in two of those at once).
+//! remote frees run concurrently; keeping them on separate cache lines keeps a remote free's
+//! read of `owner` from taking the line the owner writes at every allocation.
+//! A slot is therefore in exactly one place: handed out, on `free`, on `remote`, or on its way
+//! there in a cache's outbox or inbox (failure 6 of the C history was a slot in two of those at
+//! once).
 
 use crate::layout::BasePtr;
 use crate::policy::{Carving, Policy};
 use crate::list::{Adapter, Links};
 use core::ptr::null_mut;
-use crate::sync::{AtomicPtr, AtomicUsize, Ordering};
+use crate::sync::{AtomicPtr, Ordering};
 
 /// What currently holds a slab.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -26,23 +29,24 @@ pub enum SlabState {
     Abandoned,
 }
 
-/// Owner value of a slab no cache owns.
+/// Owner token of a slab no cache owns.
 pub const NO_OWNER: usize = 0;
 
 /// Metadata of one slab, kept in the region header, out of reach of client overflows.
 #[repr(C, align(64))]
 pub struct Slab {
-    /// State only the owner touches.
+    /// State only the owner touches (a cache line of its own).
     pub local: SlabLocal,
-    /// Token of the owning cache, or [`NO_OWNER`].
-    pub owner: AtomicUsize,
-    /// Slots freed by threads other than the owner (a Treiber stack, drained all at once).
-    /// On its own cache line so remote frees do not bounce the owner's line.
+    /// The owning cache (its inbox is reachable from it), or null. Read by every free; written
+    /// only when the slab changes hands. [`Slab::owner_token`] compares it.
+    pub owner: AtomicPtr<u8>,
+    /// Slots freed by threads other than the owner while the slab has no owning cache, or that
+    /// an owner's inbox forwarded here (a Treiber stack, drained all at once).
     pub remote: RemoteQueue,
 }
 
 /// The owner's part of a slab.
-#[repr(C)]
+#[repr(C, align(64))]
 pub struct SlabLocal {
     /// Free slots ready to hand out.
     pub free: Option<BasePtr>,
@@ -72,11 +76,15 @@ const PUSH_ORDER: Ordering =
 const TAKE_ORDER: Ordering =
     if cfg!(any(feature = "fault-remote-relaxed", feature = "fault-remote-take-relaxed")) { Ordering::Relaxed } else { Ordering::Acquire };
 
-/// The multi-producer, single-consumer queue of remotely freed slots.
-#[repr(C, align(64))]
+/// A multi-producer, single-consumer queue of remotely freed slots: a slab's, and a cache's
+/// inbox, which (unlike a slab's) can be closed, after which pushes fail.
+#[repr(C)]
 pub struct RemoteQueue {
     head: AtomicPtr<u8>,
 }
+
+/// The head of a closed queue (never a slot: slots are 8-aligned).
+const CLOSED: *mut u8 = core::ptr::without_provenance_mut(1);
 
 /// Selects [`Slab::links`] for intrusive lists.
 pub struct SlabLinks;
@@ -106,9 +114,17 @@ impl Slab {
                 zero_tail: false,
                 state: SlabState::Pool,
             },
-            owner: AtomicUsize::new(NO_OWNER),
+            owner: AtomicPtr::new(null_mut()),
             remote: RemoteQueue { head: AtomicPtr::new(null_mut()) },
         }
+    }
+}
+
+impl Slab {
+    /// The owning cache's token (its address), or [`NO_OWNER`].
+    #[inline(always)]
+    pub fn owner_token(&self) -> usize {
+        self.owner.load(Ordering::Relaxed).addr()
     }
 }
 
@@ -268,19 +284,47 @@ impl RemoteQueue {
     /// gives up, linked with policy `P`.
     #[inline]
     pub unsafe fn push_chain<P: Policy>(&self, first: BasePtr, last: BasePtr) {
+        // SAFETY: forwarded; a slab's queue is never closed.
+        let pushed = unsafe { self.try_push_chain::<P>(first, last) };
+        debug_assert!(pushed, "hakmem: a push onto a closed slab queue");
+    }
+
+    /// [`RemoteQueue::push_chain`] onto a queue that may be closed: false (nothing pushed, the
+    /// chain still the caller's) if it is.
+    ///
+    /// # Safety
+    /// As for [`RemoteQueue::push_chain`], with "this queue's slab" read as any slab whose
+    /// slots the queue's consumer takes.
+    #[inline]
+    pub unsafe fn try_push_chain<P: Policy>(&self, first: BasePtr, last: BasePtr) -> bool {
         let mut head = self.head.load(Ordering::Relaxed);
         loop {
+            if head == CLOSED {
+                return false;
+            }
             // SAFETY: the slots are ours until the CAS publishes them.
             unsafe { last.set_link::<P>(BasePtr::from_raw(head)) };
             // Release: every link of the chain must be visible to the owner's acquiring swap.
             match self.head.compare_exchange_weak(head, first.as_ptr(), PUSH_ORDER, Ordering::Relaxed) {
-                Ok(_) => return,
+                Ok(_) => return true,
                 Err(h) => head = h,
             }
         }
     }
 
-    /// Takes the whole queue; the caller becomes the owner of every slot on it.
+    /// Closes the queue: later pushes fail. Returns what it held, which the caller now owns.
+    pub fn close(&self) -> Option<BasePtr> {
+        let head = self.head.swap(CLOSED, TAKE_ORDER);
+        debug_assert!(head != CLOSED, "hakmem: a queue closed twice");
+        BasePtr::from_raw(head)
+    }
+
+    /// Opens a closed (or never used) queue, empty. The caller is its consumer from now on.
+    pub fn open(&self) {
+        self.head.store(null_mut(), Ordering::Relaxed);
+    }
+
+    /// Takes the whole (open) queue; the caller becomes the owner of every slot on it.
     #[inline]
     pub fn take_all(&self) -> Option<BasePtr> {
         if self.head.load(Ordering::Relaxed).is_null() {
@@ -300,13 +344,16 @@ impl RemoteQueue {
     /// The first queued slot, without taking the queue (for the consistency sweep, which runs
     /// while no thread frees).
     pub(crate) fn peek(&self) -> Option<BasePtr> {
-        BasePtr::from_raw(self.head.load(Ordering::Acquire))
+        let h = self.head.load(Ordering::Acquire);
+        if h == CLOSED { None } else { BasePtr::from_raw(h) }
     }
 
-    /// True if a remote free is waiting (a hint; the owner drains to be sure).
+    /// True if a remote free is waiting (a hint; the owner drains to be sure). A closed queue
+    /// counts as empty.
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.head.load(Ordering::Relaxed).is_null()
+        let h = self.head.load(Ordering::Relaxed);
+        h.is_null() || h == CLOSED
     }
 }
 

@@ -233,16 +233,32 @@ macro_rules! atomic_arith {
                 atomic_done(self.addr(), Access::Rmw(o));
                 r
             }
+            /// As `core`'s `fetch_or`.
+            #[inline(always)]
+            pub fn fetch_or(&self, v: $t, o: Ordering) -> $t {
+                let r = self.0.fetch_or(v, o);
+                atomic_done(self.addr(), Access::Rmw(o));
+                r
+            }
+            /// As `core`'s `fetch_and`.
+            #[inline(always)]
+            pub fn fetch_and(&self, v: $t, o: Ordering) -> $t {
+                let r = self.0.fetch_and(v, o);
+                atomic_done(self.addr(), Access::Rmw(o));
+                r
+            }
         }
     };
 }
 
 atomic_int!(AtomicBool, core::sync::atomic::AtomicBool, bool);
+atomic_int!(AtomicU8, core::sync::atomic::AtomicU8, u8);
 atomic_int!(AtomicU32, core::sync::atomic::AtomicU32, u32);
 atomic_int!(AtomicU64, core::sync::atomic::AtomicU64, u64);
 atomic_int!(AtomicUsize, core::sync::atomic::AtomicUsize, usize);
 atomic_arith!(AtomicU32, u32);
 atomic_arith!(AtomicU64, u64);
+atomic_arith!(AtomicU8, u8);
 atomic_arith!(AtomicUsize, usize);
 
 /// An atomic pointer that reports its operations (see the module docs).

@@ -11,15 +11,14 @@
 use crate::cache::CacheInner;
 use crate::check;
 use crate::heap::{Heap, State, ARENA_CHUNK, CACHE_SLOT};
-use crate::layout::{BasePtr, SLABS_PER_REGION};
+use crate::layout::{region_base, region_offset, BasePtr, SLABS_PER_REGION};
 use crate::list::List;
 use crate::policy::Policy;
-use crate::region::{SmallRegion, LARGE_KIND, SMALL_KIND};
+use crate::region::{SmallRegion, LARGE_KIND, SMALL_HEADER, SMALL_KIND};
 use crate::report::{Report, ReportKind};
 use crate::size_class::{CLASS_SIZES, NUM_CLASSES};
 use crate::slab::{Slab, SlabState, NO_OWNER};
-use crate::sync::Ordering::Relaxed;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Where the sweep found a slab.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -134,6 +133,7 @@ impl<P: Policy> Heap<P> {
         }
         // SAFETY: per the contract.
         unsafe {
+            let regions: HashSet<usize> = nodes(&st.regions).into_iter().map(|r| r.addr()).collect();
             for c in live_caches::<P>(st) {
                 let h = (*c).holdings();
                 let token = (*c).token();
@@ -144,7 +144,7 @@ impl<P: Policy> Heap<P> {
                 for class in 0..NUM_CLASSES {
                     let mut visit = |sw: &mut Sweep, s: *mut Slab| {
                         let l = &(*s).local;
-                        if l.state != SlabState::Owned || (*s).owner.load(Relaxed) != token || l.class as usize != class {
+                        if l.state != SlabState::Owned || (*s).owner_token() != token || l.class as usize != class {
                             sw.bad(s.addr(), None, Some(class), "a slab in a cache's list of a class is not owned by that cache for that class", class as u64, l.class as u64);
                         }
                         place(&mut places, sw, s, Place::Cache { token, id: h.id, class });
@@ -160,24 +160,19 @@ impl<P: Policy> Heap<P> {
                         visit(sw, s);
                     }
                 }
-                let (ps, first, n) = h.pending;
-                if !ps.is_null() {
-                    // The chain's slots are given up but not yet queued: walk it by its length.
-                    let mut b = BasePtr::from_raw(first);
-                    for _ in 0..n {
-                        let Some(x) = b else {
-                            sw.bad(ps.addr(), None, Some((*ps).local.class as usize), "a cache's pending chain is shorter than its count", n as u64, 0);
-                            break;
-                        };
-                        b = x.link::<P>();
+                // The outbox's chains (n slots each, the last linked to None) and the inbox's
+                // (to None): given up, on their way to their slabs.
+                for (first, n) in h.outbox {
+                    if n > 0 {
+                        chain_slots::<P>(&regions, sw, BasePtr::from_raw(first), Some(n), &mut pending);
                     }
-                    *pending.entry(ps.addr()).or_insert(0) += n;
                 }
+                chain_slots::<P>(&regions, sw, h.inbox, None, &mut pending);
             }
             for (class, list) in st.abandoned.iter().enumerate() {
                 for s in nodes(list) {
                     let l = &(*s).local;
-                    if l.state != SlabState::Abandoned || (*s).owner.load(Relaxed) != NO_OWNER || l.class as usize != class {
+                    if l.state != SlabState::Abandoned || (*s).owner_token() != NO_OWNER || l.class as usize != class {
                         sw.bad(s.addr(), None, Some(class), "a slab on the abandoned list of a class is not an abandoned slab of that class", class as u64, l.class as u64);
                     }
                     place(&mut places, sw, s, Place::Abandoned { class });
@@ -212,7 +207,7 @@ impl<P: Policy> Heap<P> {
                     let l = &(*s).local;
                     let found = places.get(&s.addr()).copied();
                     if pooled & (1 << i) != 0 || st.full_mask & (1 << i) == 0 {
-                        if l.state != SlabState::Pool || (*s).owner.load(Relaxed) != NO_OWNER || !(*s).remote.is_empty() || found.is_some() {
+                        if l.state != SlabState::Pool || (*s).owner_token() != NO_OWNER || !(*s).remote.is_empty() || found.is_some() {
                             sw.bad(s.addr(), at, Some(l.class as usize), "a pooled slab is owned, abandoned, listed or queued to", SlabState::Pool as u64, l.state as u64);
                         }
                         continue;
@@ -361,6 +356,38 @@ unsafe fn nodes<T, A: crate::list::Adapter<T>>(l: &List<T, A>) -> Vec<*mut T> {
         n = unsafe { l.next(n) };
     }
     v
+}
+
+/// Counts, per slab, the slots of a chain of remote frees (`n` of them, or up to its None),
+/// into `pending`, given the addresses of the heap's small `regions`; reports a chain that leaves the heap's small regions, loops, or is shorter
+/// than `n`.
+///
+/// # Safety
+/// As for [`Heap::verify`].
+unsafe fn chain_slots<P: Policy>(regions: &HashSet<usize>, sw: &mut Sweep, first: Option<BasePtr>, n: Option<u32>, pending: &mut HashMap<usize, u32>) {
+    let mut seen = HashSet::new();
+    let mut b = first;
+    let mut count = 0;
+    while n.is_none_or(|n| count < n) {
+        let Some(x) = b else {
+            if let Some(n) = n {
+                sw.bad(first.map_or(0, |f| f.as_ptr().addr()), None, None, "a cache's outbox chain is shorter than its count", n as u64, count as u64);
+            }
+            return;
+        };
+        let p = x.as_ptr();
+        if !regions.contains(&region_base(p).addr()) || region_offset(p) < SMALL_HEADER || !seen.insert(p.addr()) {
+            sw.bad(p.addr(), None, None, "a chain of remote frees names no slot of the heap's regions, or loops", 0, p.addr() as u64);
+            return;
+        }
+        // SAFETY: a slot of a live small region of the heap, given up, so its link is ours to read.
+        unsafe {
+            let slab = SmallRegion::slab_of(region_base(p).cast(), p);
+            *pending.entry(slab.addr()).or_insert(0) += 1;
+            b = x.link::<P>();
+        }
+        count += 1;
+    }
 }
 
 /// The caches alive in the heap's arena: every slot but each chunk's first (the chunk list)

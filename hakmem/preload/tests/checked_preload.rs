@@ -143,6 +143,7 @@ fn each_misuse_in_a_c_program_is_reported_by_name() {
         ("realloc-after-free", "hakmem: double free of 0x"),
         ("underflow", "hakmem: heap buffer underflow of 0x"),
         ("wild", "hakmem: free of a pointer hakmem never handed out of 0x"),
+        ("mapping", "hakmem: free of a pointer hakmem never handed out of 0x"),
     ] {
         let (out, err) = misuse(&exe, arg, &[]);
         assert_eq!(out.status.signal(), Some(libc::SIGABRT), "{arg}: {:?}\n{err}", out.status);

@@ -788,6 +788,54 @@ fn c_api_conformance() {
     assert_used_hakmem(&h, "api", 4096);
 }
 
+/// Release mode skips the checks, but a pointer it can tell is not its own (in no mapping of
+/// a heap) gets a report and an abort, not a fault inside the allocator or a silent pass.
+#[test]
+fn release_reports_frees_of_pointers_it_never_handed_out() {
+    require_tools!("cc");
+    let scratch = Scratch::new("foreign");
+    let exe = compile(&scratch, "misuse.c", &["-O1", "-pthread"]);
+    for arg in ["stack", "wild", "mapping"] {
+        let mut cmd = Command::new(&exe);
+        cmd.arg(arg);
+        use_malloc(&mut cmd, Malloc::Hakmem);
+        let (status, _, stderr, _) = run_captured(cmd, &scratch.0.join(arg));
+        let err = String::from_utf8_lossy(&stderr);
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(libc::SIGABRT), "free of a {arg} pointer under the release library: {status}\n{err}");
+        assert!(
+            err.lines().next().unwrap_or("").starts_with("hakmem: free of a pointer hakmem never handed out of 0x"),
+            "free of a {arg} pointer: {err}"
+        );
+    }
+}
+
+/// Threads that allocated 64 MiB of small blocks end, another frees it all and calls
+/// `malloc_trim(0)`: hakmem must give the memory back as glibc does (its slabs were abandoned by
+/// the ended threads' caches and emptied by remote frees).
+#[test]
+fn malloc_trim_gives_back_what_ended_threads_left() {
+    require_tools!("cc");
+    let scratch = Scratch::new("trim");
+    let exe = compile(&scratch, "trim.c", &["-O2", "-pthread", "-fno-builtin"]);
+    let rss_mib = |malloc: Malloc| -> (u64, u64) {
+        let mut cmd = Command::new(&exe);
+        use_malloc(&mut cmd, malloc);
+        let (status, stdout, stderr, _) = run_captured(cmd, &scratch.0.join(malloc.name()));
+        let out = String::from_utf8_lossy(&stdout);
+        assert!(status.success(), "trim under {}: {status}\n{}", malloc.name(), String::from_utf8_lossy(&stderr));
+        // "rss before frees N MiB, after malloc_trim M MiB"
+        let n: Vec<u64> = out.split(|c: char| !c.is_ascii_digit()).filter_map(|w| w.parse().ok()).collect();
+        assert_eq!(n.len(), 2, "trim under {}: {out}", malloc.name());
+        (n[0], n[1])
+    };
+    let (g_before, g_after) = rss_mib(Malloc::Glibc);
+    let (h_before, h_after) = rss_mib(Malloc::Hakmem);
+    eprintln!("[trim] resident MiB before the frees / after malloc_trim: glibc {g_before} / {g_after}, hakmem {h_before} / {h_after}");
+    assert!(h_before >= 64, "the blocks were not resident under hakmem: {h_before} MiB");
+    assert!(h_after <= g_after + 2, "malloc_trim left {h_after} MiB resident under hakmem, glibc {g_after} MiB");
+}
+
 /// Runs `program args` under hakmem with `HAKMEM_STATS` set to `stats` (or unset).
 fn run_with_stats(
     program: &str,

@@ -151,6 +151,16 @@ static void t_aligned_alloc_memalign(void) {
             free(p);
         }
     }
+    /* glibc before 2.38 (Debian 12: 2.36) serves any alignment, as memalign does: one that is
+     * not a power of two is rounded up to the next (0 to none at all). */
+    static const size_t odd_aa[][2] = {{0, 1}, {3, 4}, {24, 32}, {100, 128}, {3000, 4096}};
+    for (size_t i = 0; i < sizeof odd_aa / sizeof *odd_aa; i++) {
+        void *p = aligned_alloc(opaque(odd_aa[i][0]), opaque(10));
+        CHECK(p && aligned(p, odd_aa[i][1]), "aligned_alloc(%zu, 10) = %p, want %zu-aligned",
+              odd_aa[i][0], p, odd_aa[i][1]);
+        memset(p, 3, 10);
+        free(p);
+    }
     ok();
     begin("memalign");
     for (size_t a = 1; a <= (1u << 21); a <<= 1) {

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 static void *free_it(void *p) {
     free(p);
@@ -73,6 +74,16 @@ int main(int argc, char **argv) {
         memset(on_stack, 0, sizeof on_stack);
         char *volatile s = on_stack + 16;
         free(s);
+    } else if (strcmp(what, "mapping") == 0) {
+        /* A pointer into a mapping of the program's own: the 4 MiB-aligned span hakmem would
+         * find a region header in is most likely not mapped at all. */
+        char *m = mmap(NULL, 1 << 16, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m == MAP_FAILED) {
+            perror("mmap");
+            return 2;
+        }
+        char *volatile in_map = m + 4096 + 16;
+        free(in_map);
     } else if (strcmp(what, "remote-double-free") == 0) {
         /* Freed by a thread that never allocated, then again by the owner once it has ended. */
         pthread_t t;
