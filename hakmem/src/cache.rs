@@ -29,14 +29,13 @@
 //! global allocator keeps one per OS thread in TLS.
 
 use crate::check;
-use crate::guard::GUARD_KIND;
 use crate::heap::{Heap, CACHE_SLOT};
 use crate::layout::{region_base, slot_needed, usable, user_offset, BasePtr, UserPtr};
 use crate::list::List;
 use crate::policy::{Policy, Release};
 use crate::report::Identity;
-use crate::region::{Block, RegionHeader, SmallRegion, SMALL_KIND};
-use crate::size_class::{class_for, tiny_class, CLASS_SIZES, NUM_CLASSES, SMALL_MAX, TINY_MAX};
+use crate::region::{Block, SmallRegion, Span};
+use crate::size_class::{class_for, malloc_tiny_class, tiny_class, CLASS_SIZES, NUM_CLASSES, SMALL_MAX, TINY_MAX};
 use crate::slab::{RemoteQueue, Slab, SlabLinks};
 use core::marker::PhantomData;
 use core::ptr::{self, null_mut, NonNull};
@@ -256,9 +255,9 @@ impl<P: Policy> CacheInner<P> {
     #[inline(always)]
     pub fn malloc(&mut self, size: usize) -> *mut u8 {
         // Every class above the 8-byte one is a multiple of 16 (asserted in size_class), so
-        // lifting tiny requests to 9 bytes is all 16-byte alignment takes.
+        // keeping tiny requests out of that class is all 16-byte alignment takes.
         if size <= Self::TINY_REQUEST {
-            self.alloc_class(tiny_class(slot_needed::<P>(size.max(9), 16)), size, 16)
+            self.alloc_class(malloc_tiny_class(slot_needed::<P>(size, 16)), size, 16)
         } else {
             self.alloc_generic(size, 16, false)
         }
@@ -752,33 +751,21 @@ fn realloc_copy_len(old: usize, new_size: usize) -> usize {
 }
 
 
-/// Classifies the live block `p` by its region header.
+/// Classifies the live block `p` by what its span of the address space holds (release mode's
+/// one lookup: a pointer in no heap's mapping is no block of ours, said before anything is read
+/// there).
 ///
 /// # Safety
-/// `p` must be a live block of a heap with policy `P`.
+/// `p` must be a live block of a heap with policy `P`, or in no heap's mapping.
 #[inline(always)]
 pub(crate) unsafe fn locate<P: Policy>(p: *mut u8) -> Block {
     let region = region_base(p);
-    // A slab slot never starts at a region's first byte (the header is there), and a large block
-    // starts there only when aligned to a region or more; otherwise the region starts with the
-    // header whose kind says which it is. The guard arenas' kind is tested only off the small
-    // blocks' path.
-    // A pointer in no heap's mapping is no block of ours: said before anything is read there.
-    if !crate::region::is_mapped_region(region) {
-        return Block::Foreign;
-    }
-    // SAFETY: per the contract, `region` is a live region header unless it equals `p`.
-    unsafe {
-        if region != p {
-            let kind = (*region.cast::<RegionHeader>()).kind;
-            if kind == SMALL_KIND {
-                return Block::Small(SmallRegion::slab_of(region.cast(), p), UserPtr::new(p).unwrap_unchecked().to_base::<P>());
-            }
-            if kind == GUARD_KIND {
-                return Block::Guard;
-            }
-        }
-        Block::Large
+    match crate::region::span_of(region) {
+        // SAFETY: per the contract, a slot of a live small region.
+        Span::Small => unsafe { Block::Small(SmallRegion::slab_of(region.cast(), p), UserPtr::new(p).unwrap_unchecked().to_base::<P>()) },
+        Span::Large => Block::Large,
+        Span::Guard => Block::Guard,
+        Span::Foreign => Block::Foreign,
     }
 }
 

@@ -353,8 +353,37 @@ pub fn malloc<G: Global>(size: usize) -> *mut u8 {
 ///
 /// # Safety
 /// `p` is null or a live block of the global heap.
-#[inline]
+#[inline(always)]
 pub unsafe fn free<G: Global>(p: *mut u8) {
+    // The release path is a few instructions: inlined into the C entry point it saves a call
+    // and a return. The checked path is long: a call costs it little, and inlined it made the
+    // entry point save more registers (6 instructions per free, measured).
+    // SAFETY: forwarded.
+    unsafe {
+        if G::CHECKED {
+            free_outlined::<G>(p)
+        } else {
+            free_inlined::<G>(p)
+        }
+    }
+}
+
+/// [`free`]'s body, out of line.
+///
+/// # Safety
+/// As for [`free`].
+#[inline(never)]
+unsafe fn free_outlined<G: Global>(p: *mut u8) {
+    // SAFETY: forwarded.
+    unsafe { free_inlined::<G>(p) }
+}
+
+/// [`free`]'s body.
+///
+/// # Safety
+/// As for [`free`].
+#[inline(always)]
+unsafe fn free_inlined<G: Global>(p: *mut u8) {
     if p.is_null() {
         return;
     }

@@ -391,7 +391,7 @@ impl Pool {
                 return false;
             }
         }
-        crate::region::mark_mapping(a.cast(), REGION_SIZE, true);
+        crate::region::mark_mapping(a.cast(), REGION_SIZE, crate::region::Span::Guard);
         self.arenas[self.count] = a;
         self.count += 1;
         self.carved = 0;
@@ -629,7 +629,7 @@ impl GuardPool {
         let mut st = self.state.lock();
         for &a in &st.arenas[..st.count] {
             unregister(a);
-            crate::region::mark_mapping(a.cast(), REGION_SIZE, false);
+            crate::region::mark_mapping(a.cast(), REGION_SIZE, crate::region::Span::Foreign);
             // SAFETY: an arena is one whole mapping of ours, which per the contract nobody uses.
             unsafe { os::unmap(a.cast(), REGION_SIZE, REGION_SIZE) };
         }

@@ -21,7 +21,7 @@ use crate::list::List;
 use crate::lock::SpinLock;
 use crate::os;
 use crate::policy::{Policy, Release};
-use crate::region::{AllRegions, AvailRegions, LargeRegions, RegionHeader, SmallRegion, ALL_SLABS, LARGE_KIND, SMALL_HEADER};
+use crate::region::{Span, AllRegions, AvailRegions, LargeRegions, RegionHeader, SmallRegion, ALL_SLABS, LARGE_KIND, SMALL_HEADER};
 use crate::size_class::{CLASS_SIZES, NUM_CLASSES};
 use crate::slab::{Slab, SlabLinks, SlabState};
 use core::marker::PhantomData;
@@ -431,7 +431,7 @@ impl<P: Policy> Heap<P> {
         // SAFETY: forwarded; the header is intact until the mapping goes.
         unsafe {
             let (base, size, align) = (h.cast::<u8>(), (*h).map_size, (*h).map_align);
-            crate::region::mark_mapping(base, size, false);
+            crate::region::mark_mapping(base, size, Span::Foreign);
             stats.mapped.fetch_sub(size, Relaxed);
             if !spares.keeps(size) {
                 return os::unmap(base, size, align);
@@ -451,7 +451,7 @@ impl<P: Policy> Heap<P> {
     /// # Safety
     /// `r` is a region of this heap that is in no list and no longer used.
     unsafe fn give_back_region(r: *mut SmallRegion, stats: &Counters, spares: &mut os::Spares) {
-        crate::region::mark_mapping(r.cast(), REGION_SIZE, false);
+        crate::region::mark_mapping(r.cast(), REGION_SIZE, Span::Foreign);
         stats.mapped.fetch_sub(REGION_SIZE, Relaxed);
         // SAFETY: forwarded; the region's header is intact until the mapping goes.
         unsafe {
@@ -850,7 +850,7 @@ impl<P: Policy> Heap<P> {
                 }
                 // SAFETY: a fresh region-aligned mapping of REGION_SIZE bytes.
                 let r = unsafe { SmallRegion::init(base, st.full_mask) };
-                crate::region::mark_mapping(base, REGION_SIZE, true);
+                crate::region::mark_mapping(base, REGION_SIZE, Span::Small);
                 if P::CHECKED {
                     let shadow = self.map_shadow();
                     if shadow.is_null() {
@@ -1083,7 +1083,7 @@ impl<P: Policy> Heap<P> {
         let (base, map_size) = if reused.is_null() {
             let base = self.map(total, map_align);
             if !base.is_null() {
-                crate::region::mark_mapping(base, total, true);
+                crate::region::mark_mapping(base, total, Span::Large);
             }
             (base, total)
         } else {
@@ -1302,7 +1302,7 @@ impl<P: Policy> Drop for Heap<P> {
                         os::unmap(shadow, check::SHADOW_BYTES, PAGE);
                     }
                 }
-                crate::region::mark_mapping(r.cast(), REGION_SIZE, false);
+                crate::region::mark_mapping(r.cast(), REGION_SIZE, Span::Foreign);
                 os::unmap(r.cast(), REGION_SIZE, REGION_SIZE);
             }
             // With no room left for spares, giving back is unmapping.

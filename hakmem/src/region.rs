@@ -12,18 +12,34 @@ use crate::sync::{AtomicU8, Ordering::Relaxed};
 
 pub use crate::layout::{RegionHeader, LARGE_KIND, SMALL_KIND};
 
-/// Which naturally aligned [`REGION_SIZE`] spans of the address space hold a mapping of a
-/// hakmem heap that blocks live in (a small region, a large block's mapping, a guard arena), for
-/// every heap of the process: a byte each (a byte, not a bit: the test is then one compare, on
-/// every free), 32 MiB of address space of which only the pages covering spans in use become
-/// resident (one 4 KiB page covers 16 GiB). Release mode's free, realloc and size queries test
-/// it before they read anything behind a pointer, so a pointer hakmem never handed out (a stack
-/// address, another allocator's block) gets a report, not a fault inside the allocator.
+/// What each naturally aligned [`REGION_SIZE`] span of the address space holds, for every heap
+/// of the process: a mapping that blocks live in (a small region, a large block's mapping, a
+/// guard arena), or nothing of hakmem's. A byte each: 32 MiB of address space, of which only the
+/// pages covering spans in use become resident (one 4 KiB page covers 16 GiB). Release mode's
+/// free, realloc and size queries classify a pointer by this one byte, before they read
+/// anything behind it: so a pointer hakmem never handed out (a stack address, another
+/// allocator's block) gets a report, not a fault inside the allocator, and a small block is
+/// told from a large one without reading its region's header.
 /// (Under Miri, which would track every byte of 32 MiB, a small map that spans share by their
-/// number modulo its size: a count per entry keeps one span's unmapping from clearing another's.)
+/// number modulo its size: Miri's tests map far less than the 16 GiB it would take for two
+/// spans to meet, which `mark_mapping` asserts.)
 static REGION_MAP: [AtomicU8; MAP_SPANS] = [const { AtomicU8::new(0) }; MAP_SPANS];
 /// Spans of the 47-bit user address space.
 const MAP_SPANS: usize = if cfg!(miri) { 1 << 12 } else { 1 << (47 - REGION_SIZE.trailing_zeros()) };
+
+/// What a span of the address space holds (see [`REGION_MAP`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+pub enum Span {
+    /// Nothing of hakmem's.
+    Foreign = 0,
+    /// A small region.
+    Small = 1,
+    /// (Part of) a large block's mapping.
+    Large = 2,
+    /// A guard arena.
+    Guard = 3,
+}
 
 /// The map's entry for span number `span`, if it has one.
 #[inline(always)]
@@ -33,27 +49,40 @@ fn map_entry(span: usize) -> Option<&'static AtomicU8> {
     (i < MAP_SPANS).then(|| unsafe { REGION_MAP.get_unchecked(i) })
 }
 
-/// Marks (`on`) or clears the spans of `[base, base + len)`, a mapping of `REGION_SIZE` alignment
-/// that blocks live in. (Each span has one writer, the heap that maps it; the bytes are atomic
-/// because free reads them without a lock.)
-pub fn mark_mapping(base: *mut u8, len: usize, on: bool) {
+/// Records that `[base, base + len)`, a mapping of `REGION_SIZE` alignment, now holds `what`
+/// ([`Span::Foreign`] when it goes). (Each span has one writer, the heap that maps it; the
+/// bytes are atomic because free reads them without a lock.)
+pub fn mark_mapping(base: *mut u8, len: usize, what: Span) {
     let first = base.addr() / REGION_SIZE;
     for span in first..first + len.div_ceil(REGION_SIZE) {
         if let Some(e) = map_entry(span) {
-            if on {
-                e.fetch_add(1, Relaxed);
-            } else {
-                e.fetch_sub(1, Relaxed);
-            }
+            let was = e.swap(what as u8, Relaxed);
+            debug_assert!((was == 0) != (what == Span::Foreign), "hakmem: span {span:#x} marked {what:?} over {was}");
         }
     }
 }
 
-/// Whether the span of `region` (a `REGION_SIZE`-aligned address) is a mapping of some heap
-/// (see [`mark_mapping`]).
+/// What the span of `region` (a `REGION_SIZE`-aligned address) holds.
 #[inline(always)]
-pub fn is_mapped_region(region: *mut u8) -> bool {
-    map_entry(region.addr() / REGION_SIZE).is_some_and(|e| e.load(Relaxed) != 0)
+pub fn span_of(region: *mut u8) -> Span {
+    let s = map_entry(region.addr() / REGION_SIZE).map_or(0, |e| e.load(Relaxed));
+    // Small first, and the rest out of line: the free path's common case is one compare.
+    if s == Span::Small as u8 {
+        Span::Small
+    } else {
+        other_span(s)
+    }
+}
+
+/// [`span_of`] for a span that holds no small region.
+#[cold]
+#[inline(never)]
+fn other_span(s: u8) -> Span {
+    match s {
+        2 => Span::Large,
+        3 => Span::Guard,
+        _ => Span::Foreign,
+    }
 }
 
 /// A region cut into slabs.
@@ -212,7 +241,7 @@ pub(crate) enum Block {
     Large,
     /// A sampled block on a guarded page (see `guard`).
     Guard,
-    /// Not in any mapping of a heap (release mode's [`is_mapped_region`] says so): a pointer
-    /// hakmem never handed out.
+    /// Not in any mapping of a heap (release mode's [`span_of`] says so): a pointer hakmem never
+    /// handed out.
     Foreign,
 }

@@ -68,6 +68,24 @@ static MID_INDEX: [u8; SMALL_MAX / 256 + 1] = {
     t
 };
 
+/// [`TINY_INDEX`] for malloc, whose blocks are all 16-byte aligned: sizes up to 8 bytes get the
+/// 16-byte class too (every larger class is a multiple of 16), so malloc's fast path needs no
+/// extra compare.
+static MALLOC_TINY_INDEX: [u8; TINY_MAX / 8 + 1] = {
+    let mut t = TINY_INDEX;
+    t[0] = smallest_class_at_least(16);
+    t[1] = smallest_class_at_least(16);
+    t
+};
+
+/// Class for a malloc request whose slot needs at most `TINY_MAX` bytes: 16-byte aligned.
+#[inline(always)]
+pub fn malloc_tiny_class(size: usize) -> usize {
+    debug_assert!(size <= TINY_MAX);
+    // SAFETY: size <= TINY_MAX keeps the index within the table.
+    unsafe { *MALLOC_TINY_INDEX.get_unchecked((size + 7) >> 3) as usize }
+}
+
 /// Class for a request of at most `TINY_MAX` bytes with alignment at most 8; the fast path.
 #[inline(always)]
 pub fn tiny_class(size: usize) -> usize {
