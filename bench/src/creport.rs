@@ -141,15 +141,17 @@ pub fn markdown(info: &CInfo, rows: &[CRow]) -> String {
         writeln!(
         s,
         "Each benchmark runs as a separate process with the allocator's library in `LD_PRELOAD` \
-         (glibc: none); {} timed rounds{}, each running every allocator once, starting with a \
-         different allocator each round; the figures are medians. Time is wall-clock time from \
-         spawn to exit; peak RSS is `ru_maxrss` from `wait4` on the child (the largest resident \
-         set of the process or of a child it waited for, such as gcc's cc1). Every run's stdout \
-         must equal that of an untimed glibc run first (the C programs print a checksum of every \
-         block they read back, the real programs their results); a run that differs, crashes or \
-         takes over {} s is reported as FAILED below. A shared, noisy 2-core machine: read the \
-         ratios, not the seconds, and treat differences under ~10% as noise.\n",
+         (glibc: none); {} timed round{}{}, each running every allocator once, starting with a \
+         different allocator each round; the figures are medians. A small launcher \
+         (`bench/c/launch.c`) forks and execs each run: time is wall-clock time from fork to \
+         exit, peak RSS is `ru_maxrss` from its `wait4` (the largest resident set of the program \
+         or of a child it waited for, such as gcc's cc1). Every run's stdout must equal that of \
+         an untimed glibc run first (the C programs print a checksum of every block they read \
+         back, the real programs their results); a run that differs, crashes or takes over {} s \
+         is reported as FAILED below. A shared, noisy 2-core machine: read the ratios, not the \
+         seconds, and treat differences under ~10% as noise.\n",
         info.rounds,
+        if info.rounds == 1 { "" } else { "s" },
         if info.quick { " at the quick sizes (QUICK RUN)" } else { "" },
         info.timeout_secs
     );

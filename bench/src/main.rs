@@ -688,10 +688,11 @@ fn write_results(
         _ => "the C suite only",
     };
     let rounds = rust_rounds(opts);
-    let mut md = report::markdown_head(machine, opts.quick, rounds, suites);
+    let mut md = report::markdown_head(machine, opts.quick, suites);
     let subtitle = |rounds: usize| {
         format!(
-            "median of {rounds} rounds; {}; {} CPUs; {}{}",
+            "median of {rounds} round{}; {}; {} CPUs; {}{}",
+            if rounds == 1 { "" } else { "s" },
             machine.cpu_model,
             machine.nproc,
             machine.libc,
@@ -715,6 +716,7 @@ fn write_results(
             &value,
         )?;
         let info = RunInfo {
+            rounds,
             scale: opts.scale / if opts.quick { 10.0 } else { 1.0 },
             note: NOTE,
             workloads: &r.workloads,

@@ -295,6 +295,8 @@ pub fn to_json(
 
 /// What the markdown report is about, beyond the results themselves.
 pub struct RunInfo<'a> {
+    /// Timed rounds per allocator and workload.
+    pub rounds: usize,
     /// Operation-count multiplier in force.
     pub scale: f64,
     /// The caveat printed with every table.
@@ -314,11 +316,11 @@ pub fn md_cell(x: Option<f64>, digits: usize) -> String {
 
 /// The top of the markdown page: what produced it (`suites` names the suites that ran) and the
 /// machine.
-pub fn markdown_head(m: &Machine, quick: bool, rounds: usize, suites: &str) -> String {
+pub fn markdown_head(m: &Machine, quick: bool, suites: &str) -> String {
     let mut s = String::from("# hakmem-bench results\n\n");
     let _ = writeln!(
         s,
-        "Produced by `hakmem-bench`{} ({suites}); {rounds} timed rounds per cell.\n",
+        "Produced by `hakmem-bench`{} ({suites}).\n",
         if quick { " --quick" } else { "" },
     );
     s.push_str("## Machine\n\n| fact | value |\n|---|---|\n");
@@ -336,7 +338,8 @@ pub fn markdown(info: &RunInfo, all: &[Outcome], mem: &[MemOutcome]) -> String {
     let mut s = String::from("## Rust suite: `GlobalAlloc`, every allocator in one process\n\n");
     let _ = writeln!(
         s,
-        "Operation counts x{}; allocators: {}.\n\n{}\n",
+        "{} timed rounds per cell, operation counts x{}; allocators: {}.\n\n{}\n",
+        info.rounds,
         info.scale,
         info.allocs.join(", "),
         info.note
@@ -521,6 +524,7 @@ mod tests {
             }),
         }];
         let info = RunInfo {
+            rounds: 1,
             scale: 1.0,
             note: "n",
             workloads: &["w"],
