@@ -25,10 +25,10 @@
 # stderr. ASan runs the same sources built with
 # -fsanitize=address (leak detection off: a leak is none of the nine).
 #
-# sqlite3 (Debian's CLI): SQLITE_ROWS inserts of varied text in one transaction into an in-memory
-# database, then three aggregating SELECTs; the whole process's instructions under callgrind
-# over glibc's (Scudo: CPU time, as above; ASan: not measured, sqlite3 is not instrumented). Every
-# allocator must print what glibc printed.
+# sqlite3 (Debian's CLI, bench/real/sqlite-session.awk): SQLITE_ROWS inserts of varied text in one
+# transaction into an in-memory database, then three aggregating SELECTs; the whole process's
+# instructions under callgrind over glibc's (Scudo: CPU time, as above; ASan: not measured, sqlite3
+# is not instrumented). Every allocator must print what glibc printed.
 #
 # Left out: hardened_malloc (not packaged in Debian). mimalloc is Debian's release build (no debug
 # or secure build is packaged), a reference row. "hakmem checked, guard sampling" sets
@@ -236,24 +236,7 @@ done
 set_guard_sample 1000
 echo "checked-compare: sqlite3, $sql_rows inserts"
 sql="$logs/sqlite.sql"
-awk -v n="$sql_rows" 'BEGIN {
-    q = sprintf("%c", 39)
-    nw = split("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa quebec romeo sierra tango uniform victor whiskey xray yankee zulu", w, " ")
-    print "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER, note TEXT);"
-    print "BEGIN;"
-    x = 12345
-    for (i = 1; i <= n; i++) {
-        x = (x * 1101 + 12345) % 65536
-        name = w[x % nw + 1] "-" w[int(x / nw) % nw + 1] "-" i
-        note = ""
-        for (j = 0; j <= x % 13; j++) note = note w[(x + j * 7) % nw + 1] " "
-        printf "INSERT INTO t (name, qty, note) VALUES (%s%s%s, %d, %s%s%s);\n", q, name, q, x % 1000, q, note, q
-    }
-    print "COMMIT;"
-    print "SELECT count(*), sum(qty), sum(length(note)) FROM t;"
-    print "SELECT substr(name, 1, instr(name, " q "-" q ") - 1) AS k, count(*), avg(qty) FROM t GROUP BY k ORDER BY k LIMIT 5;"
-    print "SELECT count(DISTINCT note), max(length(name)) FROM t WHERE qty > 500;"
-}' >"$sql"
+awk -v n="$sql_rows" -f bench/real/sqlite-session.awk >"$sql"
 sqlite3 :memory: <"$sql" >"$logs/sqlite.expected"
 for name in "${names[@]}"; do
     if [ "$name" = asan ]; then

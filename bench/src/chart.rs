@@ -1,6 +1,6 @@
-//! The PNG chart: throughput per workload as grouped bars, one bar per allocator, normalised
-//! to the system allocator. Text is rasterised with ab_glyph from the DejaVu font embedded by
-//! the `dejavu` crate, so no system font, fontconfig or freetype is needed.
+//! The PNG charts: a figure per workload (or benchmark) as grouped bars, one bar per allocator,
+//! normalised to the system allocator (glibc). Text is rasterised with ab_glyph from the DejaVu
+//! font embedded by the `dejavu` crate, so no system font, fontconfig or freetype is needed.
 
 use std::path::Path;
 
@@ -8,19 +8,18 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::{register_font, FontStyle};
 
-use crate::report::{ratio, Outcome};
-
 const FONT: &str = "sans-serif";
 
 // Fixed per allocator name so a colour means the same allocator in every chart.
 fn colour(alloc: &str, i: usize) -> RGBColor {
     match alloc {
-        "system" => RGBColor(150, 150, 150),
+        "system" | "glibc" => RGBColor(150, 150, 150),
         "hakmem" => RGBColor(214, 39, 40),
         "hakmem-checked" => RGBColor(240, 150, 150),
         "mimalloc" => RGBColor(31, 119, 180),
         "jemalloc" => RGBColor(44, 160, 44),
         "snmalloc" => RGBColor(255, 127, 14),
+        "tcmalloc" => RGBColor(148, 103, 189),
         _ => {
             let (r, g, b) = Palette99::pick(i).to_rgba().rgb();
             RGBColor(r, g, b)
@@ -28,48 +27,55 @@ fn colour(alloc: &str, i: usize) -> RGBColor {
     }
 }
 
-/// Writes the chart of `all` to `path` (PNG); `workloads` and `allocs` give the order.
-/// Bars are each allocator's median over the system allocator's on that workload; a missing
-/// baseline or a failed run leaves its bar out.
+/// What one chart shows, beside its bars.
+pub struct Chart<'a> {
+    /// The title line.
+    pub title: &'a str,
+    /// The y axis's description.
+    pub y_desc: &'a str,
+    /// The grey line under the title (rounds, machine).
+    pub subtitle: &'a str,
+    /// The groups along the x axis, in order.
+    pub workloads: &'a [&'a str],
+    /// One bar per allocator in each group, in order.
+    pub allocs: &'a [&'a str],
+}
+
+/// Writes `chart` to `path` (PNG); `value(workload, allocator)` is a bar's height, relative to
+/// the system allocator (1 = as fast); None (a missing baseline or a failed run) leaves it out.
 pub fn write_png(
     path: &Path,
-    all: &[Outcome],
-    workloads: &[&str],
-    allocs: &[&str],
-    subtitle: &str,
+    chart: &Chart,
+    value: &dyn Fn(&str, &str) -> Option<f64>,
 ) -> Result<(), String> {
     // Registering twice is harmless; plotters keeps the last font under a name.
     register_font(FONT, FontStyle::Normal, dejavu::sans::regular())
         .map_err(|_| "embedded DejaVu font rejected".to_string())?;
-    draw(path, all, workloads, allocs, subtitle).map_err(|e| format!("chart: {e}"))
+    draw(path, chart, value).map_err(|e| format!("chart: {e}"))
 }
 
 fn draw(
     path: &Path,
-    all: &[Outcome],
-    workloads: &[&str],
-    allocs: &[&str],
-    subtitle: &str,
+    c: &Chart,
+    value: &dyn Fn(&str, &str) -> Option<f64>,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let value = |w: &str, a: &str| -> Option<f64> {
-        let row = all.iter().find(|o| o.workload == w && o.allocator == a)?;
-        ratio(all, row, "system")
-    };
+    let (workloads, allocs) = (c.workloads, c.allocs);
     let top = workloads
         .iter()
         .flat_map(|w| allocs.iter().filter_map(move |a| value(w, a)))
         .fold(1.0f64, f64::max);
     let y_max = (top * 1.12).ceil().max(1.5);
 
-    let full = BitMapBackend::new(path, (1500, 720)).into_drawing_area();
+    // Wide enough that group labels (up to ~16 characters) do not run into each other.
+    let width = (workloads.len() as u32 * 130).max(1500);
+    let full = BitMapBackend::new(path, (width, 720)).into_drawing_area();
     full.fill(&WHITE)?;
     // The top margin keeps the title's ascenders inside the image.
-    let root = full.margin(8, 0, 0, 0).titled(
-        "Throughput relative to the system allocator (higher is better)",
-        (FONT, 26).into_font(),
-    )?;
+    let root = full
+        .margin(8, 0, 0, 0)
+        .titled(c.title, (FONT, 26).into_font())?;
     root.draw(&Text::new(
-        subtitle.to_string(),
+        c.subtitle.to_string(),
         (10, 0),
         (FONT, 15).into_font().color(&RGBColor(90, 90, 90)),
     ))?;
@@ -85,7 +91,7 @@ fn draw(
         .configure_mesh()
         .disable_x_mesh()
         .disable_x_axis()
-        .y_desc("ops/s ÷ system ops/s")
+        .y_desc(c.y_desc)
         .y_label_formatter(&|y| format!("{y:.1}x"))
         .label_style((FONT, 15))
         .axis_desc_style((FONT, 17))

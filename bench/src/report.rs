@@ -75,28 +75,40 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// Median of the rounds (mean of the middle two for an even count), if any completed.
+    /// Median of the rounds, if any completed.
     pub fn median(&self) -> Option<f64> {
-        if self.mops.is_empty() || self.error.is_some() {
-            return None;
-        }
-        let mut v = self.mops.clone();
-        v.sort_by(f64::total_cmp);
-        let n = v.len();
-        Some(if n % 2 == 1 {
-            v[n / 2]
-        } else {
-            (v[n / 2 - 1] + v[n / 2]) / 2.0
-        })
+        self.error.is_none().then(|| median(&self.mops)).flatten()
     }
 
     /// (max - min) / median, a rough noise indicator for this row.
     pub fn spread(&self) -> Option<f64> {
-        let med = self.median()?;
-        let max = self.mops.iter().copied().fold(f64::MIN, f64::max);
-        let min = self.mops.iter().copied().fold(f64::MAX, f64::min);
-        Some((max - min) / med)
+        self.error.is_none().then(|| spread(&self.mops)).flatten()
     }
+}
+
+/// Median of `v` (mean of the middle two for an even count), None if empty.
+pub fn median(v: &[f64]) -> Option<f64> {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(v[n / 2]),
+        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+    }
+}
+
+/// (max - min) / median of `v`, a rough noise indicator; None if empty.
+pub fn spread(v: &[f64]) -> Option<f64> {
+    let max = v.iter().copied().fold(f64::MIN, f64::max);
+    let min = v.iter().copied().fold(f64::MAX, f64::min);
+    Some((max - min) / median(v)?)
+}
+
+/// Geometric mean of positive ratios, None if there are none.
+pub fn geomean(ratios: impl Iterator<Item = f64>) -> Option<f64> {
+    let logs: Vec<f64> = ratios.map(f64::ln).collect();
+    (!logs.is_empty()).then(|| (logs.iter().sum::<f64>() / logs.len() as f64).exp())
 }
 
 /// Throughput of `row` relative to allocator `reference` on the same workload (>1 = faster).
@@ -160,17 +172,18 @@ pub fn summary(all: &[Outcome], allocators: &[&str], refs: &[&str]) -> String {
     for a in allocators {
         let _ = write!(s, "  {a:<10}");
         for r in refs {
-            let logs: Vec<f64> = all
+            let ratios: Vec<f64> = all
                 .iter()
                 .filter(|o| o.allocator == *a)
                 .filter_map(|o| ratio(all, o, r))
-                .map(f64::ln)
                 .collect();
-            if logs.is_empty() {
-                let _ = write!(s, "  vs {r}: -");
-            } else {
-                let g = (logs.iter().sum::<f64>() / logs.len() as f64).exp();
-                let _ = write!(s, "  vs {r}: {g:.2}x over {} workloads", logs.len());
+            match geomean(ratios.iter().copied()) {
+                Some(g) => {
+                    let _ = write!(s, "  vs {r}: {g:.2}x over {} workloads", ratios.len());
+                }
+                None => {
+                    let _ = write!(s, "  vs {r}: -");
+                }
             }
         }
         s.push('\n');
@@ -178,7 +191,8 @@ pub fn summary(all: &[Outcome], allocators: &[&str], refs: &[&str]) -> String {
     s
 }
 
-fn json_str(s: &str) -> String {
+/// `s` as a JSON string literal.
+pub fn json_str(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
@@ -198,15 +212,16 @@ fn json_str(s: &str) -> String {
     out
 }
 
-// JSON has no NaN/inf; a missing figure is null.
-fn json_num(x: Option<f64>) -> String {
+/// A number for JSON; JSON has no NaN or infinity, so those and a missing figure are null.
+pub fn json_num(x: Option<f64>) -> String {
     match x {
         Some(v) if v.is_finite() => format!("{v:.6}"),
         _ => "null".into(),
     }
 }
 
-/// Serialises the whole run; hand-formatted to keep the crate dependency-free.
+/// Serialises the whole run, with the C suite's object (already JSON) when it ran;
+/// hand-formatted to keep the crate dependency-free.
 pub fn to_json(
     machine: &Machine,
     rounds: usize,
@@ -214,6 +229,7 @@ pub fn to_json(
     note: &str,
     all: &[Outcome],
     mem: &[MemOutcome],
+    c_suite: Option<&str>,
 ) -> String {
     let mut s = String::from("{\n");
     let _ = writeln!(
@@ -269,18 +285,18 @@ pub fn to_json(
         }
         s.push_str(if i + 1 == mem.len() { "\n" } else { ",\n" });
     }
-    s.push_str("  ]\n}\n");
+    s.push_str("  ]");
+    if let Some(c) = c_suite {
+        let _ = write!(s, ",\n  \"c_suite\": {c}");
+    }
+    s.push_str("\n}\n");
     s
 }
 
 /// What the markdown report is about, beyond the results themselves.
 pub struct RunInfo<'a> {
-    /// Machine facts.
-    pub machine: &'a Machine,
     /// Timed rounds per allocator and workload.
     pub rounds: usize,
-    /// Whether this was a `--quick` run.
-    pub quick: bool,
     /// Operation-count multiplier in force.
     pub scale: f64,
     /// The caveat printed with every table.
@@ -293,20 +309,19 @@ pub struct RunInfo<'a> {
     pub chart: Option<&'a str>,
 }
 
-fn md_cell(x: Option<f64>, digits: usize) -> String {
+/// A figure with `digits` decimals, or a dash when there is none.
+pub fn md_cell(x: Option<f64>, digits: usize) -> String {
     x.map_or("–".into(), |v| format!("{v:.digits$}"))
 }
 
-/// The whole run as a markdown page: machine facts, throughput, memory.
-pub fn markdown(info: &RunInfo, all: &[Outcome], mem: &[MemOutcome]) -> String {
-    let m = info.machine;
+/// The top of the markdown page: what produced it (`suites` names the suites that ran) and the
+/// machine.
+pub fn markdown_head(m: &Machine, quick: bool, suites: &str) -> String {
     let mut s = String::from("# hakmem-bench results\n\n");
     let _ = writeln!(
         s,
-        "Produced by `hakmem-bench`{}; {} timed rounds per cell, operation counts x{}.\n",
-        if info.quick { " --quick" } else { "" },
-        info.rounds,
-        info.scale
+        "Produced by `hakmem-bench`{} ({suites}).\n",
+        if quick { " --quick" } else { "" },
     );
     s.push_str("## Machine\n\n| fact | value |\n|---|---|\n");
     let _ = writeln!(s, "| CPU | {} |", m.cpu_model);
@@ -314,8 +329,21 @@ pub fn markdown(info: &RunInfo, all: &[Outcome], mem: &[MemOutcome]) -> String {
     let _ = writeln!(s, "| memory | {:.1} GiB |", m.mem_gib);
     let _ = writeln!(s, "| kernel | {} |", m.kernel);
     let _ = writeln!(s, "| system allocator | {} |", m.libc);
-    let _ = writeln!(s, "| allocators | {} |", info.allocs.join(", "));
-    let _ = writeln!(s, "\n{}\n", info.note);
+    s.push('\n');
+    s
+}
+
+/// The Rust suite's section of the markdown page: throughput, hakmem against each, memory.
+pub fn markdown(info: &RunInfo, all: &[Outcome], mem: &[MemOutcome]) -> String {
+    let mut s = String::from("## Rust suite: `GlobalAlloc`, every allocator in one process\n\n");
+    let _ = writeln!(
+        s,
+        "{} timed rounds per cell, operation counts x{}; allocators: {}.\n\n{}\n",
+        info.rounds,
+        info.scale,
+        info.allocs.join(", "),
+        info.note
+    );
     if let Some(chart) = info.chart {
         let _ = writeln!(s, "![throughput relative to system]({chart})\n");
     }
@@ -327,20 +355,20 @@ pub fn markdown(info: &RunInfo, all: &[Outcome], mem: &[MemOutcome]) -> String {
     } else {
         "system"
     };
-    s.push_str("## Throughput\n\n");
+    s.push_str("### Throughput\n\n");
     let _ = writeln!(
         s,
         "Million operations per second (median), and in parentheses the ratio to {reference} \
          (>1 = faster).\n"
     );
-    md_header(&mut s, info.allocs);
+    md_header(&mut s, "workload", info.allocs);
     for w in info.workloads {
         let _ = write!(s, "| {w} |");
         for a in info.allocs {
             let row = all.iter().find(|o| o.workload == *w && o.allocator == *a);
             let cell = match row {
                 Some(o) => match (o.median(), &o.error) {
-                    (Some(v), _) => with_ratio(v, ratio(all, o, reference)),
+                    (Some(v), _) => with_ratio(v, ratio(all, o, reference), 1),
                     (None, Some(_)) => "FAILED".into(),
                     (None, None) => "–".into(),
                 },
@@ -352,13 +380,11 @@ pub fn markdown(info: &RunInfo, all: &[Outcome], mem: &[MemOutcome]) -> String {
     }
     let _ = write!(s, "| geometric mean vs {reference} |");
     for a in info.allocs {
-        let logs: Vec<f64> = all
-            .iter()
-            .filter(|o| o.allocator == *a)
-            .filter_map(|o| ratio(all, o, reference))
-            .map(f64::ln)
-            .collect();
-        let g = (!logs.is_empty()).then(|| (logs.iter().sum::<f64>() / logs.len() as f64).exp());
+        let g = geomean(
+            all.iter()
+                .filter(|o| o.allocator == *a)
+                .filter_map(|o| ratio(all, o, reference)),
+        );
         let _ = write!(s, " {}x |", md_cell(g, 2));
     }
     s.push_str("\n\n");
@@ -371,9 +397,9 @@ pub fn markdown(info: &RunInfo, all: &[Outcome], mem: &[MemOutcome]) -> String {
         .filter(|a| *a != "hakmem")
         .collect();
     if info.allocs.contains(&"hakmem") && !peers.is_empty() {
-        s.push_str("### hakmem relative to each allocator\n\n");
+        s.push_str("#### hakmem relative to each allocator\n\n");
         s.push_str("hakmem's throughput over the other's (>1 = hakmem faster).\n\n");
-        md_header(&mut s, &peers);
+        md_header(&mut s, "workload", &peers);
         for w in info.workloads {
             let _ = write!(s, "| {w} |");
             let hak = all
@@ -393,7 +419,7 @@ pub fn markdown(info: &RunInfo, all: &[Outcome], mem: &[MemOutcome]) -> String {
         } else {
             "system"
         };
-        s.push_str("## Memory\n\n");
+        s.push_str("### Memory\n\n");
         let base = mem
             .iter()
             .filter_map(|m| m.rss.as_ref().ok().map(|r| r.base_kib))
@@ -410,16 +436,18 @@ pub fn markdown(info: &RunInfo, all: &[Outcome], mem: &[MemOutcome]) -> String {
             ("Peak RSS (MiB)", memory::peak as fn(&memory::Rss) -> u64),
             ("Final RSS (MiB)", memory::fin),
         ] {
-            let _ = writeln!(s, "### {title}\n");
-            md_header(&mut s, info.allocs);
+            let _ = writeln!(s, "#### {title}\n");
+            md_header(&mut s, "workload", info.allocs);
             for w in info.workloads {
                 let _ = write!(s, "| {w} |");
                 for a in info.allocs {
                     let cell = match mem.iter().find(|o| o.workload == *w && o.allocator == *a) {
                         Some(o) => match &o.rss {
-                            Ok(r) => {
-                                with_ratio(memory::mib(pick(r)), memory::ratio(mem, o, mref, pick))
-                            }
+                            Ok(r) => with_ratio(
+                                memory::mib(pick(r)),
+                                memory::ratio(mem, o, mref, pick),
+                                1,
+                            ),
                             Err(_) => "FAILED".into(),
                         },
                         None => "–".into(),
@@ -434,16 +462,18 @@ pub fn markdown(info: &RunInfo, all: &[Outcome], mem: &[MemOutcome]) -> String {
     s
 }
 
-// A figure with its ratio in parentheses, or alone when there is nothing to compare with.
-fn with_ratio(v: f64, r: Option<f64>) -> String {
+/// A figure with `digits` decimals and its ratio in parentheses, or alone when there is nothing
+/// to compare with.
+pub fn with_ratio(v: f64, r: Option<f64>, digits: usize) -> String {
     match r {
-        Some(r) => format!("{v:.1} ({r:.2}x)"),
-        None => format!("{v:.1}"),
+        Some(r) => format!("{v:.digits$} ({r:.2}x)"),
+        None => format!("{v:.digits$}"),
     }
 }
 
-fn md_header(s: &mut String, allocs: &[&str]) {
-    s.push_str("| workload |");
+/// A markdown table header: a first column `first`, then one right-aligned column per name.
+pub fn md_header(s: &mut String, first: &str, allocs: &[&str]) {
+    let _ = write!(s, "| {first} |");
     for a in allocs {
         let _ = write!(s, " {a} |");
     }
@@ -483,7 +513,6 @@ mod tests {
 
     #[test]
     fn markdown_has_every_table() {
-        let machine = Machine::detect();
         let all = vec![outcome("system", &[2.0]), outcome("hakmem", &[3.0])];
         let mem = vec![MemOutcome {
             workload: "w",
@@ -495,9 +524,7 @@ mod tests {
             }),
         }];
         let info = RunInfo {
-            machine: &machine,
             rounds: 1,
-            quick: true,
             scale: 1.0,
             note: "n",
             workloads: &["w"],
