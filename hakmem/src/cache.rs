@@ -35,7 +35,7 @@ use crate::list::List;
 use crate::policy::{Policy, Release};
 use crate::report::Identity;
 use crate::region::{Block, SmallRegion, Span};
-use crate::size_class::{class_for, malloc_tiny_class, tiny_class, CLASS_SIZES, NUM_CLASSES, SMALL_MAX, TINY_MAX};
+use crate::size_class::{class_for, malloc_mid_class, malloc_tiny_class, tiny_class, CLASS_SIZES, NUM_CLASSES, SMALL_MAX, TINY_MAX};
 use crate::slab::{RemoteQueue, Slab, SlabLinks};
 use core::marker::PhantomData;
 use core::ptr::{self, null_mut, NonNull};
@@ -259,6 +259,17 @@ impl<P: Policy> CacheInner<P> {
         if size <= Self::TINY_REQUEST {
             self.alloc_class(malloc_tiny_class(slot_needed::<P>(size, 16)), size, 16)
         } else {
+            self.malloc_mid(size)
+        }
+    }
+
+    /// [`CacheInner::malloc`] above the tiny classes: out of line, so that the tiny path stays
+    /// small enough to be inlined into the C entry point.
+    #[inline(never)]
+    fn malloc_mid(&mut self, size: usize) -> *mut u8 {
+        if size <= Self::MID_REQUEST {
+            self.alloc_class(malloc_mid_class(slot_needed::<P>(size, 16)), size, 16)
+        } else {
             self.alloc_generic(size, 16, false)
         }
     }
@@ -270,6 +281,8 @@ impl<P: Policy> CacheInner<P> {
 
     /// Largest request the tiny fast path serves.
     const TINY_REQUEST: usize = TINY_MAX - P::HEADER - P::MIN_TAIL;
+    /// Largest request malloc's mid path serves (the rest is mapped on its own).
+    const MID_REQUEST: usize = SMALL_MAX - P::HEADER - P::MIN_TAIL;
 
     #[inline(always)]
     fn alloc_class(&mut self, class: usize, size: usize, align: usize) -> *mut u8 {
