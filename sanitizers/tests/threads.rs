@@ -35,9 +35,10 @@ fn stamped(c: &mut ThreadCache<'_>, size: usize) -> Blk {
 /// The remote-free handoff alone: the owner hands blocks to another thread (a spawn, which
 /// orders owner -> freer), the freer checks and frees them (remote pushes), and the owner drains
 /// and reuses them after a Relaxed flag says the freer is done. Freer -> owner is ordered by
-/// nothing but the remote queue's Release push and Acquire take; with `fault-remote-relaxed` (an entry of the fault catalog)
-/// TSan reports the free's link write (`BasePtr::set_link`, published by the queue's CAS) racing
-/// with the owner's read of it in `SlabLocal::drain`.
+/// nothing but the owner's inbox: the freer's Release push of a batch, the owner's Acquire take;
+/// with `fault-remote-relaxed` (an entry of the fault catalog) TSan reports the free's link write
+/// (`BasePtr::set_link`, published by the inbox's CAS) racing with the owner's read of it as it
+/// takes the batch in (`CacheInner::take_in`).
 #[test]
 fn remote_free_handoff_is_ordered_by_the_queue_alone() {
     let heap: Heap = Heap::new();
