@@ -290,7 +290,7 @@ impl RemoteQueue {
     }
 
     /// [`RemoteQueue::push_chain`] onto a queue that may be closed: false (nothing pushed, the
-    /// chain still the caller's) if it is.
+    /// chain still the caller's, `last` linked to None) if it is.
     ///
     /// # Safety
     /// As for [`RemoteQueue::push_chain`], with "this queue's slab" read as any slab whose
@@ -300,6 +300,11 @@ impl RemoteQueue {
         let mut head = self.head.load(Ordering::Relaxed);
         loop {
             if head == CLOSED {
+                // An attempt that lost to the close linked `last` to the queue's old head,
+                // slots the consumer took as it closed: the chain must end here again, or the
+                // caller would place those slots a second time.
+                // SAFETY: the chain is still ours.
+                unsafe { last.set_link::<P>(None) };
                 return false;
             }
             // SAFETY: the slots are ours until the CAS publishes them.
