@@ -66,6 +66,21 @@ fuzz TARGET *ARGS:
 fuzz-afl TARGET SECONDS="60":
     bash scripts/fuzz.sh afl {{TARGET}} {{SECONDS}}
 
+# Campaigns on several cores (README, "Fuzzing campaigns"): a status line every few seconds, a clean
+# stop at the deadline or on Ctrl-C, the corpus merged into fuzz/corpus/TARGET, a summary.
+# libFuzzer+ASan fork mode, JOBS processes; without SECONDS, until Ctrl-C.
+fuzz-parallel TARGET JOBS SECONDS="":
+    bash scripts/campaign.sh libfuzzer {{TARGET}} {{JOBS}} {{SECONDS}}
+
+# AFL++ with one main and JOBS-1 secondaries of the variants AFL++'s docs recommend, one sync dir.
+fuzz-afl-parallel TARGET JOBS SECONDS="":
+    bash scripts/campaign.sh afl {{TARGET}} {{JOBS}} {{SECONDS}}
+
+# cargo fuzz cmin and afl-cmin over fuzz/corpus/TARGET and the AFL++ queues, listings written too.
+# A grown corpus slows every run that loads it: keep the fewest inputs with the same coverage.
+cmin TARGET:
+    bash scripts/campaign.sh cmin {{TARGET}}
+
 # Print fuzz inputs as readable programs and re-run them in the fuzz build's configuration (debug
 # assertions, overflow checks), then in the fuzz target itself (ASan), printing what each found;
 # `--target misuse` for misuse inputs kept outside a misuse directory, `--save X.prog` keeps the
