@@ -81,6 +81,20 @@ fuzz-afl-parallel TARGET JOBS SECONDS="":
 cmin TARGET:
     bash scripts/campaign.sh cmin {{TARGET}}
 
+# What a corpus reaches: per-file line coverage of hakmem/src and an HTML report in target/coverage/TARGET;
+# DIRS default to corpora/TARGET and fuzz/corpus/TARGET.
+coverage TARGET *DIRS:
+    bash scripts/coverage.sh {{TARGET}} {{DIRS}}
+
+# Every target's corpora and the test suite in one report (target/coverage/all); `--committed`:
+# only the committed seeds and regressions, no tests (target/coverage/committed: the corpora's own figure).
+coverage-all *FLAGS:
+    bash scripts/coverage.sh all {{FLAGS}}
+
+# Docker does not run everywhere: runs .clusterfuzzlite/build.sh with temporary $SRC/$OUT, checks $OUT's targets and the YAML.
+cflite-check:
+    bash scripts/cflite-check.sh
+
 # Print fuzz inputs as readable programs and re-run them in the fuzz build's configuration (debug
 # assertions, overflow checks), then in the fuzz target itself (ASan), printing what each found;
 # `--target misuse` for misuse inputs kept outside a misuse directory, `--save X.prog` keeps the
