@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 source scripts/fuzz-common.sh
 
 ensure_cargo_fuzz
+ensure_debs zip unzip binutils
 work="$(mktemp -d "${TMPDIR:-/tmp}/hakmem-cflite.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 export SRC="$work/src" OUT="$work/out"

@@ -10,9 +10,10 @@
 #                                         --committed, only the committed corpora (corpora/TARGET:
 #                                         seeds and regressions) and no tests: the corpora's own figure
 #
-# Reports go to target/coverage/NAME/ (NAME: the target, all or committed): index.html and
-# summary.txt. The table lists every file of hakmem/src and totals the core (regions, slabs,
-# thread caches, remote frees, heap, checked mode); the files outside it say why.
+# Reports go to target/coverage/NAME/ (NAME: the target, all or committed): index.html,
+# summary.txt, and missed.txt (every run of lines never executed). The table lists every file
+# of hakmem/src and totals the core (regions, slabs, thread caches, remote frees, heap, checked
+# mode); the files outside it say why.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/fuzz-common.sh
@@ -83,6 +84,16 @@ report() {
     "$(llvm_tool llvm-cov)" show "$1" "${objects[@]}" -instr-profile="$profile" "${only[@]}" \
         -format=html -output-dir="$out" -show-line-counts-or-regions >/dev/null
     "$(llvm_tool llvm-cov)" report "$1" "${objects[@]}" -instr-profile="$profile" "${only[@]}" >"$out/llvm-cov-report.txt"
+    # Each run of lines never executed, as FILE:FIRST-LAST (lines) and the first line's code: the
+    # blocks a coverage note has to account for.
+    "$(llvm_tool llvm-cov)" show "$1" "${objects[@]}" -instr-profile="$profile" "${only[@]}" -format=text \
+        -show-instantiations=false | awk '
+        function flush() { if (s) { printf "%s:%d-%d (%d)  %s\n", file, s, e, n, first; s = 0 } }
+        /^\/.*\.rs:$/ { flush(); file = $0; sub(/:$/, "", file); sub(/.*\/src\//, "", file); next }
+        { split($0, p, "|"); ln = p[2] == "" ? 0 : p[1] + 0; cnt = p[2]; gsub(/ /, "", cnt)
+          if (cnt == "0") { if (s && ln == e + 1) { e = ln; n++ } else { flush(); s = ln; e = ln; n = 1; first = p[3]; gsub(/^ +/, "", first) } }
+          else if (cnt != "") flush() }
+        END { flush() }' >"$out/missed.txt"
     local core=" ${CORE[*]} " why
     {
         echo "line coverage of hakmem/src ($name)"
@@ -99,11 +110,12 @@ report() {
             if grep -q "^\(.*/\)\?$o " "$out/llvm-cov-report.txt"; then echo "not core: $o: $why"; fi
         done | sort
     } | tee "$out/summary.txt"
-    echo "HTML report: ${out#"$ROOT"/}/index.html (lines never run are red; llvm-cov's own table: ${out#"$ROOT"/}/llvm-cov-report.txt)"
+    echo "HTML report: ${out#"$ROOT"/}/index.html (lines never run are red); llvm-cov's own table: ${out#"$ROOT"/}/llvm-cov-report.txt;"
+    echo "every run of lines never executed: ${out#"$ROOT"/}/missed.txt"
 }
 
 ensure_cargo_fuzz
-[ $# -ge 1 ] || { sed -n '2,16p' "$0"; exit 2; }
+[ $# -ge 1 ] || { sed -n '2,17p' "$0"; exit 2; }
 case "$1" in
 all)
     committed=0
