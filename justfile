@@ -66,32 +66,29 @@ fuzz TARGET *ARGS:
 fuzz-afl TARGET SECONDS="60":
     bash scripts/fuzz.sh afl {{TARGET}} {{SECONDS}}
 
-# Campaigns on several cores (README, "Fuzzing campaigns"): a status line every few seconds, a clean
-# stop at the deadline or on Ctrl-C, the corpus merged into fuzz/corpus/TARGET, a summary.
-# libFuzzer+ASan fork mode, JOBS processes; without SECONDS, until Ctrl-C.
+# Campaigns on several cores (README, "Campaigns"): status every few seconds, a clean stop at the
+# deadline or on Ctrl-C, the corpus merged into fuzz/corpus/TARGET, a summary.
+# Long campaigns want every core: libFuzzer+ASan fork mode on JOBS cores (until Ctrl-C without SECONDS).
 fuzz-parallel TARGET JOBS SECONDS="":
     bash scripts/campaign.sh libfuzzer {{TARGET}} {{JOBS}} {{SECONDS}}
 
-# AFL++ with one main and JOBS-1 secondaries of the variants AFL++'s docs recommend, one sync dir.
+# AFL++ on JOBS cores: the main and differently tuned secondaries (the docs' variants) find more than copies.
 fuzz-afl-parallel TARGET JOBS SECONDS="":
     bash scripts/campaign.sh afl {{TARGET}} {{JOBS}} {{SECONDS}}
 
-# cargo fuzz cmin and afl-cmin over fuzz/corpus/TARGET and the AFL++ queues, listings written too.
-# A grown corpus slows every run that loads it: keep the fewest inputs with the same coverage.
+# A grown corpus slows every run that loads it: keep the fewest inputs with the same coverage (cargo fuzz cmin, afl-cmin).
 cmin TARGET:
     bash scripts/campaign.sh cmin {{TARGET}}
 
-# What a corpus reaches: per-file line coverage of hakmem/src and an HTML report in target/coverage/TARGET;
-# DIRS default to corpora/TARGET and fuzz/corpus/TARGET.
+# To see what a corpus never reaches: per-file line coverage of hakmem/src, HTML in target/coverage/TARGET.
 coverage TARGET *DIRS:
     bash scripts/coverage.sh {{TARGET}} {{DIRS}}
 
-# Every target's corpora and the test suite in one report (target/coverage/all); `--committed`:
-# only the committed seeds and regressions, no tests (target/coverage/committed: the corpora's own figure).
+# What fuzzing and tests reach together (target/coverage/all); `--committed`: what the committed corpora alone reach.
 coverage-all *FLAGS:
     bash scripts/coverage.sh all {{FLAGS}}
 
-# Docker does not run everywhere: runs .clusterfuzzlite/build.sh with temporary $SRC/$OUT, checks $OUT's targets and the YAML.
+# Docker does not run here: build.sh runs with temporary $SRC/$OUT, then $OUT's targets and the YAML are checked.
 cflite-check:
     bash scripts/cflite-check.sh
 

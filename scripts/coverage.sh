@@ -105,6 +105,7 @@ report() {
         awk -v core="$core" '$1 ~ /\.rs$/ { f = $1; sub(/.*\//, "", f)
                 if (index(core, " " f " ")) { l += $(NF - 5); m += $(NF - 4) } }
              END { printf "%-14s %7d %7d %7.1f%%\n", "core", l, m, l ? 100 * (l - m) / l : 0 }' "$out/llvm-cov-report.txt"
+        [ "$name" = all ] && echo "(with the test suite, a file's lines include its own #[cfg(test)] module, which only the tests run)"
         for o in "${!NOT_CORE[@]}"; do
             why="${NOT_CORE[$o]}"
             if grep -q "^\(.*/\)\?$o " "$out/llvm-cov-report.txt"; then echo "not core: $o: $why"; fi
