@@ -13,7 +13,7 @@
 # fuzz/corpus/TARGET for both engines: libFuzzer's fork mode merges into it as it goes; AFL++'s
 # main instance imports it at the start (-F) and the queues are merged into it at the end
 # (libFuzzer's -merge=1, which keeps only entries that add coverage). Crashes stay in
-# fuzz/artifacts/TARGET/ (AFL++'s are copied there as afl-INSTANCE-id-N). Status every
+# fuzz/artifacts/TARGET/ (AFL++'s are copied there as afl-RUN-INSTANCE-id-N). Status every
 # HAKMEM_STATUS_SECONDS (default 5).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -280,13 +280,15 @@ run_afl() {
     echo "== AFL++: $t on $jobs instances for ${secs:-unlimited (Ctrl-C stops)} s, sync directory ${AFL_OUT#"$ROOT"/}"
     supervise afl_status "$secs"
 
-    # Crashes into fuzz/artifacts/TARGET, where the other tools look for them.
-    local c crashes=0 first=""
+    # Crashes into fuzz/artifacts/TARGET, where the other tools look for them, named by the run
+    # (the next run starts its ids at 0 again).
+    local c crashes=0 first="" run
+    run="$(date -d "@$(afl_field main start_time)" +%Y%m%d-%H%M%S 2>/dev/null || date +%Y%m%d-%H%M%S)"
     for name in "${AFL_NAMES[@]}"; do
         for c in "$AFL_OUT/$name"/crashes/id:*; do
             [ -f "$c" ] || continue
             local dest
-            dest="fuzz/artifacts/$t/afl-$name-$(basename "$c" | cut -d, -f1 | tr : -)"
+            dest="fuzz/artifacts/$t/afl-$run-$name-$(basename "$c" | cut -d, -f1 | tr : -)"
             cp "$c" "$dest"
             crashes=$((crashes + 1))
             [ -n "$first" ] || first="$dest"
