@@ -262,6 +262,15 @@ pub fn plain() -> Vec<(&'static str, Program)> {
     }
     v.push(("region-cycle-runs", b.build()));
     v.push(("region-cycle-release", region_cycle(true)));
+    // Regions of two slabs, none kept empty: a partly used region before an empty one on the
+    // list of regions with room; the purge passes it and gives back only the empty one.
+    let mut b = Builder::new(1);
+    b.knobs(Knobs { region_slabs: 2, empty_regions: 1, ..Knobs::default() });
+    let xs: Vec<BlockId> = [64, 3000, 20000, 100].iter().map(|&s| b.alloc(0, s, 3)).collect();
+    b.op(0, Op::Free { slot: xs[1] }).op(0, Op::Flush);
+    b.op(0, Op::Free { slot: xs[2] }).op(0, Op::Free { slot: xs[3] }).op(0, Op::Flush);
+    b.op(0, Op::Check { slot: xs[0] });
+    v.push(("purge-passes-partial", b.build()));
 
     // Two regions of two slabs at most: allocations beyond them fail (and realloc keeps the
     // block); freeing makes room again; the abandoned slabs are reclaimed when nothing else is.
