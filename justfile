@@ -71,6 +71,32 @@ fuzz TARGET *ARGS:
 fuzz-afl TARGET SECONDS="60":
     bash scripts/fuzz.sh afl {{TARGET}} {{SECONDS}}
 
+# Campaigns on several cores (README, "Campaigns"): status every few seconds, a clean stop at the
+# deadline or on Ctrl-C, the corpus merged into fuzz/corpus/TARGET, a summary.
+# Long campaigns want every core: libFuzzer+ASan fork mode on JOBS cores (until Ctrl-C without SECONDS).
+fuzz-parallel TARGET JOBS SECONDS="":
+    bash scripts/campaign.sh libfuzzer {{TARGET}} {{JOBS}} {{SECONDS}}
+
+# AFL++ on JOBS cores: the main and differently tuned secondaries (the docs' variants) find more than copies.
+fuzz-afl-parallel TARGET JOBS SECONDS="":
+    bash scripts/campaign.sh afl {{TARGET}} {{JOBS}} {{SECONDS}}
+
+# A grown corpus slows every run that loads it: keep the fewest inputs with the same coverage (cargo fuzz cmin, afl-cmin).
+cmin TARGET:
+    bash scripts/campaign.sh cmin {{TARGET}}
+
+# To see what a corpus never reaches: per-file line coverage of hakmem/src, HTML in target/coverage/TARGET.
+coverage TARGET *DIRS:
+    bash scripts/coverage.sh {{TARGET}} {{DIRS}}
+
+# What fuzzing and tests reach together (target/coverage/all); `--committed`: what the committed corpora alone reach.
+coverage-all *FLAGS:
+    bash scripts/coverage.sh all {{FLAGS}}
+
+# Docker does not run here: build.sh runs with temporary $SRC/$OUT, then $OUT's targets and the YAML are checked.
+cflite-check:
+    bash scripts/cflite-check.sh
+
 # Print fuzz inputs as readable programs and re-run them in the fuzz build's configuration (debug
 # assertions, overflow checks), then in the fuzz target itself (ASan), printing what each found;
 # `--target misuse` for misuse inputs kept outside a misuse directory, `--save X.prog` keeps the

@@ -295,15 +295,24 @@ impl<'h, P: Observed> Interp<'h, P> {
         m.reports.extend(v);
     }
 
+    /// Whether the program's small regions are all mapped.
+    fn budget_spent(&self) -> bool {
+        self.budget && self.heap.stats().small_regions >= self.heap.limits().max_regions
+    }
+
     /// Whether a null from an allocation of `size` bytes at `align` is the program's region
-    /// budget running out rather than a bug.
-    fn out_of_budget(&self, size: usize, align: usize) -> bool {
-        self.budget && crate::in_slab::<P>(size, align) && self.heap.stats().small_regions >= self.heap.limits().max_regions
+    /// budget running out rather than a bug. `spent_before`: the budget was spent when the call
+    /// started. A step started inside the call may give a region back before it returns (a
+    /// flush that empties one, with no empty region kept), so the budget the allocator found
+    /// spent may not be spent any more when the call returns.
+    fn out_of_budget(&self, size: usize, align: usize, spent_before: bool) -> bool {
+        self.budget && crate::in_slab::<P>(size, align) && (spent_before || self.budget_spent())
     }
 
     /// A new block `id` at `p` (or a null the budget explains: None), into the model.
-    fn admit_new(&self, t: u8, step: usize, id: BlockId, p: *mut u8, size: usize, align: usize, fill: u8) -> Result<Option<Block>, Violation> {
-        if p.is_null() && self.out_of_budget(size, align) {
+    #[allow(clippy::too_many_arguments)]
+    fn admit_new(&self, t: u8, step: usize, id: BlockId, p: *mut u8, size: usize, align: usize, fill: u8, spent_before: bool) -> Result<Option<Block>, Violation> {
+        if p.is_null() && self.out_of_budget(size, align, spent_before) {
             let mut m = self.model();
             m.failed.push(id);
             m.record(Event::Null { step });
@@ -340,15 +349,17 @@ impl<'h, P: Observed> Interp<'h, P> {
         match s.op {
             Op::Alloc { size, align_log2 } => {
                 let align = 1 << align_log2;
+                let spent = self.budget_spent();
                 let p = self.with_cache(t, |c| c.alloc(size, align));
-                if let Some(b) = self.admit_new(t, i, id, p, size, align, fill_for(id))? {
+                if let Some(b) = self.admit_new(t, i, id, p, size, align, fill_for(id), spent)? {
                     b.fill_all();
                     touched.add(p.addr());
                 }
             }
             Op::Calloc { n, size } => {
+                let spent = self.budget_spent();
                 let p = self.with_cache(t, |c| c.alloc_zeroed(n * size, 16));
-                if let Some(b) = self.admit_new(t, i, id, p, n * size, 16, 0)? {
+                if let Some(b) = self.admit_new(t, i, id, p, n * size, 16, 0, spent)? {
                     b.check(id).map_err(|v| Violation(format!("calloc memory not zero: {v}")))?;
                     touched.add(p.addr());
                 }
@@ -357,16 +368,17 @@ impl<'h, P: Observed> Interp<'h, P> {
                 let Some(old) = self.model().retire(slot) else { return Ok(Some(touched)) };
                 old.check(slot)?;
                 touched.add(old.ptr.addr());
+                let spent = self.budget_spent();
                 // SAFETY: `old` is live in this heap; on success only the returned block is.
                 let p = self.with_cache(t, |c| unsafe { c.realloc(old.ptr, size, old.align) });
-                if p.is_null() && self.out_of_budget(size, old.align) {
+                if p.is_null() && self.out_of_budget(size, old.align, spent) {
                     // C's realloc: the old block stays as it was.
                     let mut m = self.model();
                     m.record(Event::Null { step: i });
                     m.admit(t, slot, old)?;
                     return Ok(Some(touched));
                 }
-                let b = self.admit_new(t, i, slot, p, size, old.align, old.fill)?.expect("not null");
+                let b = self.admit_new(t, i, slot, p, size, old.align, old.fill, spent)?.expect("not null");
                 // The bytes the model kept of the old block, as far as the new one reaches, must have moved.
                 b.check_as(slot, old.size, old.size.min(size)).map_err(|v| Violation(format!("realloc lost contents: {v}")))?;
                 b.fill_all();

@@ -134,5 +134,10 @@ fn judge(misuse: Option<Misuse>, reports: &[Report]) -> Result<Option<Report>, F
     if first.kind != kind || first.addr != m.addr {
         return Err(Failure::at(None, format!("wrong report: expected {kind:?} of {:#x}, got: {first}", m.addr)));
     }
+    // The message a user reads must name the block too (the report's Display, not only its fields).
+    let text = first.to_string();
+    if !text.contains(&format!(" of {:#x}", m.addr)) {
+        return Err(Failure::at(None, format!("the report's message does not name {:#x}: {text}", m.addr)));
+    }
     Ok(Some(first.clone()))
 }

@@ -262,6 +262,15 @@ pub fn plain() -> Vec<(&'static str, Program)> {
     }
     v.push(("region-cycle-runs", b.build()));
     v.push(("region-cycle-release", region_cycle(true)));
+    // Regions of two slabs, none kept empty: a partly used region before an empty one on the
+    // list of regions with room; the purge passes it and gives back only the empty one.
+    let mut b = Builder::new(1);
+    b.knobs(Knobs { region_slabs: 2, empty_regions: 1, ..Knobs::default() });
+    let xs: Vec<BlockId> = [64, 3000, 20000, 100].iter().map(|&s| b.alloc(0, s, 3)).collect();
+    b.op(0, Op::Free { slot: xs[1] }).op(0, Op::Flush);
+    b.op(0, Op::Free { slot: xs[2] }).op(0, Op::Free { slot: xs[3] }).op(0, Op::Flush);
+    b.op(0, Op::Check { slot: xs[0] });
+    v.push(("purge-passes-partial", b.build()));
 
     // Two regions of two slabs at most: allocations beyond them fail (and realloc keeps the
     // block); freeing makes room again; the abandoned slabs are reclaimed when nothing else is.
@@ -326,6 +335,55 @@ pub fn plain() -> Vec<(&'static str, Program)> {
         b.op(0, Op::Check { slot: x }).op(0, Op::Free { slot: x });
     }
     v.push(("full-slabs-release", b.build()));
+
+    // Spares of 8 MiB at most, no large cache, no empty region kept: freed large mappings and
+    // regions evict older spares, and a mapping larger than 8 MiB goes back to the OS. All at the
+    // end: which spares are there depends on what ran before (a reset heap starts with spares a
+    // new heap does not have), so no allocation may follow that could reuse one.
+    let mut b = Builder::new(1);
+    b.knobs(Knobs { spares: 1, large_cache: 3, empty_regions: 1, region_slabs: 1, ..Knobs::default() });
+    let xs: Vec<BlockId> = [(1 << 22) - 4096, 1 << 22, (1 << 22) + 1, 8 << 20, 64, 3000, 20000].iter().map(|&s| b.alloc(0, s, 3)).collect();
+    for &x in &xs {
+        b.op(0, Op::Free { slot: x });
+    }
+    b.op(0, Op::Flush);
+    v.push(("spares-full", b.build()));
+
+    // Two slabs in all, both abandoned with a live block each; their blocks freed remotely; a
+    // third class then finds no pooled slab and no room for a region, so the heap reclaims the
+    // abandoned slabs that turned out empty.
+    let mut b = Builder::new(2);
+    b.knobs(Knobs { region_slabs: 1, max_regions: 1, ..Knobs::default() });
+    let xs: Vec<BlockId> = [64, 3000].iter().map(|&s| b.alloc(0, s, 3)).collect();
+    b.op(0, Op::EndThread);
+    for &x in &xs {
+        b.op(0, Op::RemoteFree { slot: x, by: 1 });
+    }
+    b.op(1, Op::Flush);
+    let y = b.alloc(1, 20000, 3);
+    b.op(1, Op::Check { slot: y });
+    // Then the second reclaimed slab serves a calloc, and a calloc of a fourth class fails.
+    b.calloc(1, 1, 500);
+    b.calloc(1, 1, 100);
+    v.push(("reclaim", b.build()));
+
+    // A large block grows within the pages it already has (realloc in place, both heaps), and a
+    // calloc reuses a cached mapping, which must be zeroed.
+    let large_in_place = |release: bool| {
+        let mut b = Builder::new(1);
+        if release {
+            b.release();
+        }
+        let x = b.alloc(0, 100_000, 3);
+        b.op(0, Op::Write { slot: x, byte: 0x5a }).op(0, Op::Realloc { slot: x, size: 102_000 }).op(0, Op::Check { slot: x });
+        let y = b.alloc(0, 300_000, 3);
+        b.op(0, Op::Write { slot: y, byte: 0x77 }).op(0, Op::Free { slot: y });
+        let z = b.calloc(0, 1, 300_000);
+        b.op(0, Op::Check { slot: z }).op(0, Op::Free { slot: z }).op(0, Op::Free { slot: x });
+        b.build()
+    };
+    v.push(("large-in-place", large_in_place(false)));
+    v.push(("large-in-place-release", large_in_place(true)));
 
     // ---- Schedules: steps that start inside another thread's allocator call -----------------
 
@@ -402,6 +460,8 @@ pub fn misuse() -> Vec<(&'static str, Program)> {
         b.build()
     };
     v.push(("double-free", with(1, &|b| Op::DoubleFree { slot: b.alloc(0, 40, 3), by: 0 })));
+    // A large block's second free finds its mapping marked freed in the region table.
+    v.push(("double-free-large", with(1, &|b| Op::DoubleFree { slot: b.alloc(0, 100_000, 3), by: 0 })));
     v.push((
         "double-free-remote",
         with(2, &|b| {
