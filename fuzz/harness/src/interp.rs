@@ -556,9 +556,13 @@ pub fn step_info(prog: &Program) -> Vec<StepInfo> {
         .iter()
         .zip(block_ids(prog))
         .map(|(s, id)| {
+            // (A fork is called by its step's thread: it must not start inside another step of
+            // that thread, which one thread cannot be in while it forks. It was cache-less, and
+            // a fork started inside its own thread's allocation waited for a lock that thread
+            // held: a deadlock the scheduler could only call "held by nobody".)
             let cache = match s.op {
                 Op::RemoteFree { by, .. } => Some(by),
-                Op::Give { .. } | Op::Write { .. } | Op::Fork => None,
+                Op::Give { .. } | Op::Write { .. } => None,
                 _ => Some(s.thread),
             };
             // A step that creates a block uses it too: nothing may free it before it exists.
