@@ -1815,7 +1815,7 @@ mod tests {
     /// The slab and slot of a live small block.
     fn slot_of(p: *mut u8) -> (*mut Slab, BasePtr) {
         // SAFETY: callers pass live small blocks of a checked heap.
-        match unsafe { locate::<Checked>(p) } {
+        match unsafe { locate::<Checked, false>(p) } {
             Block::Small(s, b) => (s, b),
             Block::Large | Block::Guard | Block::Foreign => unreachable!(),
         }
@@ -1890,7 +1890,7 @@ mod tests {
         let p = a.alloc(200, 8);
         let q = a.alloc(200, 8);
         drop(a);
-        unsafe { crate::cache::free_unowned(&h, p) };
+        unsafe { crate::cache::free_unowned::<Checked, false>(&h, p) };
         let mut b = h.cache();
         let r = b.alloc(200, 8); // adopts the slab and drains the queue
         unsafe {

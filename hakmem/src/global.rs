@@ -308,7 +308,7 @@ macro_rules! global_alloc_for {
             #[inline]
             unsafe fn dealloc(&self, p: *mut u8, _l: Layout) {
                 // SAFETY: GlobalAlloc's contract: p is a live block from this allocator.
-                unsafe { free::<$policy>(p) }
+                unsafe { free_in::<$policy, false>(p) }
             }
 
             #[inline]
@@ -349,7 +349,8 @@ pub fn malloc<G: Global>(size: usize) -> *mut u8 {
     enomem_if_null(with_cache::<G, _>(|c| c.malloc(size)))
 }
 
-/// C `free`.
+/// C `free`: release mode reports a pointer in no mapping of a heap rather than read behind it
+/// (see `cache::locate`).
 ///
 /// # Safety
 /// `p` is null or a live block of the global heap.
@@ -363,27 +364,27 @@ pub unsafe fn free<G: Global>(p: *mut u8) {
         if G::CHECKED {
             free_outlined::<G>(p)
         } else {
-            free_inlined::<G>(p)
+            free_in::<G, true>(p)
         }
     }
 }
 
-/// [`free`]'s body, out of line.
+/// The C [`free`]'s body, out of line.
 ///
 /// # Safety
 /// As for [`free`].
 #[inline(never)]
 unsafe fn free_outlined<G: Global>(p: *mut u8) {
     // SAFETY: forwarded.
-    unsafe { free_inlined::<G>(p) }
+    unsafe { free_in::<G, true>(p) }
 }
 
-/// [`free`]'s body.
+/// The body of [`free`] (`UNTRUSTED`: from C) and of `GlobalAlloc::dealloc`.
 ///
 /// # Safety
 /// As for [`free`].
 #[inline(always)]
-unsafe fn free_inlined<G: Global>(p: *mut u8) {
+unsafe fn free_in<G: Global, const UNTRUSTED: bool>(p: *mut u8) {
     if p.is_null() {
         return;
     }
@@ -391,9 +392,13 @@ unsafe fn free_inlined<G: Global>(p: *mut u8) {
     // SAFETY: the caller promises a live block; a valid TLS pointer is this thread's cache.
     unsafe {
         if c.addr() > GONE {
-            (*c).free(p)
+            if UNTRUSTED {
+                (*c).free_untrusted(p)
+            } else {
+                (*c).free(p)
+            }
         } else {
-            free_unowned(&G::statics().heap, p)
+            free_unowned::<G, UNTRUSTED>(&G::statics().heap, p)
         }
     }
 }
@@ -420,7 +425,7 @@ pub unsafe fn realloc<G: Global>(p: *mut u8, size: usize) -> *mut u8 {
         return null_mut();
     }
     // SAFETY: forwarded.
-    enomem_if_null(with_cache::<G, _>(|c| unsafe { c.realloc(p, size, 16) }))
+    enomem_if_null(with_cache::<G, _>(|c| unsafe { c.realloc_untrusted(p, size, 16) }))
 }
 
 /// C `reallocarray`: `realloc(p, n * size)` with overflow detection.
@@ -497,7 +502,7 @@ pub unsafe fn malloc_usable_size<G: Global>(p: *mut u8) -> usize {
         return 0;
     }
     // SAFETY: forwarded.
-    unsafe { usable_size(&G::statics().heap, p, 0) }
+    unsafe { usable_size::<G, true>(&G::statics().heap, p, 0) }
 }
 
 /// `malloc_trim`: gives the memory the global heap holds but does not use back to the OS now

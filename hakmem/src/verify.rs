@@ -464,7 +464,7 @@ mod tests {
         let mut c = heap.cache();
         let p = c.alloc(64, 8);
         let q = c.alloc(64, 8);
-        let Block::Small(slab, _) = (unsafe { locate::<Release>(p) }) else { unreachable!() };
+        let Block::Small(slab, _) = (unsafe { locate::<Release, false>(p) }) else { unreachable!() };
         // As if q had been lost (failure 6): handed out, on no list, and not one the caller holds.
         let live = [p];
         let r = unsafe { heap.verify(Some(&counter(&live)), true) };
