@@ -490,7 +490,7 @@ impl<P: Policy> CacheInner<P> {
             match block {
                 Block::Small(slab, base) => {
                     let owner = (*slab).owner.load(Relaxed);
-                    if owner.addr() == self.token() {
+                    if owner.addr() == token {
                         // The current slab stays even when empty; testing that here keeps the
                         // common alloc/free ping-pong from calling the cold path at all.
                         if (*slab).local.push::<P>(base) && *self.bins.get_unchecked((*slab).local.class as usize) != slab {
@@ -817,32 +817,30 @@ fn realloc_copy_len(old: usize, new_size: usize) -> usize {
 #[inline(always)]
 pub(crate) unsafe fn locate<P: Policy, const UNTRUSTED: bool>(p: *mut u8) -> Block {
     let region = region_base(p);
-    if UNTRUSTED {
-        return match crate::region::span_of(region) {
-            // SAFETY: per the contract, a slot of a live small region.
-            Span::Small => unsafe { Block::Small(SmallRegion::slab_of(region.cast(), p), UserPtr::new(p).unwrap_unchecked().to_base::<P>()) },
-            Span::Large => Block::Large,
-            Span::Guard => Block::Guard,
-            Span::Foreign => Block::Foreign,
-        };
-    }
-    // A slab slot never starts at a region's first byte (the header is there), and a large block
-    // starts there only when aligned to a region or more; otherwise the region starts with the
-    // header whose kind says which it is. The guard arenas' kind is tested only off the small
-    // blocks' path.
-    // SAFETY: per the contract, `region` is a live region header unless it equals `p`.
-    unsafe {
-        if region != p {
-            let kind = (*region.cast::<RegionHeader>()).kind;
-            if kind == SMALL_KIND {
-                return Block::Small(SmallRegion::slab_of(region.cast(), p), UserPtr::new(p).unwrap_unchecked().to_base::<P>());
-            }
-            if kind == GUARD_KIND {
-                return Block::Guard;
-            }
+    let small = if UNTRUSTED {
+        match crate::region::span_of(region) {
+            Span::Small => true,
+            Span::Large => return Block::Large,
+            Span::Guard => return Block::Guard,
+            Span::Foreign => return Block::Foreign,
         }
-        Block::Large
+    } else {
+        // A slab slot never starts at a region's first byte (the header is there), and a large
+        // block starts there only when aligned to a region or more; otherwise the region starts
+        // with the header whose kind says which it is. The guard arenas' kind is tested only off
+        // the small blocks' path.
+        // SAFETY: per the contract, `region` is a live region header unless it equals `p`.
+        let kind = if region == p { 0 } else { unsafe { (*region.cast::<RegionHeader>()).kind } };
+        if kind == GUARD_KIND {
+            return Block::Guard;
+        }
+        kind == SMALL_KIND
+    };
+    if !small {
+        return Block::Large;
     }
+    // SAFETY: per the contract, a slot of a live small region.
+    unsafe { Block::Small(SmallRegion::slab_of(region.cast(), p), UserPtr::new(p).unwrap_unchecked().to_base::<P>()) }
 }
 
 /// Where the block `p` about to be freed lives, by the cache with `token` (whose next operation

@@ -459,6 +459,36 @@ mod tests {
     }
 
     #[test]
+    fn damaged_chains_of_remote_frees_are_reported() {
+        use crate::layout::BasePtr;
+        let heap: Heap = Heap::new();
+        let mut a = heap.cache();
+        let mut b = heap.cache();
+        let (p, q) = (a.alloc(64, 8), a.alloc(64, 8));
+        unsafe {
+            b.free(p);
+            b.free(q);
+            // b's outbox holds the chain q -> p, 2 slots. Planted bug: q's link is cut.
+            BasePtr::new_unchecked(q).set_link::<Release>(None);
+        }
+        let r = unsafe { heap.verify(Some(&counter(&[])), true) };
+        assert!(r.iter().any(|r| r.detail.contains("outbox chain is shorter than its count")), "{r:#?}");
+        unsafe {
+            BasePtr::new_unchecked(q).set_link::<Release>(Some(BasePtr::new_unchecked(p)));
+        }
+        assert_eq!(unsafe { heap.verify(Some(&counter(&[])), true) }, vec![], "mended");
+        // Sent: a's inbox holds q -> p. Planted bug: p links back to q, a loop.
+        b.flush();
+        unsafe { BasePtr::new_unchecked(p).set_link::<Release>(Some(BasePtr::new_unchecked(q))) };
+        let r = unsafe { heap.verify(Some(&counter(&[])), true) };
+        assert!(r.iter().any(|r| r.detail.contains("or loops")), "{r:#?}");
+        unsafe { BasePtr::new_unchecked(p).set_link::<Release>(None) };
+        drop(b);
+        drop(a);
+        assert_eq!(unsafe { heap.verify(Some(&counter(&[])), true) }, vec![]);
+    }
+
+    #[test]
     fn a_lost_slot_and_an_unlisted_slab_are_reported() {
         let heap: Heap = Heap::new();
         let mut c = heap.cache();
