@@ -42,6 +42,22 @@ build_afl() {
     (cd fuzz/afl && CARGO_PROFILE_RELEASE_DEBUG_ASSERTIONS=true CARGO_PROFILE_RELEASE_OVERFLOW_CHECKS=true cargo afl build --release -q)
 }
 
+# What a CI log needs to hold a finding without its artifacts: the report's key lines from the
+# engine's log, the input itself (base64) and the program it decodes to.
+show_finding() {
+    local t="$1" e="$2" file="$3" log="$LOGS/libfuzzer-$1.log"
+    if [[ "$e" != AFL* ]] && [ -f "$log" ]; then
+        echo "  report (from ${log#"$ROOT"/}):"
+        awk '/FAILED|panicked|ERROR: |hakmem: / { on = 1 } on && n++ < 16' "$log" | cut -c1-300 | sed 's/^/    /'
+    fi
+    echo "  the input, $(wc -c <"$file") bytes (base64 -d > crash.bin; just replay crash.bin):"
+    base64 -w 100 "$file" | head -60 | sed 's/^/    /'
+    if [ -x target/fuzz-replay/replay ] || cargo build -q --profile fuzz-replay -p hakmem-fuzz --bin replay 2>/dev/null; then
+        echo "  replayed (the program, then the verdicts here and in the fuzz build):"
+        timeout 300 target/fuzz-replay/replay --target "$t" --fuzz-build "$FUZZ_BIN" "$file" 2>&1 | head -120 | sed 's/^/    /'
+    fi
+}
+
 # Prints the rows ("target|engine|executions|exec/s|cov|ft|corpus|new|crashes|first crash[|crash dir]")
 # as a table, then where each crash is and how to look at it. Fails if any crashed.
 summary() {
@@ -70,6 +86,7 @@ summary() {
             echo "  see it:      just replay $file"
             echo "  minimize it: just $([[ "$e" == AFL* ]] && echo afl-tmin || echo tmin) $t $file"
             echo "  keep it:     just replay --save corpora/regressions/$t/NAME.prog <minimized file>  (then commit it)"
+            show_finding "$t" "$e" "$file"
         fi
     done
     return $failed

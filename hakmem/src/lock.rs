@@ -30,8 +30,10 @@ impl<T> SpinLock<T> {
         SpinLock { locked: AtomicBool::new(false), class, value: UnsafeCell::new(value) }
     }
 
+    /// The lock word's address: the scheduler of `sched` builds knows a lock by it, so that it
+    /// can tell the step whose compare-and-swap just took the lock from one that has not.
     fn addr(&self) -> usize {
-        self as *const Self as usize
+        &self.locked as *const AtomicBool as usize
     }
 
     /// Acquires the lock, spinning briefly and then yielding the CPU.

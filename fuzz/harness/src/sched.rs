@@ -120,6 +120,9 @@ struct Active {
     status: Status,
     /// Locks it holds, in the order taken.
     held: Held,
+    /// Where its last atomic operation was a read-modify-write (0 if it was not): a lock word
+    /// it has just taken, if it was suspended at that point before reporting `Acquired`.
+    last_rmw: usize,
 }
 
 /// The locks a step holds, in the order taken (hakmem nests three at most: no allocation, as a
@@ -348,6 +351,7 @@ fn on_atomic(addr: usize, access: Access) {
     // SAFETY: this context runs a step, so it holds the turn.
     let st = unsafe { s.st() };
     let Some(k) = st.me(ctx) else { return };
+    st.active[k].last_rmw = if matches!(access, Access::Rmw(_)) { addr } else { 0 };
     if st.track {
         if let Some(t) = st.active[k].thread {
             track_atomic(st, t as usize, addr, access);
@@ -460,20 +464,11 @@ fn on_lock(addr: usize, class: LockClass, event: LockEvent) {
     let Some(k) = st.me(ctx) else { return };
     match event {
         LockEvent::Wait => {
-            // No known holder: the lock was taken by a step suspended between its CAS and its
-            // `Acquired` report (any other step that can run may be it), or the weak CAS failed
-            // spuriously (nothing else can run: just try again).
-            let Some(h) = st.holder(addr) else {
-                st.active[k].status = Status::Blocked(addr);
-                match st.pick() {
-                    Some(n) => {
-                        let to = st.resume(n);
-                        s.switch(to, ctx);
-                    }
-                    None => st.active[k].status = Status::Running,
-                }
-                return;
-            };
+            // The holder is the step that reported taking the lock, or one suspended right
+            // after its CAS took it. With neither, the lock is free: the failed try was the
+            // point at which other steps ran, one of which let the lock go (or the weak CAS
+            // failed spuriously), and the caller tries again.
+            let Some(h) = st.holder(addr).or_else(|| st.active.iter().position(|a| a.last_rmw == addr)) else { return };
             if h == k {
                 let f = Failure::at(Some(st.active[k].step), format!("deadlock: {} waits for {} it holds itself", st.name(k), class.name()));
                 st.fail(f);
@@ -519,6 +514,7 @@ fn on_lock(addr: usize, class: LockClass, event: LockEvent) {
                 }
             }
             st.active[k].held.push(addr, class);
+            st.active[k].last_rmw = 0;
             if st.track {
                 if let Some(t) = st.active[k].thread {
                     // Taking a lock touches what it protects: its last holder must have
@@ -572,7 +568,7 @@ fn start_on_worker(s: &Shared, st: &mut State) -> usize {
     let ctx = st.next_ctx;
     st.next_ctx += 1;
     s.baton().jobs += 1;
-    st.active.push(Active { step: j, ctx, thread: st.info[j].cache, points: 0, status: Status::Running, held: Held::default() });
+    st.active.push(Active { step: j, ctx, thread: st.info[j].cache, points: 0, status: Status::Running, held: Held::default(), last_rmw: 0 });
     let (shared, exec) = (SharedPtr(s as *const Shared), st.exec);
     let task: Task = Box::new(move || {
         let (shared, exec) = (shared, exec);
@@ -727,7 +723,7 @@ pub fn run(info: &[StepInfo], threads: u8, exec: &Exec<'_>, quiet: &mut dyn FnMu
         let j = st.next;
         st.next += 1;
         st.since = 0;
-        st.active.push(Active { step: j, ctx: 0, thread: info[j].cache, points: 0, status: Status::Running, held: Held::default() });
+        st.active.push(Active { step: j, ctx: 0, thread: info[j].cache, points: 0, status: Status::Running, held: Held::default(), last_rmw: 0 });
         run_context(s, 0, j, exec);
         done = j + 1;
     }
@@ -886,14 +882,18 @@ mod tests {
     /// A toy spin lock reporting like hakmem's.
     struct Toy(AtomicBool, LockClass);
     impl Toy {
+        /// The lock word's address, as hakmem's locks report.
+        fn addr(&self) -> usize {
+            &self.0 as *const AtomicBool as usize
+        }
         fn lock(&self) {
             while self.0.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
-                lock_event(self as *const Toy as usize, self.1, LockEvent::Wait);
+                lock_event(self.addr(), self.1, LockEvent::Wait);
             }
-            lock_event(self as *const Toy as usize, self.1, LockEvent::Acquired);
+            lock_event(self.addr(), self.1, LockEvent::Acquired);
         }
         fn unlock(&self) {
-            lock_event(self as *const Toy as usize, self.1, LockEvent::Released);
+            lock_event(self.addr(), self.1, LockEvent::Released);
             self.0.store(false, Ordering::Release);
         }
     }
@@ -934,6 +934,39 @@ mod tests {
         };
         run(&info(2, &[(1, Some(1), None)]), 2, &exec, &mut |_| Ok(())).unwrap();
         assert_eq!(log.into_inner().unwrap(), vec![0, 1]);
+    }
+
+    #[test]
+    fn a_lock_freed_between_a_failed_try_and_its_wait_is_taken_again() {
+        // Step 1's try at l fails while step 0 holds it, and step 2 starts right there (at
+        // that failed try). Step 2 holds m and waits for l; step 0 lets l go and waits for m;
+        // step 2 ends; when step 1 says it waits, l is free and nobody is about to take it.
+        // (The fuzzer's three-step deadlock "waits for a lock held by nobody": a large
+        // allocation, the spares' lock and the heap lock.)
+        let l = Toy(AtomicBool::new(false), LockClass::Spares);
+        let m = Toy(AtomicBool::new(false), LockClass::Heap);
+        let exec = |j: usize| {
+            match j {
+                0 => {
+                    l.lock();
+                    l.unlock();
+                    m.lock();
+                    m.unlock();
+                }
+                1 => {
+                    l.lock();
+                    l.unlock();
+                }
+                _ => {
+                    m.lock();
+                    l.lock();
+                    l.unlock();
+                    m.unlock();
+                }
+            }
+            Ok(Flow::Continue)
+        };
+        run(&info(3, &[(1, Some(2), None), (2, Some(1), None)]), 3, &exec, &mut |_| Ok(())).unwrap();
     }
 }
 
