@@ -987,6 +987,41 @@ impl<'h, P: Policy> ThreadCache<'h, P> {
         unsafe { self.inner().usable_size(p) }
     }
 
+    /// As C's `malloc` (16-byte alignment), by the size-class tables the C entry point uses.
+    #[inline]
+    pub fn malloc(&mut self, size: usize) -> *mut u8 {
+        self.inner().malloc(size)
+    }
+
+    /// As C's `free`: `p` is classified by the region map, so a pointer in no heap's mapping
+    /// is reported instead of read behind (see [`locate`]).
+    ///
+    /// # Safety
+    /// `p` must be a live block of this heap, or in no heap's mapping.
+    pub unsafe fn free_untrusted(&mut self, p: *mut u8) {
+        // SAFETY: forwarded.
+        unsafe { self.inner().free_untrusted(p) }
+    }
+
+    /// As C's `realloc` of `p` (classified as by [`ThreadCache::free_untrusted`]).
+    ///
+    /// # Safety
+    /// As for [`ThreadCache::free_untrusted`].
+    pub unsafe fn realloc_untrusted(&mut self, p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
+        // SAFETY: forwarded.
+        unsafe { self.inner().realloc_untrusted(p, new_size, align) }
+    }
+
+    /// As C's `malloc_usable_size` of `p` (classified as by [`ThreadCache::free_untrusted`]).
+    ///
+    /// # Safety
+    /// As for [`ThreadCache::free_untrusted`].
+    pub unsafe fn usable_size_untrusted(&mut self, p: *mut u8) -> usize {
+        let inner = self.inner();
+        // SAFETY: forwarded.
+        unsafe { usable_size::<P, true>(inner.heap(), p, inner.id) }
+    }
+
     /// The cache's state, for tests that break it on purpose.
     #[cfg(test)]
     pub(crate) fn inner_for_tests(&mut self) -> &mut CacheInner<P> {

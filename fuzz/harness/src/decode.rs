@@ -5,8 +5,8 @@
 //! format evolves; `tests/format.rs` checks `decode(encode(p)) == p`). Layout:
 //!
 //! ```text
-//! header byte 0  threads-1 in bits 0-2; knobs pending (bit 3) and spares (bit 4);
-//!                bit 7: release heap (plain programs only)
+//! header byte 0  threads-1 in bits 0-2; knobs pending (bit 3), spares (4), api (5) and
+//!                poison (6, plain programs only); bit 7: release heap (plain programs only)
 //! header byte 1  knobs dirty-pool (bits 0-1), empty-regions (2), large-cache (3-4),
 //!                region-slabs (5-6), max-regions (7)   (see `program::Knobs`)
 //! then per step:   thread  kind  fields...
@@ -41,6 +41,9 @@ pub const WILD_LEN: usize = 4096;
 pub const MISUSE_SIZE_MAX: usize = 16 * 1024;
 /// Most bytes an `Overflow` writes past the end.
 pub const MAX_OVERFLOW: usize = 8;
+/// Most bytes an `Underflow` changes below a block's start: a checked header's 16 (all of
+/// them: no longer an underflow that the header can tell, but a header overwritten).
+pub const MAX_UNDERFLOW: usize = 16;
 /// Most elements of a calloc.
 pub const MAX_CALLOC_N: usize = 16;
 
@@ -129,7 +132,7 @@ const MISUSE_BASE: u8 = 0xF0;
 /// Kind bytes `SCHED_BASE` (start at a point) and `SCHED_BASE + 1` (pause at a point) are a
 /// schedule prefix of the next step in a plain program (the rest of 0xE0-0xEF are plain kinds).
 const SCHED_BASE: u8 = 0xE0;
-const MISUSE_KINDS: u8 = 5;
+const MISUSE_KINDS: u8 = 6;
 
 /// What the decoder and encoder know about the program so far.
 #[derive(Default)]
@@ -303,11 +306,12 @@ impl Sim {
                 }
                 self.kill(slot);
             }
-            Op::Overflow { slot, by } => {
+            Op::Overflow { slot, by } | Op::Underflow { slot, by } => {
                 held(self, slot)?;
                 self.misusable(slot)?;
-                if !(1..=MAX_OVERFLOW).contains(&by) {
-                    return Err(Reject("overflow length out of range"));
+                let max = if matches!(step.op, Op::Overflow { .. }) { MAX_OVERFLOW } else { MAX_UNDERFLOW };
+                if !(1..=max).contains(&by) {
+                    return Err(Reject("overflow or underflow length out of range"));
                 }
                 self.kill(slot);
             }
@@ -386,6 +390,8 @@ fn decode_knobs(h0: u8, h1: u8) -> Knobs {
     Knobs {
         pending: (h0 >> 3) & 1,
         spares: (h0 >> 4) & 1,
+        api: (h0 >> 5) & 1,
+        poison: (h0 >> 6) & 1,
         dirty_pool: h1 & 3,
         empty_regions: (h1 >> 2) & 1,
         large_cache: (h1 >> 3) & 3,
@@ -398,7 +404,7 @@ fn decode_knobs(h0: u8, h1: u8) -> Knobs {
 fn encode_header(p: &Program) -> [u8; 2] {
     let k = p.knobs;
     [
-        (p.threads - 1) | (k.pending << 3) | (k.spares << 4) | ((p.release as u8) << 7),
+        (p.threads - 1) | (k.pending << 3) | (k.spares << 4) | (k.api << 5) | (k.poison << 6) | ((p.release as u8) << 7),
         k.dirty_pool | (k.empty_regions << 2) | (k.large_cache << 3) | (k.region_slabs << 5) | (k.max_regions << 7),
     ]
 }
@@ -410,8 +416,10 @@ pub fn decode_from(u: &mut Unstructured<'_>, flavor: Flavor) -> Result<Program, 
     let release = flavor == Flavor::Plain && header & 0x80 != 0;
     let mut knobs = decode_knobs(header, byte(u));
     if flavor == Flavor::Misuse {
-        // A misuse is judged on blocks that exist: no budget to make an allocation fail.
+        // A misuse is judged on blocks that exist: no budget to make an allocation fail; and
+        // a write after free anywhere in the slot must show.
         knobs.max_regions = 0;
+        knobs.poison = 0;
     }
     let mut sim = Sim::new(threads);
     let mut steps = Vec::new();
@@ -454,7 +462,8 @@ pub fn decode_from(u: &mut Unstructured<'_>, flavor: Flavor) -> Result<Program, 
                     // A size-0 block has no byte to write; apply() rejects the offset then.
                     Op::WriteAfterFree { slot, offset: if size == 0 { 0 } else { v % size } }
                 }
-                _ => Op::Overflow { slot: sim.pick(t, byte(u))?, by: 1 + byte(u) as usize % MAX_OVERFLOW },
+                4 => Op::Overflow { slot: sim.pick(t, byte(u))?, by: 1 + byte(u) as usize % MAX_OVERFLOW },
+                _ => Op::Underflow { slot: sim.pick(t, byte(u))?, by: 1 + byte(u) as usize % MAX_UNDERFLOW },
             }
         } else {
             match KINDS[k as usize % KINDS.len()] {
@@ -506,8 +515,8 @@ pub fn encode(p: &Program) -> Result<Vec<u8>, Reject> {
     if p.release && flavor == Flavor::Misuse {
         return Err(Reject("misuse programs run on a checked heap"));
     }
-    if p.knobs.max_regions != 0 && flavor == Flavor::Misuse {
-        return Err(Reject("misuse programs have no region budget"));
+    if (p.knobs.max_regions != 0 || p.knobs.poison != 0) && flavor == Flavor::Misuse {
+        return Err(Reject("misuse programs have no region budget and poison whole"));
     }
     if !p.knobs.valid() {
         return Err(Reject("knob out of range"));
@@ -567,6 +576,7 @@ pub fn encode(p: &Program) -> Result<Vec<u8>, Reject> {
                 out.extend_from_slice(&(offset as u16).to_le_bytes());
             }
             Op::Overflow { slot, by } => out.extend([MISUSE_BASE + 4, sim.slot_byte(t, slot)?, by.wrapping_sub(1) as u8]),
+            Op::Underflow { slot, by } => out.extend([MISUSE_BASE + 5, sim.slot_byte(t, slot)?, by.wrapping_sub(1) as u8]),
         }
         sim.apply(step, flavor)?;
     }

@@ -14,14 +14,15 @@
 //! sits behind a lock of its own, held by the step that uses it, and the model behind one that
 //! is never held across an allocator call.
 
-use crate::decode::WILD_LEN;
+use crate::decode::{MAX_UNDERFLOW, WILD_LEN};
 use crate::model::{check_new, fill_for, AddrMap, Block, Violation};
 use crate::program::{BlockId, Knobs, Op, Program, Step};
 use crate::sched::{self, Flow, StepInfo};
 use std::panic::AssertUnwindSafe;
 use crate::trace::Event;
 use hakmem::layout::SLAB_SIZE;
-use hakmem::{Heap, Policy, Release, ThreadCache};
+use crate::client::Client;
+use hakmem::{Heap, Policy, Release};
 use std::cell::RefCell;
 use std::fmt;
 use std::mem::ManuallyDrop;
@@ -127,6 +128,10 @@ pub enum Expected {
     WriteAfterFree,
     /// Bytes past the requested size changed.
     Overflow,
+    /// Bytes just below the block's start changed.
+    Underflow,
+    /// A block's header overwritten whole.
+    HeaderCorrupt,
 }
 
 /// The misuse a program committed: which report it must cause, about which address.
@@ -221,7 +226,9 @@ impl Touched {
 pub struct Interp<'h, P: Observed> {
     heap: &'h Heap<P>,
     /// One cache per logical thread; `None` only in the middle of `EndThread`.
-    caches: Vec<Mutex<Option<ThreadCache<'h, P>>>>,
+    caches: Vec<Mutex<Option<Client<'h, P>>>>,
+    /// The program calls the C entry points' paths (knob `api=c`).
+    c_api: bool,
     model: Mutex<Model<P::Report>>,
     /// Whether the program's region budget may make a small allocation fail.
     budget: bool,
@@ -244,11 +251,12 @@ impl<'h, P: Observed> Interp<'h, P> {
                 };
                 return Err(Failure::at(None, what));
             };
-            caches.push(Mutex::new(Some(c)));
+            caches.push(Mutex::new(Some(Client::new(c, knobs.api == 1))));
         }
         Ok(Interp {
             heap,
             caches,
+            c_api: knobs.api == 1,
             model: Mutex::new(Model {
                 blocks: Vec::new(),
                 failed: Vec::new(),
@@ -269,7 +277,7 @@ impl<'h, P: Observed> Interp<'h, P> {
 
     /// Runs `f` on thread `t`'s cache (its lock held throughout: no other step uses the cache
     /// meanwhile, which the scheduler guarantees by never starting one that would).
-    fn with_cache<R>(&self, t: u8, f: impl FnOnce(&mut ThreadCache<'h, P>) -> R) -> R {
+    fn with_cache<R>(&self, t: u8, f: impl FnOnce(&mut Client<'h, P>) -> R) -> R {
         let mut c = locked(&self.caches[t as usize]);
         f(c.as_mut().expect("every thread has a cache between steps"))
     }
@@ -370,15 +378,15 @@ impl<'h, P: Observed> Interp<'h, P> {
                 touched.add(old.ptr.addr());
                 let spent = self.budget_spent();
                 // SAFETY: `old` is live in this heap; on success only the returned block is.
-                let p = self.with_cache(t, |c| unsafe { c.realloc(old.ptr, size, old.align) });
-                if p.is_null() && self.out_of_budget(size, old.align, spent) {
+                let (p, align) = self.with_cache(t, |c| (unsafe { c.realloc(old.ptr, size, old.align) }, c.realloc_align(old.align)));
+                if p.is_null() && self.out_of_budget(size, align, spent) {
                     // C's realloc: the old block stays as it was.
                     let mut m = self.model();
                     m.record(Event::Null { step: i });
                     m.admit(t, slot, old)?;
                     return Ok(Some(touched));
                 }
-                let b = self.admit_new(t, i, slot, p, size, old.align, old.fill, spent)?.expect("not null");
+                let b = self.admit_new(t, i, slot, p, size, align, old.fill, spent)?.expect("not null");
                 // The bytes the model kept of the old block, as far as the new one reaches, must have moved.
                 b.check_as(slot, old.size, old.size.min(size)).map_err(|v| Violation(format!("realloc lost contents: {v}")))?;
                 b.fill_all();
@@ -423,7 +431,8 @@ impl<'h, P: Observed> Interp<'h, P> {
                 // Drop first, as a thread exits before another starts: the new cache may then
                 // reuse the old one's storage and owner token.
                 *c = None;
-                *c = Some(self.heap.try_cache().ok_or_else(|| Violation(format!("a new cache for t{t} could not be created")))?);
+                let new = self.heap.try_cache().ok_or_else(|| Violation(format!("a new cache for t{t} could not be created")))?;
+                *c = Some(Client::new(new, self.c_api));
                 return Ok(None);
             }
             Op::Fork => fork(self.heap)?,
@@ -489,6 +498,21 @@ impl<'h, P: Observed> Interp<'h, P> {
                 unsafe {
                     for i in 0..by.min(crate::overflow_room::<P>(b.size, b.align)) {
                         let q = b.ptr.add(b.size + i);
+                        q.write_volatile(!q.read_volatile());
+                    }
+                }
+                self.with_cache(t, |c| unsafe { c.free(b.ptr) });
+            }
+            Op::Underflow { slot, by } => {
+                let b = self.model().retire(slot).expect("live");
+                b.check(slot)?;
+                let kind = if by < MAX_UNDERFLOW { Expected::Underflow } else { Expected::HeaderCorrupt };
+                self.commit_misuse(kind, b.ptr, Some(&b));
+                // SAFETY: the misuse under test: the bytes below a slab block's start are its
+                // slot's (the checked header), then a free that must report them changed.
+                unsafe {
+                    for i in 1..=by {
+                        let q = b.ptr.sub(i);
                         q.write_volatile(!q.read_volatile());
                     }
                 }
@@ -606,7 +630,7 @@ pub(crate) fn fork<P: Policy>(heap: &Heap<P>) -> Result<(), Violation> {
 
 /// A new block from the allocator: checks its address and usable size.
 fn new_block<P: Policy>(
-    cache: &mut ThreadCache<'_, P>,
+    cache: &mut Client<'_, P>,
     id: BlockId,
     ptr: *mut u8,
     size: usize,
@@ -622,7 +646,7 @@ fn new_block<P: Policy>(
 }
 
 /// `Alloc`: a new block, checked and filled with its id's byte.
-pub(crate) fn alloc_block<P: Policy>(cache: &mut ThreadCache<'_, P>, id: BlockId, size: usize, align: usize) -> Result<Block, Violation> {
+pub(crate) fn alloc_block<P: Policy>(cache: &mut Client<'_, P>, id: BlockId, size: usize, align: usize) -> Result<Block, Violation> {
     let p = cache.alloc(size, align);
     let b = new_block(cache, id, p, size, align, fill_for(id))?;
     b.fill_all();
@@ -630,7 +654,7 @@ pub(crate) fn alloc_block<P: Policy>(cache: &mut ThreadCache<'_, P>, id: BlockId
 }
 
 /// `Calloc`: a new zeroed block with C's alignment, checked to read as zero.
-pub(crate) fn calloc_block<P: Policy>(cache: &mut ThreadCache<'_, P>, id: BlockId, total: usize) -> Result<Block, Violation> {
+pub(crate) fn calloc_block<P: Policy>(cache: &mut Client<'_, P>, id: BlockId, total: usize) -> Result<Block, Violation> {
     let p = cache.alloc_zeroed(total, 16);
     let b = new_block(cache, id, p, total, 16, 0)?;
     b.check(id).map_err(|v| Violation(format!("calloc memory not zero: {v}")))?;
@@ -638,11 +662,11 @@ pub(crate) fn calloc_block<P: Policy>(cache: &mut ThreadCache<'_, P>, id: BlockI
 }
 
 /// `Realloc`: resizes `old` (already out of the model), checking that its contents survive.
-pub(crate) fn realloc_block<P: Policy>(cache: &mut ThreadCache<'_, P>, id: BlockId, old: Block, size: usize) -> Result<Block, Violation> {
+pub(crate) fn realloc_block<P: Policy>(cache: &mut Client<'_, P>, id: BlockId, old: Block, size: usize) -> Result<Block, Violation> {
     old.check(id)?;
     // SAFETY: `old` is live in this heap; on success only the returned block is.
     let p = unsafe { cache.realloc(old.ptr, size, old.align) };
-    let b = new_block(cache, id, p, size, old.align, old.fill)?;
+    let b = new_block(cache, id, p, size, cache.realloc_align(old.align), old.fill)?;
     // The bytes the model kept of the old block, as far as the new one reaches, must have moved.
     b.check_as(id, old.size, old.size.min(size)).map_err(|v| Violation(format!("realloc lost contents: {v}")))?;
     b.fill_all();
@@ -650,7 +674,7 @@ pub(crate) fn realloc_block<P: Policy>(cache: &mut ThreadCache<'_, P>, id: Block
 }
 
 /// `Check`: contents intact and the usable size unchanged.
-pub(crate) fn check_block<P: Policy>(cache: &mut ThreadCache<'_, P>, id: BlockId, b: &Block) -> Result<(), Violation> {
+pub(crate) fn check_block<P: Policy>(cache: &mut Client<'_, P>, id: BlockId, b: &Block) -> Result<(), Violation> {
     b.check(id)?;
     // SAFETY: `b` is live.
     let usable = unsafe { cache.usable_size(b.ptr) };
@@ -758,6 +782,7 @@ pub(crate) fn with_heap<P: Observed, T>(heap_use: HeapUse, knobs: Knobs, f: impl
             let mut heap = ManuallyDrop::new(Heap::<P>::new());
             heap.set_limits(knobs.limits());
             P::capture(&heap);
+            set_poison(&heap, knobs);
             let r = guarded(&mut heap, f).and_then(|v| end_reset(&mut heap).map(|()| v));
             if r.is_ok() {
                 ManuallyDrop::into_inner(heap);
@@ -771,12 +796,21 @@ pub(crate) fn with_heap<P: Observed, T>(heap_use: HeapUse, knobs: Knobs, f: impl
             let heap = slot.get_or_insert_with(|| Box::new(Heap::new()));
             heap.set_limits(knobs.limits());
             P::capture(heap);
+            set_poison(heap, knobs);
             let r = guarded(heap, f).and_then(|v| end_reset(heap).map(|()| v));
             if r.is_err() {
                 std::mem::forget(slot.take());
             }
             r
         }),
+    }
+}
+
+/// The poison knob: the library's default of whole-slot poison on one free in
+/// `WHOLE_POISON_EVERY`, instead of `capture`'s every free.
+fn set_poison<P: Policy>(heap: &Heap<P>, knobs: Knobs) {
+    if knobs.poison == 1 {
+        heap.set_whole_poison_every(hakmem::check::WHOLE_POISON_EVERY);
     }
 }
 

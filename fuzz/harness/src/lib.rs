@@ -16,6 +16,7 @@
 //! - seed programs for the corpora: [`seeds`]; the `replay` and `seed` binaries in `src/bin/`;
 //!   the structure-aware minimizer `just tmin` runs: [`minimize`].
 
+pub mod client;
 pub mod decode;
 pub mod interp;
 pub mod minimize;

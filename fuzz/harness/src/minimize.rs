@@ -70,7 +70,8 @@ fn renumber(op: &mut Op, gone: BlockId) {
         | Op::DoubleFree { slot, .. }
         | Op::FreeInterior { slot, .. }
         | Op::WriteAfterFree { slot, .. }
-        | Op::Overflow { slot, .. } => fix(slot),
+        | Op::Overflow { slot, .. }
+        | Op::Underflow { slot, .. } => fix(slot),
         Op::Alloc { .. } | Op::Calloc { .. } | Op::Flush | Op::EndThread | Op::Fork | Op::FreeWild { .. } => {}
     }
 }
@@ -128,14 +129,14 @@ pub fn minimize(prog: &Program, flavor: Flavor, kind: &str, budget: Duration) ->
             }
         }
         if best.knobs != Knobs::default() {
-            for f in 0..7 {
+            for f in 0..Knobs::COUNT {
                 let mut c = best.clone();
-                let mut v = [c.knobs.dirty_pool, c.knobs.empty_regions, c.knobs.large_cache, c.knobs.region_slabs, c.knobs.max_regions, c.knobs.pending, c.knobs.spares];
+                let mut v = c.knobs.fields();
                 if v[f] == 0 {
                     continue;
                 }
                 v[f] = 0;
-                c.knobs = Knobs { dirty_pool: v[0], empty_regions: v[1], large_cache: v[2], region_slabs: v[3], max_regions: v[4], pending: v[5], spares: v[6] };
+                c.knobs = Knobs::from_fields(v);
                 if same(&c) {
                     best = c;
                 }

@@ -40,10 +40,18 @@ pub struct Knobs {
     pub pending: u8,
     /// Bytes of spare mappings kept: 256 MiB, 8 MiB.
     pub spares: u8,
+    /// The entry points the program calls: `ThreadCache`'s Rust API, or the C library's paths
+    /// (malloc's size-class tables; free, realloc and usable size classifying a pointer by the
+    /// region map), as `LD_PRELOAD` users reach them. See `client.rs`.
+    pub api: u8,
+    /// Checked heaps: poison every freed slot whole (the harness's usual setting, so that any
+    /// write after free shows), or only its first and last bytes on most frees, as the library's
+    /// default does. Plain programs only: a misuse program's write after free must show.
+    pub poison: u8,
 }
 
 /// Each knob's name in a listing, and its settings' names (index 0 first).
-const KNOB_NAMES: [(&str, &[&str]); 7] = [
+const KNOB_NAMES: [(&str, &[&str]); Knobs::COUNT] = [
     ("dirty-pool", &["64", "0", "1", "8"]),
     ("empty-regions", &["1", "0"]),
     ("large-cache", &["fuzz", "default", "tiny", "off"]),
@@ -51,15 +59,32 @@ const KNOB_NAMES: [(&str, &[&str]); 7] = [
     ("max-regions", &["none", "2"]),
     ("pending", &["32", "1"]),
     ("spares", &["256M", "8M"]),
+    ("api", &["rust", "c"]),
+    ("poison", &["whole", "partial"]),
 ];
 
 impl Knobs {
-    fn fields(&self) -> [u8; 7] {
-        [self.dirty_pool, self.empty_regions, self.large_cache, self.region_slabs, self.max_regions, self.pending, self.spares]
+    /// How many knobs there are.
+    pub const COUNT: usize = 9;
+
+    /// The knobs' settings in the order of their names in a listing.
+    pub fn fields(&self) -> [u8; Knobs::COUNT] {
+        [self.dirty_pool, self.empty_regions, self.large_cache, self.region_slabs, self.max_regions, self.pending, self.spares, self.api, self.poison]
     }
 
-    fn from_fields(f: [u8; 7]) -> Knobs {
-        Knobs { dirty_pool: f[0], empty_regions: f[1], large_cache: f[2], region_slabs: f[3], max_regions: f[4], pending: f[5], spares: f[6] }
+    /// The knobs of settings in the order of [`Knobs::fields`].
+    pub fn from_fields(f: [u8; Knobs::COUNT]) -> Knobs {
+        Knobs {
+            dirty_pool: f[0],
+            empty_regions: f[1],
+            large_cache: f[2],
+            region_slabs: f[3],
+            max_regions: f[4],
+            pending: f[5],
+            spares: f[6],
+            api: f[7],
+            poison: f[8],
+        }
     }
 
     /// Whether every knob is within its table.
@@ -110,7 +135,7 @@ impl fmt::Display for Knobs {
 impl Knobs {
     /// Reads the knobs from the words of a listing's header (`name=value`; others ignored).
     fn parse(words: &str) -> Result<Knobs, String> {
-        let mut f = [0u8; 7];
+        let mut f = [0u8; Knobs::COUNT];
         for w in words.split_whitespace() {
             let Some((name, value)) = w.trim_end_matches(',').split_once('=') else { continue };
             let i = KNOB_NAMES.iter().position(|(n, _)| *n == name).ok_or_else(|| format!("unknown limit {name}"))?;
@@ -199,6 +224,9 @@ pub enum Op {
     /// at the end of the block's slot: what lies beyond is the next block's, whose header damage
     /// would be reported against that block.
     Overflow { slot: BlockId, by: usize },
+    /// Misuse: change the `by` bytes right below a block's start (its header's, in checked
+    /// mode), then free it.
+    Underflow { slot: BlockId, by: usize },
 }
 
 impl Op {
@@ -211,6 +239,7 @@ impl Op {
                 | Op::FreeInterior { .. }
                 | Op::WriteAfterFree { .. }
                 | Op::Overflow { .. }
+                | Op::Underflow { .. }
         )
     }
 
@@ -231,7 +260,8 @@ impl Op {
             | Op::DoubleFree { slot, .. }
             | Op::FreeInterior { slot, .. }
             | Op::WriteAfterFree { slot, .. }
-            | Op::Overflow { slot, .. } => Some(slot),
+            | Op::Overflow { slot, .. }
+            | Op::Underflow { slot, .. } => Some(slot),
             Op::Alloc { .. } | Op::Calloc { .. } | Op::Flush | Op::EndThread | Op::Fork | Op::FreeWild { .. } => None,
         }
     }
@@ -303,6 +333,7 @@ impl fmt::Display for Op {
             Op::FreeInterior { slot, offset } => write!(f, "MISUSE free interior pointer b{slot} + {offset}"),
             Op::WriteAfterFree { slot, offset } => write!(f, "MISUSE free b{slot}, then write to it at offset {offset}"),
             Op::Overflow { slot, by } => write!(f, "MISUSE overflow b{slot} by {by} byte(s), then free it"),
+            Op::Underflow { slot, by } => write!(f, "MISUSE underflow b{slot} by {by} byte(s), then free it"),
         }
     }
 }
@@ -414,6 +445,8 @@ fn parse_op(s: &str) -> Option<Op> {
         Op::DoubleFree { slot: slot(0)?, by: small(1)? }
     } else if s.starts_with("overflow") {
         Op::Overflow { slot: slot(0)?, by: *n.get(1)? }
+    } else if s.starts_with("underflow") {
+        Op::Underflow { slot: slot(0)?, by: *n.get(1)? }
     } else {
         return None;
     })

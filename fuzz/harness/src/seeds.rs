@@ -447,6 +447,30 @@ pub fn plain() -> Vec<(&'static str, Program)> {
         let seed = release(name, from, &v);
         v.push(seed);
     }
+    // The C entry points' paths (malloc's tables, free and realloc by the region map), on
+    // both heaps; and the library's partial poison on checked heaps.
+    let variant = |name: &'static str, from: &str, release: bool, knobs: fn(Knobs) -> Knobs, v: &[(&str, Program)]| {
+        let mut p = v.iter().find(|(n, _)| *n == from).expect("seed exists").1.clone();
+        p.release |= release;
+        p.knobs = knobs(p.knobs);
+        (name, p)
+    };
+    let c_api = |k: Knobs| Knobs { api: 1, ..k };
+    let partial = |k: Knobs| Knobs { poison: 1, ..k };
+    for (name, from, release, knobs) in [
+        ("tiers-c", "tiers", false, c_api as fn(Knobs) -> Knobs),
+        ("tiers-c-release", "tiers", true, c_api),
+        ("aligned-c-release", "aligned", true, c_api),
+        ("realloc-chain-c-release", "realloc-chain", true, c_api),
+        ("remote-c-release", "remote", true, c_api),
+        ("give-c", "give", false, c_api),
+        ("tiers-partial-poison", "tiers", false, partial),
+        ("slab-cycle-partial-poison", "slab-cycle", false, partial),
+        ("give-partial-poison", "give", false, partial),
+    ] {
+        let seed = variant(name, from, release, knobs, &v);
+        v.push(seed);
+    }
     v
 }
 
@@ -474,6 +498,17 @@ pub fn misuse() -> Vec<(&'static str, Program)> {
         b.alloc(0, 64, 3);
         Op::FreeWild { offset: 64 }
     })));
+    // Through the C entry points (the program header's api=c).
+    let c = |mut p: Program| {
+        p.knobs.api = 1;
+        p
+    };
+    v.push(("free-wild-c", c(with(1, &|b| {
+        b.alloc(0, 64, 3);
+        Op::FreeWild { offset: 8 }
+    }))));
+    v.push(("double-free-c", c(with(1, &|b| Op::DoubleFree { slot: b.alloc(0, 3000, 3), by: 0 }))));
+    v.push(("free-interior-c", c(with(1, &|b| Op::FreeInterior { slot: b.alloc(0, 5000, 4), offset: 32 }))));
     v.push(("free-interior", with(1, &|b| Op::FreeInterior { slot: b.alloc(0, 100, 3), offset: 16 })));
     v.push(("free-interior-mid", with(1, &|b| Op::FreeInterior { slot: b.alloc(0, 5000, 4), offset: 1 })));
     v.push(("write-after-free", with(1, &|b| Op::WriteAfterFree { slot: b.alloc(0, 64, 3), offset: 40 })));
@@ -488,6 +523,13 @@ pub fn misuse() -> Vec<(&'static str, Program)> {
     v.push(("overflow-8", with(1, &|b| Op::Overflow { slot: b.alloc(0, 3000, 4), by: 8 })));
     // Blocks aligned above the header's 16 bytes: the client bytes start at the alignment.
     v.push(("overflow-aligned", with(1, &|b| Op::Overflow { slot: b.alloc(0, 100, 6), by: 1 })));
+    v.push(("underflow-1", with(1, &|b| Op::Underflow { slot: b.alloc(0, 100, 3), by: 1 })));
+    v.push(("underflow-aligned", with(1, &|b| Op::Underflow { slot: b.alloc(0, 300, 7), by: 9 })));
+    // The lower neighbour is live: the damage is not its overflow.
+    v.push(("header-overwritten", with(1, &|b| {
+        b.alloc(0, 48, 3);
+        Op::Underflow { slot: b.alloc(0, 48, 3), by: 16 }
+    })));
     v.push(("free-interior-aligned", with(1, &|b| Op::FreeInterior { slot: b.alloc(0, 300, 8), offset: 8 })));
     // The first free of a block is remote (it stays queued on its owner's slab), the second
     // local.

@@ -16,7 +16,8 @@ use crate::interp::{alloc_block, calloc_block, check_block, final_sweep, fork, r
 use crate::model::{AddrMap, Block, Violation};
 use crate::pool;
 use crate::program::{BlockId, Op, Program, Step};
-use hakmem::{Heap, ThreadCache};
+use crate::client::Client;
+use hakmem::Heap;
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Mutex;
 
@@ -75,7 +76,9 @@ pub fn run_free<P: Observed>(prog: &Program, heap: HeapUse) -> Result<(), Failur
                 // thread is done, even one that failed before sending all it should have.
                 let txs: Vec<Option<Sender<Parcel>>> = txs.iter().enumerate().map(|(u, tx)| (u != t).then(|| tx.clone())).collect();
                 let addrs = &addrs;
-                Box::new(move || Worker { heap, cache: Some(heap.cache()), held: vec![None; blocks], addrs, txs }.run(plan, rx)) as Box<_>
+                let c_api = knobs.api == 1;
+                Box::new(move || Worker { heap, cache: Some(Client::new(heap.cache(), c_api)), c_api, held: vec![None; blocks], addrs, txs }.run(plan, rx))
+                    as Box<_>
             })
             .collect();
         drop(txs);
@@ -104,7 +107,8 @@ pub fn run_free<P: Observed>(prog: &Program, heap: HeapUse) -> Result<(), Failur
 struct Worker<'h, 'a, P: Observed> {
     heap: &'h Heap<P>,
     /// `None` only in the middle of `EndThread`.
-    cache: Option<ThreadCache<'h, P>>,
+    cache: Option<Client<'h, P>>,
+    c_api: bool,
     /// Blocks this thread holds, by id.
     held: Vec<Option<Block>>,
     addrs: &'a Mutex<AddrMap>,
@@ -112,7 +116,7 @@ struct Worker<'h, 'a, P: Observed> {
 }
 
 impl<'h, P: Observed> Worker<'h, '_, P> {
-    fn cache(&mut self) -> &mut ThreadCache<'h, P> {
+    fn cache(&mut self) -> &mut Client<'h, P> {
         self.cache.as_mut().expect("a cache exists between steps")
     }
 
@@ -227,7 +231,7 @@ impl<'h, P: Observed> Worker<'h, '_, P> {
             Op::EndThread => {
                 // Drop first, as a thread exits before the next one starts.
                 self.cache = None;
-                self.cache = Some(self.heap.cache());
+                self.cache = Some(Client::new(self.heap.cache(), self.c_api));
             }
             Op::Fork => fork(self.heap)?,
             _ => unreachable!("misuse ops are refused before the threads start"),

@@ -85,7 +85,7 @@ pub fn trace(prog: &Program, misuse: bool, heap: HeapUse) -> Vec<String> {
     let opts = RunOpts { sweep: Sweep::Local, heap };
     let (verdict, events) = if misuse {
         let (r, e) = run_misuse_traced(prog, opts, true);
-        (r.map(|r| r.map_or("not committed".to_owned(), |r| format!("{r}"))), e)
+        (r.map(|r| r.map_or("not committed".to_owned(), |r| format!("{}", crate::misuse::without_secret(r)))), e)
     } else if prog.release {
         let (r, e) = run_plain_traced::<Release>(prog, opts, true);
         (r.map(|()| "pass".to_owned()), e)
