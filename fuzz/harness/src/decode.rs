@@ -39,6 +39,8 @@ pub const WILD_LEN: usize = 4096;
 /// Largest block a misuse may target: well inside the slab tiers under any header size, because
 /// large blocks are page-mapped and carry no canaries or poison.
 pub const MISUSE_SIZE_MAX: usize = 16 * 1024;
+/// Largest large block an interior free or an underflow may target.
+pub const MISUSE_LARGE_MAX: usize = 1 << 20;
 /// Most bytes an `Overflow` writes past the end.
 pub const MAX_OVERFLOW: usize = 8;
 /// Most bytes an `Underflow` changes below a block's start: a checked header's 16 (all of
@@ -107,6 +109,7 @@ enum Kind {
     Flush,
     EndThread,
     Fork,
+    Trim,
 }
 
 const KINDS: [Kind; 64] = {
@@ -122,7 +125,7 @@ const KINDS: [Kind; 64] = {
         Give, Give, Give, Give, // 4
         Write, Write, Write, Write, Check, Check, // 6
         // A fork costs the process's page tables (most under ASan): one step in 64.
-        Flush, Flush, EndThread, EndThread, EndThread, Fork, // 6
+        Flush, Flush, EndThread, EndThread, Trim, Fork, // 6
     ]
 };
 
@@ -205,12 +208,16 @@ impl Sim {
         self.blocks[id as usize].size
     }
 
-    /// Whether a misuse that writes into a block or frees inside it can be judged on block `id`
-    /// (slab tiers only).
-    fn misusable(&self, id: BlockId) -> Result<(), Reject> {
+    /// Whether a misuse that writes into a block or frees inside it can be judged on block `id`:
+    /// a slab block, or (`large`: an interior free, a write just before the block, which checked
+    /// mode sees on large blocks too) a large one of at most [`MISUSE_LARGE_MAX`] bytes aligned
+    /// to a page at most, so that it and its front lie in the one region its mapping starts.
+    fn misusable(&self, id: BlockId, large: bool) -> Result<(), Reject> {
         let b = self.blocks[id as usize];
-        if b.size > MISUSE_SIZE_MAX || !crate::in_slab::<hakmem::Checked>(b.size, 1 << b.align_log2) {
-            return Err(Reject("misuse on a block outside the slab tiers"));
+        let slab = b.size <= MISUSE_SIZE_MAX && crate::in_slab::<hakmem::Checked>(b.size, 1 << b.align_log2);
+        let large_ok = large && !crate::in_slab::<hakmem::Checked>(b.size, 1 << b.align_log2) && b.size <= MISUSE_LARGE_MAX && b.align_log2 <= 12;
+        if !slab && !large_ok {
+            return Err(Reject("misuse on a block it cannot be judged on (large, or too big a slab block)"));
         }
         Ok(())
     }
@@ -290,17 +297,17 @@ impl Sim {
                 self.blocks[slot as usize].holder = Some(to);
             }
             Op::Write { slot, .. } | Op::Check { slot } => held(self, slot)?,
-            Op::Flush | Op::EndThread | Op::Fork | Op::FreeWild { .. } => {}
+            Op::Flush | Op::EndThread | Op::Fork | Op::Trim | Op::FreeWild { .. } => {}
             Op::FreeInterior { slot, offset } => {
                 held(self, slot)?;
-                self.misusable(slot)?;
+                self.misusable(slot, true)?;
                 if offset == 0 || offset >= self.size(slot) {
                     return Err(Reject("interior offset outside the block"));
                 }
             }
             Op::WriteAfterFree { slot, offset } => {
                 held(self, slot)?;
-                self.misusable(slot)?;
+                self.misusable(slot, false)?;
                 if offset >= self.size(slot) {
                     return Err(Reject("write-after-free offset outside the block"));
                 }
@@ -308,7 +315,7 @@ impl Sim {
             }
             Op::Overflow { slot, by } | Op::Underflow { slot, by } => {
                 held(self, slot)?;
-                self.misusable(slot)?;
+                self.misusable(slot, matches!(step.op, Op::Underflow { .. }))?;
                 let max = if matches!(step.op, Op::Overflow { .. }) { MAX_OVERFLOW } else { MAX_UNDERFLOW };
                 if !(1..=max).contains(&by) {
                     return Err(Reject("overflow or underflow length out of range"));
@@ -442,7 +449,7 @@ pub fn decode_from(u: &mut Unstructured<'_>, flavor: Flavor) -> Result<Program, 
         let needs_block = if misuse {
             (k - MISUSE_BASE) % MISUSE_KINDS != 1
         } else {
-            !matches!(KINDS[k as usize % KINDS.len()], Kind::Alloc | Kind::Calloc | Kind::Flush | Kind::EndThread | Kind::Fork)
+            !matches!(KINDS[k as usize % KINDS.len()], Kind::Alloc | Kind::Calloc | Kind::Flush | Kind::EndThread | Kind::Fork | Kind::Trim)
         };
         let t = sim.thread(tb, needs_block)?;
         let op = if misuse {
@@ -487,6 +494,7 @@ pub fn decode_from(u: &mut Unstructured<'_>, flavor: Flavor) -> Result<Program, 
                 Kind::Flush => Op::Flush,
                 Kind::EndThread => Op::EndThread,
                 Kind::Fork => Op::Fork,
+                Kind::Trim => Op::Trim,
             }
         };
         let step = Step { thread: t, op, at: at.take(), pause: pause.take() };
@@ -562,6 +570,7 @@ pub fn encode(p: &Program) -> Result<Vec<u8>, Reject> {
             Op::Flush => out.push(kind(Kind::Flush)),
             Op::EndThread => out.push(kind(Kind::EndThread)),
             Op::Fork => out.push(kind(Kind::Fork)),
+            Op::Trim => out.push(kind(Kind::Trim)),
             Op::DoubleFree { slot, by } => out.extend([MISUSE_BASE, sim.slot_byte(t, slot)?, by]),
             Op::FreeWild { offset } => {
                 out.push(MISUSE_BASE + 1);

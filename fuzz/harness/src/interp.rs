@@ -436,6 +436,10 @@ impl<'h, P: Observed> Interp<'h, P> {
                 return Ok(None);
             }
             Op::Fork => fork(self.heap)?,
+            Op::Trim => {
+                self.heap.trim();
+                return Ok(None);
+            }
             Op::DoubleFree { slot, by } => {
                 let b = self.model().retire(slot).expect("misuse programs have no budget failures");
                 b.check(slot)?;
@@ -506,10 +510,12 @@ impl<'h, P: Observed> Interp<'h, P> {
             Op::Underflow { slot, by } => {
                 let b = self.model().retire(slot).expect("live");
                 b.check(slot)?;
-                let kind = if by < MAX_UNDERFLOW { Expected::Underflow } else { Expected::HeaderCorrupt };
+                // A slab block's 16 bytes below are its header: all of them changed is a header
+                // overwritten, not an underflow it can tell. A large block's are its own.
+                let kind = if by < MAX_UNDERFLOW || !self.heap.holds_small(b.ptr) { Expected::Underflow } else { Expected::HeaderCorrupt };
                 self.commit_misuse(kind, b.ptr, Some(&b));
-                // SAFETY: the misuse under test: the bytes below a slab block's start are its
-                // slot's (the checked header), then a free that must report them changed.
+                // SAFETY: the misuse under test: the bytes below a block's start are its own (a
+                // slab block's header, a large block's front), then a free that must report them.
                 unsafe {
                     for i in 1..=by {
                         let q = b.ptr.sub(i);

@@ -72,7 +72,7 @@ fn renumber(op: &mut Op, gone: BlockId) {
         | Op::WriteAfterFree { slot, .. }
         | Op::Overflow { slot, .. }
         | Op::Underflow { slot, .. } => fix(slot),
-        Op::Alloc { .. } | Op::Calloc { .. } | Op::Flush | Op::EndThread | Op::Fork | Op::FreeWild { .. } => {}
+        Op::Alloc { .. } | Op::Calloc { .. } | Op::Flush | Op::EndThread | Op::Fork | Op::Trim | Op::FreeWild { .. } => {}
     }
 }
 

@@ -211,6 +211,8 @@ pub enum Op {
     /// Run the heap's fork handlers as `fork()` would; at the moment the process would be copied,
     /// no other logical thread may hold a heap lock (the child would inherit it locked).
     Fork,
+    /// Give the memory the heap holds but does not use back to the OS, as `malloc_trim`.
+    Trim,
     /// Misuse: free a block, then free it again through thread `by`.
     DoubleFree { slot: BlockId, by: u8 },
     /// Misuse: free a pointer into a buffer the harness owns, `offset` bytes in.
@@ -262,7 +264,7 @@ impl Op {
             | Op::WriteAfterFree { slot, .. }
             | Op::Overflow { slot, .. }
             | Op::Underflow { slot, .. } => Some(slot),
-            Op::Alloc { .. } | Op::Calloc { .. } | Op::Flush | Op::EndThread | Op::Fork | Op::FreeWild { .. } => None,
+            Op::Alloc { .. } | Op::Calloc { .. } | Op::Flush | Op::EndThread | Op::Fork | Op::Trim | Op::FreeWild { .. } => None,
         }
     }
 
@@ -328,6 +330,7 @@ impl fmt::Display for Op {
             Op::Flush => write!(f, "flush"),
             Op::EndThread => write!(f, "end thread (new cache)"),
             Op::Fork => write!(f, "fork"),
+            Op::Trim => write!(f, "trim (malloc_trim)"),
             Op::DoubleFree { slot, by } => write!(f, "MISUSE double free b{slot} (second free by t{by})"),
             Op::FreeWild { offset } => write!(f, "MISUSE free wild pointer (harness buffer + {offset})"),
             Op::FreeInterior { slot, offset } => write!(f, "MISUSE free interior pointer b{slot} + {offset}"),
@@ -441,6 +444,8 @@ fn parse_op(s: &str) -> Option<Op> {
         Op::EndThread
     } else if s.starts_with("fork") {
         Op::Fork
+    } else if s.starts_with("trim") {
+        Op::Trim
     } else if s.starts_with("double free") {
         Op::DoubleFree { slot: slot(0)?, by: small(1)? }
     } else if s.starts_with("overflow") {

@@ -437,6 +437,20 @@ pub fn plain() -> Vec<(&'static str, Program)> {
         v.push((name, b.build()));
     }
 
+    // malloc_trim: slabs abandoned by an ended thread and emptied by remote frees are
+    // reclaimed, pooled slabs' pages given back, while blocks stay live around them.
+    let mut b = Builder::new(2);
+    let xs: Vec<BlockId> = (0..40).map(|i| b.alloc(0, 64 + (i % 4) * 700, 3)).collect();
+    let keep = b.alloc(0, 64, 3);
+    b.op(0, Op::Give { slot: keep, to: 1 }).op(0, Op::EndThread);
+    for &x in &xs {
+        b.op(0, Op::RemoteFree { slot: x, by: 1 });
+    }
+    b.op(1, Op::Trim);
+    let y = b.alloc(0, 2000, 3);
+    b.op(1, Op::Check { slot: keep }).op(0, Op::Free { slot: y }).op(0, Op::Flush).op(0, Op::Trim);
+    v.push(("trim", b.build()));
+
     // Release heaps run paths of their own (realloc in place, whole-slot usable sizes).
     let release = |name: &'static str, from: &str, v: &[(&str, Program)]| {
         let mut p = v.iter().find(|(n, _)| *n == from).expect("seed exists").1.clone();
@@ -464,6 +478,7 @@ pub fn plain() -> Vec<(&'static str, Program)> {
         ("realloc-chain-c-release", "realloc-chain", true, c_api),
         ("remote-c-release", "remote", true, c_api),
         ("give-c", "give", false, c_api),
+        ("trim-release", "trim", true, |k| k),
         ("tiers-partial-poison", "tiers", false, partial),
         ("slab-cycle-partial-poison", "slab-cycle", false, partial),
         ("give-partial-poison", "give", false, partial),
@@ -525,6 +540,8 @@ pub fn misuse() -> Vec<(&'static str, Program)> {
     v.push(("overflow-aligned", with(1, &|b| Op::Overflow { slot: b.alloc(0, 100, 6), by: 1 })));
     v.push(("underflow-1", with(1, &|b| Op::Underflow { slot: b.alloc(0, 100, 3), by: 1 })));
     v.push(("underflow-aligned", with(1, &|b| Op::Underflow { slot: b.alloc(0, 300, 7), by: 9 })));
+    v.push(("underflow-large", with(1, &|b| Op::Underflow { slot: b.alloc(0, 100_000, 4), by: 16 })));
+    v.push(("free-interior-large", with(1, &|b| Op::FreeInterior { slot: b.alloc(0, 500_000, 12), offset: 5000 })));
     // The lower neighbour is live: the damage is not its overflow.
     v.push(("header-overwritten", with(1, &|b| {
         b.alloc(0, 48, 3);

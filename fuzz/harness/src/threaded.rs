@@ -234,6 +234,7 @@ impl<'h, P: Observed> Worker<'h, '_, P> {
                 self.cache = Some(Client::new(self.heap.cache(), self.c_api));
             }
             Op::Fork => fork(self.heap)?,
+            Op::Trim => self.heap.trim(),
             _ => unreachable!("misuse ops are refused before the threads start"),
         }
         Ok(())
