@@ -19,10 +19,9 @@ cd "$(dirname "$0")/.."
 source scripts/fuzz-common.sh
 
 # The core the coverage goal is about, and why the other files of hakmem/src are not in it.
-CORE=(region.rs layout.rs slab.rs list.rs cache.rs heap.rs os.rs lock.rs sync.rs size_class.rs policy.rs check.rs verify.rs report.rs)
+CORE=(region.rs layout.rs slab.rs list.rs cache.rs heap.rs os.rs lock.rs sync.rs size_class.rs policy.rs check.rs verify.rs report.rs guard.rs)
 declare -A NOT_CORE=(
-    [global.rs]="the GlobalAlloc and C entry points, TLS caches and fork handlers: programs drive a Heap, the test suite drives these"
-    [guard.rs]="sampled guard pages: no program header knob turns sampling on"
+    [global.rs]="the GlobalAlloc and C entry points, TLS caches and fork handlers: programs drive a Heap (api=c: the paths those entry points call), the test suite drives these"
     [asan.rs]="ASan builds only (--cfg asan): the coverage build has none"
     [lib.rs]="re-exports"
 )

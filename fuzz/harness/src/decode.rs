@@ -9,6 +9,7 @@
 //!                poison (6, plain programs only); bit 7: release heap (plain programs only)
 //! header byte 1  knobs dirty-pool (bits 0-1), empty-regions (2), large-cache (3-4),
 //!                region-slabs (5-6), max-regions (7)   (see `program::Knobs`)
+//! header byte 2  knob guard (bit 0, plain programs only); bits 1-7 ignored
 //! then per step:   thread  kind  fields...
 //! kind = mod 64, an op of the weighted table `KINDS`; 0xE0-0xEF in plain programs: a schedule
 //!        prefix of the next step, `value 0xE0` (start at point value+1) or `value 0xE1`
@@ -392,8 +393,8 @@ pub fn decode(data: &[u8], flavor: Flavor) -> Result<Program, Reject> {
     decode_from(&mut u, flavor)
 }
 
-/// The knobs two header bytes choose.
-fn decode_knobs(h0: u8, h1: u8) -> Knobs {
+/// The knobs the header bytes choose.
+fn decode_knobs(h0: u8, h1: u8, h2: u8) -> Knobs {
     Knobs {
         pending: (h0 >> 3) & 1,
         spares: (h0 >> 4) & 1,
@@ -404,15 +405,17 @@ fn decode_knobs(h0: u8, h1: u8) -> Knobs {
         large_cache: (h1 >> 3) & 3,
         region_slabs: (h1 >> 5) & 3,
         max_regions: h1 >> 7,
+        guard: h2 & 1,
     }
 }
 
-/// The two header bytes of a program.
-fn encode_header(p: &Program) -> [u8; 2] {
+/// The header bytes of a program.
+fn encode_header(p: &Program) -> [u8; 3] {
     let k = p.knobs;
     [
         (p.threads - 1) | (k.pending << 3) | (k.spares << 4) | (k.api << 5) | (k.poison << 6) | ((p.release as u8) << 7),
         k.dirty_pool | (k.empty_regions << 2) | (k.large_cache << 3) | (k.region_slabs << 5) | (k.max_regions << 7),
+        k.guard,
     ]
 }
 
@@ -421,12 +424,14 @@ pub fn decode_from(u: &mut Unstructured<'_>, flavor: Flavor) -> Result<Program, 
     let header = byte(u);
     let threads = 1 + header % MAX_THREADS;
     let release = flavor == Flavor::Plain && header & 0x80 != 0;
-    let mut knobs = decode_knobs(header, byte(u));
+    let (h1, h2) = (byte(u), byte(u));
+    let mut knobs = decode_knobs(header, h1, h2);
     if flavor == Flavor::Misuse {
-        // A misuse is judged on blocks that exist: no budget to make an allocation fail; and
-        // a write after free anywhere in the slot must show.
+        // A misuse is judged on blocks that exist: no budget to make an allocation fail; a
+        // write after free anywhere in the slot must show; and a guarded block's misuse faults.
         knobs.max_regions = 0;
         knobs.poison = 0;
+        knobs.guard = 0;
     }
     let mut sim = Sim::new(threads);
     let mut steps = Vec::new();
@@ -523,8 +528,8 @@ pub fn encode(p: &Program) -> Result<Vec<u8>, Reject> {
     if p.release && flavor == Flavor::Misuse {
         return Err(Reject("misuse programs run on a checked heap"));
     }
-    if (p.knobs.max_regions != 0 || p.knobs.poison != 0) && flavor == Flavor::Misuse {
-        return Err(Reject("misuse programs have no region budget and poison whole"));
+    if (p.knobs.max_regions != 0 || p.knobs.poison != 0 || p.knobs.guard != 0) && flavor == Flavor::Misuse {
+        return Err(Reject("misuse programs have no region budget or guarded blocks, and poison whole"));
     }
     if !p.knobs.valid() {
         return Err(Reject("knob out of range"));

@@ -788,7 +788,7 @@ pub(crate) fn with_heap<P: Observed, T>(heap_use: HeapUse, knobs: Knobs, f: impl
             let mut heap = ManuallyDrop::new(Heap::<P>::new());
             heap.set_limits(knobs.limits());
             P::capture(&heap);
-            set_poison(&heap, knobs);
+            set_checks(&heap, knobs);
             let r = guarded(&mut heap, f).and_then(|v| end_reset(&mut heap).map(|()| v));
             if r.is_ok() {
                 ManuallyDrop::into_inner(heap);
@@ -802,7 +802,7 @@ pub(crate) fn with_heap<P: Observed, T>(heap_use: HeapUse, knobs: Knobs, f: impl
             let heap = slot.get_or_insert_with(|| Box::new(Heap::new()));
             heap.set_limits(knobs.limits());
             P::capture(heap);
-            set_poison(heap, knobs);
+            set_checks(heap, knobs);
             let r = guarded(heap, f).and_then(|v| end_reset(heap).map(|()| v));
             if r.is_err() {
                 std::mem::forget(slot.take());
@@ -812,12 +812,14 @@ pub(crate) fn with_heap<P: Observed, T>(heap_use: HeapUse, knobs: Knobs, f: impl
     }
 }
 
-/// The poison knob: the library's default of whole-slot poison on one free in
-/// `WHOLE_POISON_EVERY`, instead of `capture`'s every free.
-fn set_poison<P: Policy>(heap: &Heap<P>, knobs: Knobs) {
+/// The knobs a heap takes beyond its limits: poison (the library's default of whole-slot
+/// poison on one free in `WHOLE_POISON_EVERY`, instead of `capture`'s every free) and guard
+/// sampling (set either way: a reused heap keeps the last program's).
+fn set_checks<P: Policy>(heap: &Heap<P>, knobs: Knobs) {
     if knobs.poison == 1 {
         heap.set_whole_poison_every(hakmem::check::WHOLE_POISON_EVERY);
     }
+    heap.set_guard_sample(if knobs.guard == 1 { crate::program::GUARD_SAMPLE } else { 0 });
 }
 
 /// A plain program's run, traced if `trace`: the verdict and what it did.

@@ -48,7 +48,14 @@ pub struct Knobs {
     /// write after free shows), or only its first and last bytes on most frees, as the library's
     /// default does. Plain programs only: a misuse program's write after free must show.
     pub poison: u8,
+    /// Guarded blocks (`Heap::set_guard_sample`): none, or one small allocation in
+    /// [`GUARD_SAMPLE`] per cache. Plain programs only: a misuse of a guarded block faults.
+    pub guard: u8,
 }
+
+/// The guard sample of the knob `guard=some`: often enough that a few steps make guarded
+/// blocks, and their frees, reallocs and remote frees.
+pub const GUARD_SAMPLE: u32 = 3;
 
 /// Each knob's name in a listing, and its settings' names (index 0 first).
 const KNOB_NAMES: [(&str, &[&str]); Knobs::COUNT] = [
@@ -61,15 +68,27 @@ const KNOB_NAMES: [(&str, &[&str]); Knobs::COUNT] = [
     ("spares", &["256M", "8M"]),
     ("api", &["rust", "c"]),
     ("poison", &["whole", "partial"]),
+    ("guard", &["none", "some"]),
 ];
 
 impl Knobs {
     /// How many knobs there are.
-    pub const COUNT: usize = 9;
+    pub const COUNT: usize = 10;
 
     /// The knobs' settings in the order of their names in a listing.
     pub fn fields(&self) -> [u8; Knobs::COUNT] {
-        [self.dirty_pool, self.empty_regions, self.large_cache, self.region_slabs, self.max_regions, self.pending, self.spares, self.api, self.poison]
+        [
+            self.dirty_pool,
+            self.empty_regions,
+            self.large_cache,
+            self.region_slabs,
+            self.max_regions,
+            self.pending,
+            self.spares,
+            self.api,
+            self.poison,
+            self.guard,
+        ]
     }
 
     /// The knobs of settings in the order of [`Knobs::fields`].
@@ -84,6 +103,7 @@ impl Knobs {
             spares: f[6],
             api: f[7],
             poison: f[8],
+            guard: f[9],
         }
     }
 

@@ -471,6 +471,7 @@ pub fn plain() -> Vec<(&'static str, Program)> {
     };
     let c_api = |k: Knobs| Knobs { api: 1, ..k };
     let partial = |k: Knobs| Knobs { poison: 1, ..k };
+    let guard = |k: Knobs| Knobs { guard: 1, ..k };
     for (name, from, release, knobs) in [
         ("tiers-c", "tiers", false, c_api as fn(Knobs) -> Knobs),
         ("tiers-c-release", "tiers", true, c_api),
@@ -479,6 +480,14 @@ pub fn plain() -> Vec<(&'static str, Program)> {
         ("remote-c-release", "remote", true, c_api),
         ("give-c", "give", false, c_api),
         ("trim-release", "trim", true, |k| k),
+        // Guarded blocks: allocated, written, checked, resized, freed locally and remotely,
+        // handed between threads, trimmed.
+        ("tiers-guard", "tiers", false, guard),
+        ("remote-guard-release", "remote", true, guard),
+        ("give-guard", "give", false, guard),
+        ("trim-guard", "trim", false, guard),
+        ("calloc-guard-c-release", "calloc", true, |k| Knobs { guard: 1, api: 1, ..k }),
+        ("ring-guard", "ring", false, guard),
         ("tiers-partial-poison", "tiers", false, partial),
         ("slab-cycle-partial-poison", "slab-cycle", false, partial),
         ("give-partial-poison", "give", false, partial),

@@ -47,15 +47,15 @@ fn seeds_round_trip() {
 
 #[test]
 fn nonsense_is_rejected() {
-    // Empty program.
+    // Empty program (three header bytes, no step).
     assert!(decode(&[], Flavor::Plain).is_err());
-    assert!(decode(&[3, 0], Flavor::Plain).is_err());
+    assert!(decode(&[3, 0, 0], Flavor::Plain).is_err());
     // A free (kind 28) on a thread that holds nothing.
-    assert!(decode(&[0, 0, 0, 28, 0], Flavor::Plain).is_err());
+    assert!(decode(&[0, 0, 0, 0, 28, 0], Flavor::Plain).is_err());
     // A misuse program without its misuse.
-    assert!(decode(&[0, 0, 0, 0, 0, 8, 0, 3], Flavor::Misuse).is_err());
+    assert!(decode(&[0, 0, 0, 0, 0, 0, 8, 0, 3], Flavor::Misuse).is_err());
     // A schedule prefix with no step after it, and two of one kind.
-    assert!(decode(&[0, 0, 0, 0, 0, 8, 0, 3, 5, 0xe0], Flavor::Plain).is_err());
-    assert!(decode(&[0, 0, 5, 0xe0, 6, 0xe0, 0, 0, 0, 8, 0, 3], Flavor::Plain).is_err());
-    assert!(decode(&[0, 0, 5, 0xe0, 6, 0xe1, 0, 0, 0, 8, 0, 3], Flavor::Plain).is_ok());
+    assert!(decode(&[0, 0, 0, 0, 0, 0, 8, 0, 3, 5, 0xe0], Flavor::Plain).is_err());
+    assert!(decode(&[0, 0, 0, 5, 0xe0, 6, 0xe0, 0, 0, 0, 8, 0, 3], Flavor::Plain).is_err());
+    assert!(decode(&[0, 0, 0, 5, 0xe0, 6, 0xe1, 0, 0, 0, 8, 0, 3], Flavor::Plain).is_ok());
 }
