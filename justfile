@@ -137,9 +137,9 @@ faults *ARGS:
 
 # CI's share of the catalog, one run each, without the TSan rebuild: one fault per kind of
 # finding (model and checked heap, happens-before, a schedule inside a drain, a lock held across
-# fork, misuse, history independence).
+# fork, misuse, history independence, the C entry points' own paths).
 faults-ci:
-    bash scripts/faults.sh --runs 1 --detectors deterministic,misuse,history calloc-trusts-dirty-slab remote-push-relaxed drain-not-atomic fork-skips-spares-lock tail-check-off-by-one reset-keeps-large-cache
+    bash scripts/faults.sh --runs 1 --detectors deterministic,misuse,history calloc-trusts-dirty-slab remote-push-relaxed drain-not-atomic fork-skips-spares-lock tail-check-off-by-one reset-keeps-large-cache malloc-mid-rounds-down
 
 # Rewrite corpora/<target>/ from the seed programs in fuzz/harness/src/seeds.rs.
 seed:

@@ -91,8 +91,11 @@ pub fn malloc_tiny_class(size: usize) -> usize {
 #[inline(always)]
 pub fn malloc_mid_class(size: usize) -> usize {
     debug_assert!(size > TINY_MAX && size <= SMALL_MAX);
+    // FAULT fault-malloc-mid-rounds-down (new): the granule is rounded down, so a request
+    // just above a class's size gets that class's slot, too small for it (C's malloc only).
+    let granule = if cfg!(feature = "fault-malloc-mid-rounds-down") { size >> 8 } else { (size + 255) >> 8 };
     // SAFETY: size <= SMALL_MAX keeps the index within the table.
-    unsafe { *MID_INDEX.get_unchecked((size + 255) >> 8) as usize }
+    unsafe { *MID_INDEX.get_unchecked(granule) as usize }
 }
 
 /// Class for a request of at most `TINY_MAX` bytes with alignment at most 8; the fast path.

@@ -9,7 +9,7 @@
 //!                poison (6, plain programs only); bit 7: release heap (plain programs only)
 //! header byte 1  knobs dirty-pool (bits 0-1), empty-regions (2), large-cache (3-4),
 //!                region-slabs (5-6), max-regions (7)   (see `program::Knobs`)
-//! header byte 2  knob guard (bit 0, plain programs only); bits 1-7 ignored
+//! header byte 2  knob guard (bits 0-1, plain programs only); bits 2-7 ignored
 //! then per step:   thread  kind  fields...
 //! kind = mod 64, an op of the weighted table `KINDS`; 0xE0-0xEF in plain programs: a schedule
 //!        prefix of the next step, `value 0xE0` (start at point value+1) or `value 0xE1`
@@ -405,7 +405,7 @@ fn decode_knobs(h0: u8, h1: u8, h2: u8) -> Knobs {
         large_cache: (h1 >> 3) & 3,
         region_slabs: (h1 >> 5) & 3,
         max_regions: h1 >> 7,
-        guard: h2 & 1,
+        guard: h2 & 3,
     }
 }
 

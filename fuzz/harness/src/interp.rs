@@ -819,7 +819,7 @@ fn set_checks<P: Policy>(heap: &Heap<P>, knobs: Knobs) {
     if knobs.poison == 1 {
         heap.set_whole_poison_every(hakmem::check::WHOLE_POISON_EVERY);
     }
-    heap.set_guard_sample(if knobs.guard == 1 { crate::program::GUARD_SAMPLE } else { 0 });
+    heap.set_guard_sample(crate::program::GUARD_SAMPLES[knobs.guard as usize % 4]);
 }
 
 /// A plain program's run, traced if `trace`: the verdict and what it did.

@@ -48,14 +48,15 @@ pub struct Knobs {
     /// write after free shows), or only its first and last bytes on most frees, as the library's
     /// default does. Plain programs only: a misuse program's write after free must show.
     pub poison: u8,
-    /// Guarded blocks (`Heap::set_guard_sample`): none, or one small allocation in
-    /// [`GUARD_SAMPLE`] per cache. Plain programs only: a misuse of a guarded block faults.
+    /// Guarded blocks (`Heap::set_guard_sample`): one small allocation in N per cache, N of
+    /// [`GUARD_SAMPLES`] (0: none). Plain programs only: a misuse of a guarded block faults.
     pub guard: u8,
 }
 
-/// The guard sample of the knob `guard=some`: often enough that a few steps make guarded
-/// blocks, and their frees, reallocs and remote frees.
-pub const GUARD_SAMPLE: u32 = 3;
+/// The guard samples the knob `guard` chooses from: none, often enough that a few steps make
+/// guarded blocks, every one (so that a program of a few hundred steps cycles the quarantine),
+/// and rarely.
+pub const GUARD_SAMPLES: [u32; 4] = [0, 3, 1, 16];
 
 /// Each knob's name in a listing, and its settings' names (index 0 first).
 const KNOB_NAMES: [(&str, &[&str]); Knobs::COUNT] = [
@@ -68,7 +69,7 @@ const KNOB_NAMES: [(&str, &[&str]); Knobs::COUNT] = [
     ("spares", &["256M", "8M"]),
     ("api", &["rust", "c"]),
     ("poison", &["whole", "partial"]),
-    ("guard", &["none", "some"]),
+    ("guard", &["0", "3", "1", "16"]),
 ];
 
 impl Knobs {

@@ -451,6 +451,20 @@ pub fn plain() -> Vec<(&'static str, Program)> {
     b.op(1, Op::Check { slot: keep }).op(0, Op::Free { slot: y }).op(0, Op::Flush).op(0, Op::Trim);
     v.push(("trim", b.build()));
 
+    // Every allocation guarded, more frees than the guard pool's quarantine holds: its slots
+    // are handed out again (zeroed), by two threads, one freeing the other's.
+    let mut b = Builder::new(2);
+    b.knobs(Knobs { guard: 2, ..Knobs::default() });
+    for i in 0..150usize {
+        let x = b.alloc(0, 16 + i % 200, 3);
+        b.op(0, Op::Free { slot: x });
+        let y = b.alloc(1, 100, 4);
+        b.op(1, Op::RemoteFree { slot: y, by: 0 });
+    }
+    let z = b.calloc(0, 4, 100);
+    b.op(0, Op::Check { slot: z });
+    v.push(("guard-quarantine", b.build()));
+
     // Release heaps run paths of their own (realloc in place, whole-slot usable sizes).
     let release = |name: &'static str, from: &str, v: &[(&str, Program)]| {
         let mut p = v.iter().find(|(n, _)| *n == from).expect("seed exists").1.clone();
