@@ -1510,7 +1510,8 @@ fn find_live(cs: &CheckState, p: *mut u8, thread: u32, op: &'static str, large_h
                         offset: Some(LARGE_FRONT - o),
                         expected: TAIL as u64,
                         found: *front.add(o) as u64,
-                        requested: Some((*h).map_size - (*h).user_offset),
+                        // (A large block's header keeps its mapping, not the size asked for,
+                        // which a report must not claim to know.)
                         detail: "in front of a large block",
                         ..Report::new(ReportKind::Underflow, p.addr(), thread)
                     });
