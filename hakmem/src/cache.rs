@@ -1237,6 +1237,23 @@ impl<P: Policy> Heap<P> {
         ThreadCache::try_new(self)
     }
 
+    /// Frees `p` as a thread whose cache is gone does (a thread-local destructor that runs
+    /// after the allocator's): through its slab's remote queue, for the slab's owner to drain.
+    /// `untrusted`: `p` is classified as C's `free` does (see [`ThreadCache::free_untrusted`]).
+    ///
+    /// # Safety
+    /// `p` must be a live block of this heap (or, `untrusted`, in no heap's mapping).
+    pub unsafe fn free_uncached(&self, p: *mut u8, untrusted: bool) {
+        // SAFETY: forwarded.
+        unsafe {
+            if untrusted {
+                free_unowned::<P, true>(self, p)
+            } else {
+                free_unowned::<P, false>(self, p)
+            }
+        }
+    }
+
     /// Drops a cache handle without giving its slabs back, for tests that broke its state on
     /// purpose; the heap still unmaps everything when dropped.
     #[cfg(test)]

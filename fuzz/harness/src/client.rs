@@ -3,7 +3,7 @@
 //! under `LD_PRELOAD` reach them: malloc's own size-class tables, and free, realloc and
 //! malloc_usable_size classifying a pointer by the region map before reading behind it.
 
-use hakmem::{Policy, ThreadCache};
+use hakmem::{Heap, Policy, ThreadCache};
 
 /// A logical thread's cache, called through the API its program chose.
 pub struct Client<'h, P: Policy> {
@@ -87,6 +87,15 @@ impl<'h, P: Policy> Client<'h, P> {
                 self.cache.usable_size(p)
             }
         }
+    }
+
+    /// Frees `p` as a thread whose cache is gone (see [`Heap::free_uncached`]).
+    ///
+    /// # Safety
+    /// As for [`Client::free`].
+    pub unsafe fn free_uncached(&self, heap: &Heap<P>, p: *mut u8) {
+        // SAFETY: forwarded.
+        unsafe { heap.free_uncached(p, self.c_api) }
     }
 
     /// Collects remote frees and returns free slabs, as [`ThreadCache::flush`].

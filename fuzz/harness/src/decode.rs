@@ -103,6 +103,7 @@ enum Kind {
     Calloc,
     Realloc,
     Free,
+    FreeUncached,
     RemoteFree,
     Give,
     Write,
@@ -120,7 +121,7 @@ const KINDS: [Kind; 64] = {
         Alloc, Alloc, Alloc, Alloc, Alloc, Alloc, Alloc, Alloc,
         Calloc, Calloc, Calloc, Calloc, // 4
         Realloc, Realloc, Realloc, Realloc, Realloc, Realloc, Realloc, Realloc, // 8
-        Free, Free, Free, Free, Free, Free, Free, Free, Free, Free, // 10
+        Free, Free, Free, Free, Free, Free, Free, Free, Free, FreeUncached, // 10
         RemoteFree, RemoteFree, RemoteFree, RemoteFree, RemoteFree, // 10
         RemoteFree, RemoteFree, RemoteFree, RemoteFree, RemoteFree,
         Give, Give, Give, Give, // 4
@@ -279,7 +280,7 @@ impl Sim {
                     return Err(Reject("too many live bytes"));
                 }
             }
-            Op::Free { slot } | Op::RemoteFree { slot, .. } | Op::DoubleFree { slot, .. } => {
+            Op::Free { slot } | Op::FreeUncached { slot } | Op::RemoteFree { slot, .. } | Op::DoubleFree { slot, .. } => {
                 // A double free is judged on any block, large ones included.
                 held(self, slot)?;
                 self.kill(slot);
@@ -492,6 +493,7 @@ pub fn decode_from(u: &mut Unstructured<'_>, flavor: Flavor) -> Result<Program, 
                     Op::Realloc { slot, size: decode_size(u) }
                 }
                 Kind::Free => Op::Free { slot: sim.pick(t, byte(u))? },
+                Kind::FreeUncached => Op::FreeUncached { slot: sim.pick(t, byte(u))? },
                 Kind::RemoteFree => Op::RemoteFree { slot: sim.pick(t, byte(u))?, by: byte(u) % threads },
                 Kind::Give => Op::Give { slot: sim.pick(t, byte(u))?, to: byte(u) % threads },
                 Kind::Write => Op::Write { slot: sim.pick(t, byte(u))?, byte: byte(u) },
@@ -568,6 +570,7 @@ pub fn encode(p: &Program) -> Result<Vec<u8>, Reject> {
                 encode_size(&mut out, size)?;
             }
             Op::Free { slot } => out.extend([kind(Kind::Free), sim.slot_byte(t, slot)?]),
+            Op::FreeUncached { slot } => out.extend([kind(Kind::FreeUncached), sim.slot_byte(t, slot)?]),
             Op::RemoteFree { slot, by } => out.extend([kind(Kind::RemoteFree), sim.slot_byte(t, slot)?, by]),
             Op::Give { slot, to } => out.extend([kind(Kind::Give), sim.slot_byte(t, slot)?, to]),
             Op::Write { slot, byte } => out.extend([kind(Kind::Write), sim.slot_byte(t, slot)?, byte]),

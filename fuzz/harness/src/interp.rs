@@ -402,6 +402,14 @@ impl<'h, P: Observed> Interp<'h, P> {
                 // SAFETY: `b` was live; the model forgot it first.
                 self.with_cache(by, |c| unsafe { c.free(b.ptr) });
             }
+            Op::FreeUncached { slot } => {
+                let Some(b) = self.model().retire(slot) else { return Ok(Some(touched)) };
+                b.check(slot)?;
+                touched.add(b.ptr.addr());
+                // SAFETY: `b` was live; the model forgot it first. (The thread's cache, held
+                // meanwhile, goes unused: the free is as if it were gone.)
+                self.with_cache(t, |c| unsafe { c.free_uncached(self.heap, b.ptr) });
+            }
             Op::Give { slot, to } => {
                 let mut m = self.model();
                 if let Some((holder, b)) = m.blocks.get_mut(slot as usize).and_then(Option::as_mut) {

@@ -63,6 +63,7 @@ fn renumber(op: &mut Op, gone: BlockId) {
     match op {
         Op::Realloc { slot, .. }
         | Op::Free { slot }
+        | Op::FreeUncached { slot }
         | Op::RemoteFree { slot, .. }
         | Op::Give { slot, .. }
         | Op::Write { slot, .. }

@@ -217,6 +217,9 @@ pub enum Op {
     Free { slot: BlockId },
     /// Free a block through another thread's cache (in free-running mode, that thread frees it).
     RemoteFree { slot: BlockId, by: u8 },
+    /// Free a block from the acting thread as if its cache were gone (a thread-local destructor
+    /// that runs after the allocator's): through the slab's remote queue.
+    FreeUncached { slot: BlockId },
     /// Hand a block to thread `to`, which holds it from then on (in free-running mode the block
     /// crosses OS threads, and `to` uses it when it next needs it).
     Give { slot: BlockId, to: u8 },
@@ -276,6 +279,7 @@ impl Op {
         match *self {
             Op::Realloc { slot, .. }
             | Op::Free { slot }
+            | Op::FreeUncached { slot }
             | Op::RemoteFree { slot, .. }
             | Op::Give { slot, .. }
             | Op::Write { slot, .. }
@@ -344,6 +348,7 @@ impl fmt::Display for Op {
             Op::Calloc { n, size } => write!(f, "calloc {n} x {size}"),
             Op::Realloc { slot, size } => write!(f, "realloc b{slot} to {size}"),
             Op::Free { slot } => write!(f, "free b{slot}"),
+            Op::FreeUncached { slot } => write!(f, "free b{slot} with no cache (the thread's is gone)"),
             Op::RemoteFree { slot, by } => write!(f, "free b{slot} remotely by t{by}"),
             Op::Give { slot, to } => write!(f, "give b{slot} to t{to}"),
             Op::Write { slot, byte } => write!(f, "write b{slot} with {byte:#04x}"),
@@ -447,6 +452,8 @@ fn parse_op(s: &str) -> Option<Op> {
         Op::FreeWild { offset: *n.first()? }
     } else if s.starts_with("free interior") {
         Op::FreeInterior { slot: slot(0)?, offset: *n.get(1)? }
+    } else if s.starts_with("free ") && s.contains("no cache") {
+        Op::FreeUncached { slot: slot(0)? }
     } else if s.starts_with("free ") && s.contains("remotely") {
         Op::RemoteFree { slot: slot(0)?, by: small(1)? }
     } else if s.starts_with("free ") && s.contains("then write") {

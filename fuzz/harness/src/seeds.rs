@@ -451,6 +451,27 @@ pub fn plain() -> Vec<(&'static str, Program)> {
     b.op(1, Op::Check { slot: keep }).op(0, Op::Free { slot: y }).op(0, Op::Flush).op(0, Op::Trim);
     v.push(("trim", b.build()));
 
+    // Frees from threads whose cache is gone (thread-local destructors that run after the
+    // allocator's): small, large and guarded blocks through their slabs' queues, which the
+    // owner drains, and a slab abandoned with such frees in flight.
+    let mut b = Builder::new(2);
+    b.knobs(Knobs { guard: 1, ..Knobs::default() });
+    let xs: Vec<BlockId> = (0..12).map(|i| b.alloc(0, 24 + i * 90, 3)).collect();
+    let big = b.alloc(0, 70_000, 4);
+    for &x in &xs[..6] {
+        b.op(0, Op::FreeUncached { slot: x });
+    }
+    for &x in &xs[6..] {
+        b.op(0, Op::Give { slot: x, to: 1 });
+    }
+    b.op(0, Op::FreeUncached { slot: big }).op(0, Op::EndThread);
+    for &x in &xs[6..] {
+        b.op(1, Op::FreeUncached { slot: x });
+    }
+    let y = b.alloc(0, 24, 3);
+    b.op(1, Op::Flush).op(0, Op::Free { slot: y });
+    v.push(("uncached-free", b.build()));
+
     // Every allocation guarded, more frees than the guard pool's quarantine holds: its slots
     // are handed out again (zeroed), by two threads, one freeing the other's.
     let mut b = Builder::new(2);
@@ -494,6 +515,7 @@ pub fn plain() -> Vec<(&'static str, Program)> {
         ("remote-c-release", "remote", true, c_api),
         ("give-c", "give", false, c_api),
         ("trim-release", "trim", true, |k| k),
+        ("uncached-free-c-release", "uncached-free", true, c_api),
         // Guarded blocks: allocated, written, checked, resized, freed locally and remotely,
         // handed between threads, trimmed.
         ("tiers-guard", "tiers", false, guard),

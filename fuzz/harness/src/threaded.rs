@@ -220,6 +220,14 @@ impl<'h, P: Observed> Worker<'h, '_, P> {
                 b.check(slot)?;
                 self.free(slot);
             }
+            Op::FreeUncached { slot } => {
+                let b = self.held[slot as usize].expect("held");
+                b.check(slot)?;
+                let b = self.retire(slot);
+                let heap = self.heap;
+                // SAFETY: the block was live and is forgotten by the model.
+                unsafe { self.cache().free_uncached(heap, b.ptr) };
+            }
             Op::RemoteFree { slot, by } => self.send(i, slot, by, true)?,
             Op::Give { slot, to } => self.send(i, slot, to, false)?,
             Op::Write { slot, byte } => write_block(self.held[slot as usize].as_mut().expect("held"), byte),
