@@ -999,9 +999,14 @@ impl<P: Policy> Heap<P> {
 
     /// Sets how long memory beyond the retention limits stays (default [`PURGE_DELAY`]). Zero
     /// returns it at once, which makes the heap's behaviour independent of the clock: the fuzz
-    /// harness needs every run of a program to do exactly the same.
+    /// harness needs every run of a program to do exactly the same. Memory already waiting goes
+    /// no later than the new delay from now says.
     pub fn set_purge_delay(&self, delay: std::time::Duration) {
-        self.state.lock().limits.purge_delay = delay;
+        let mut st = self.state.lock();
+        st.limits.purge_delay = delay;
+        if let Some(t) = st.purge_at {
+            st.purge_at = Some(t.min(std::time::Instant::now() + delay));
+        }
     }
 
     /// Gives the memory the heap holds but does not use back to the OS now (what `malloc_trim`

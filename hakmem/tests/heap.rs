@@ -81,6 +81,9 @@ fn steady_workload_does_not_grow() {
 #[test]
 fn shrinking_workload_gives_memory_back() {
     let heap: Heap = Heap::new();
+    // Kept however long the fill takes (under TSan on a loaded machine, longer than the
+    // default delay).
+    heap.set_purge_delay(std::time::Duration::from_secs(3600));
     let mut c = heap.cache();
     let blocks = fill(&mut c, 60_000, 1024); // ~64 MiB
     let peak = heap.stats().mapped_bytes;
@@ -101,12 +104,15 @@ fn shrinking_workload_gives_memory_back() {
 #[test]
 fn memory_beyond_the_limits_goes_back_after_the_purge_delay() {
     let heap: Heap = Heap::new();
+    // Kept however long the fill takes; then the default delay, from now.
+    heap.set_purge_delay(std::time::Duration::from_secs(3600));
     let mut c = heap.cache();
     for p in fill(&mut c, 60_000, 1024) {
         unsafe { c.free(p) };
     }
     c.flush();
     assert!(heap.stats().small_regions > 8, "{:?}", heap.stats());
+    heap.set_purge_delay(hakmem::heap::PURGE_DELAY);
     std::thread::sleep(hakmem::heap::PURGE_DELAY + std::time::Duration::from_millis(20));
     // The next slow path (a slab for a class this cache has none of) returns the excess.
     let p = c.alloc(3000, 8);
