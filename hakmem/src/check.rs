@@ -41,7 +41,7 @@
 //! against the heap's table of regions before anything behind it is read, so a wild pointer is
 //! reported, not followed.
 
-use crate::layout::{region_base, region_offset, BasePtr, UserPtr, PAGE, REGION_SIZE, SLABS_PER_REGION, SLAB_SIZE};
+use crate::layout::{region_base, region_offset, BasePtr, UserPtr, PAGE, REGION_SIZE, SLABS_PER_REGION, SLAB_SIZE, SPAN_SIZE};
 use crate::os;
 use crate::policy::{Carving, Policy};
 use crate::region::{Block, RegionHeader, SmallRegion};
@@ -95,23 +95,30 @@ const MAGIC: [u64; crate::size_class::NUM_CLASSES] = {
         // FAULT fault-slot-index-magic-floor (failure 10): the reciprocal rounded down is one
         // short at slot starts, so a block's offset maps to the slot before it.
         m[i] = if cfg!(feature = "fault-slot-index-magic-floor") {
-            (1u64 << 32) / crate::size_class::CLASS_SIZES[i] as u64
+            (1u64 << MAGIC_SHIFT) / crate::size_class::CLASS_SIZES[i] as u64
         } else {
-            (1u64 << 32).div_ceil(crate::size_class::CLASS_SIZES[i] as u64)
+            (1u64 << MAGIC_SHIFT).div_ceil(crate::size_class::CLASS_SIZES[i] as u64)
         };
         i += 1;
     }
     m
 };
 
-/// `off / CLASS_SIZES[class]` for an offset within a slab.
+/// `off / CLASS_SIZES[class]` for an offset within a slab (a span: up to [`SPAN_SIZE`]).
 #[inline(always)]
 fn slot_index(off: usize, class: usize) -> usize {
-    debug_assert!(off <= SLAB_SIZE && class < MAGIC.len());
+    debug_assert!(off <= SPAN_SIZE && class < MAGIC.len());
     // SAFETY: every class comes from a slab's geometry or state, which holds a class index.
     // (Unchecked: this runs three times per allocation and free.)
-    ((off as u64 * unsafe { *MAGIC.get_unchecked(class) }) >> 32) as usize
+    ((off as u64 * unsafe { *MAGIC.get_unchecked(class) }) >> MAGIC_SHIFT) as usize
 }
+
+/// The reciprocals' scale: `ceil(2^s / d)` times `off` gives `off / d` exactly while
+/// `off * (d - 1) < 2^s` (the rounding error stays below one step), which 32 bits covered for a
+/// 64 KiB slab but not for a span of 32 KiB slots; 40 keeps every product below 2^63.
+const MAGIC_SHIFT: u32 = 40;
+const _: () = assert!((SPAN_SIZE as u64) * (crate::size_class::SMALL_MAX as u64) < 1 << MAGIC_SHIFT);
+const _: () = assert!((REGION_SIZE as u64) << (MAGIC_SHIFT - 3) < 1 << 63);
 
 /// Smallest checked slot: a header, a byte, a tail byte, rounded to the 16-byte classes.
 const MIN_SLOT: usize = 32;
@@ -451,10 +458,16 @@ impl Place {
     /// `p` must lie in a live small region of a checked heap.
     unsafe fn of(p: *mut u8) -> Place {
         let region = region_base(p).cast::<SmallRegion>();
-        let slab = crate::layout::slab_index(p);
-        // SAFETY: per the contract.
-        let (start, _) = unsafe { SmallRegion::slab_span(region, slab) };
-        Place { region, slab, start: start.addr() }
+        // SAFETY: per the contract; a live region's masks never change.
+        let off = crate::layout::slab_offset(p, unsafe { (*region).offset_mask });
+        Place::at(region, off)
+    }
+
+    /// The place of the slab at offset `off` of `region` (its first unit's start).
+    #[inline(always)]
+    fn at(region: *mut SmallRegion, off: usize) -> Place {
+        let start = if off == 0 { crate::region::SMALL_HEADER } else { off };
+        Place { region, slab: off >> crate::layout::SLAB_SHIFT, start: region.addr() + start }
     }
 
     /// The region's shadow, as a raw pointer: its parts are reached by raw projections, never
@@ -508,7 +521,9 @@ impl Place {
     /// As for [`Place::of`].
     unsafe fn carved(self) -> usize {
         // SAFETY: forwarded.
-        (unsafe { self.carved_word() }.load(Acquire) as usize).min(SLOTS_PER_SLAB)
+        // (Bounded so that every entry index stays in the table: a span's slots may take
+        // the entries of the units after its first.)
+        (unsafe { self.carved_word() }.load(Acquire) as usize).min((SLABS_PER_REGION - self.slab) * SLOTS_PER_SLAB)
     }
 
     /// Every carved slot of the slab back to "never allocated", the count back to zero.
@@ -528,11 +543,21 @@ impl Place {
         }
     }
 
+    /// The end of the slab's bytes (of its span, in a span region).
+    ///
     /// # Safety
-    /// As for [`Place::of`]; `slot < SLOTS_PER_SLAB`.
+    /// As for [`Place::of`].
+    unsafe fn end(self) -> usize {
+        // SAFETY: forwarded.
+        unsafe { SmallRegion::slab_span(self.region, self.slab).1.addr() }
+    }
+
+    /// # Safety
+    /// As for [`Place::of`]; `self.slab * SLOTS_PER_SLAB + slot` below the table's length (a
+    /// slot of the slab: a slot is at least [`MIN_SLOT`] bytes).
     unsafe fn entry(self, slot: usize) -> &'static Entry {
         // SAFETY: forwarded.
-        debug_assert!(self.slab < SLABS_PER_REGION && slot < SLOTS_PER_SLAB);
+        debug_assert!(self.slab < SLABS_PER_REGION && self.slab * SLOTS_PER_SLAB + slot < SLABS_PER_REGION * SLOTS_PER_SLAB);
         // (Unchecked: the index is in bounds by the contract, and this runs several times per
         // allocation and free.)
         unsafe { &*(&raw const (*self.shadow()).entries).cast::<Entry>().add(self.slab * SLOTS_PER_SLAB + slot) }
@@ -1127,7 +1152,8 @@ unsafe fn next_free(c: Carving, b: BasePtr, n: BasePtr) -> *mut u8 {
     unsafe {
         let at = Place::of(b.as_ptr());
         let off = a.wrapping_sub(at.start);
-        if a < c.bump.addr() && off < SLAB_SIZE {
+        // (`off` wraps past any span for a link below the slab's start.)
+        if a < c.bump.addr() && off < SPAN_SIZE {
             let slot = slot_index(off, c.class);
             if slot * c.slot_size == off && matches!(meta_state(at.entry(slot).meta.load(Acquire)), FREE | REMOTE) {
                 return n.as_ptr();
@@ -1458,21 +1484,19 @@ unsafe fn live_fast(cs: &CheckState, p: *mut u8) -> Option<LiveSmall> {
     if cs.table[CheckState::hash(base.addr())].load(Acquire) != base.addr() | TAG_SMALL {
         return None;
     }
-    let i = crate::layout::slab_index(p);
     let region = base.cast::<SmallRegion>();
     // SAFETY: the table says `base` is a live small region of this heap; `i` is one of its slabs.
     unsafe {
-        let (start, _) = SmallRegion::slab_span(region, i);
-        let at = Place { region, slab: i, start: start.addr() };
+        let at = Place::at(region, crate::layout::slab_offset(p, (*region).offset_mask));
         let g = at.geometry_word().load(Acquire);
         let off = p.addr().wrapping_sub(at.start);
-        if g == 0 || off >= SLAB_SIZE {
+        if g == 0 || off >= SPAN_SIZE {
             return None;
         }
         let (class, size) = ((g >> 32) as usize, (g & 0xffff_ffff) as usize);
         let slot = slot_index(off, class);
         // An allocated entry is a whole carved slot, so its entry exists and is in bounds.
-        if slot >= SLOTS_PER_SLAB {
+        if slot >= SPAN_SIZE / MIN_SLOT {
             return None;
         }
         let e = at.entry(slot);
@@ -1535,7 +1559,7 @@ fn find_live(cs: &CheckState, p: *mut u8, thread: u32, op: &'static str, large_h
         let off = p.addr() - at.start;
         let slot = slot_index(off, class);
         let within = off - slot * size;
-        let whole = at.start + (slot + 1) * size <= at.region.addr() + (at.slab + 1) * SLAB_SIZE;
+        let whole = at.start + (slot + 1) * size <= at.end();
         // (The entry is only there for a whole slot; the offset is the last allocation's, so
         // that a second free of an aligned block is still a double free.)
         let user_offset = if whole { at.entry(slot).user_offset() } else { Checked::HEADER };
@@ -1697,7 +1721,8 @@ unsafe fn mark_freed(cs: &CheckState, l: LiveSmall, p: *mut u8, token: usize, wh
     unsafe {
         // ASan builds: open the slot to poison it; poisoned whole again on return.
         let _open = crate::asan::Unpoisoned::new(at.base(slot, size).as_ptr(), size);
-        let slab = SmallRegion::slab_of(at.region, p);
+        // (From the place already found: the same slab as `slab_of(p)`, without its loads.)
+        let slab = (&raw mut (*at.region).slabs).cast::<crate::slab::Slab>().add(at.slab);
         // An abandoned slab's owner is NO_OWNER, which is also the token of a free by no cache;
         // such a free still goes through the remote queue.
         let local = token != crate::slab::NO_OWNER && (*slab).owner_token() == token;

@@ -29,6 +29,9 @@ use core::ptr::null_mut;
 use crate::report::Report;
 use crate::sync::{AtomicPtr, AtomicU32, AtomicUsize, LockClass, Ordering::{AcqRel, Acquire, Relaxed}};
 
+/// Spans a region must hold for the heap to cut regions into spans (see `take_pooled`).
+pub(crate) const MIN_REGION_SPANS: usize = 4;
+
 /// Pooled slabs allowed to keep their dirty pages for good.
 pub const DIRTY_POOL_LIMIT: usize = 64;
 /// How long memory beyond the retention limits stays before the next slow path returns it.
@@ -478,7 +481,7 @@ impl<P: Policy> Heap<P> {
                 // two or more is left as it was.
                 let last = if cfg!(feature = "fault-spare-skips-last-run") && end - first > 1 { end - 1 } else { end };
                 for (i, &e) in ends.iter().enumerate().take(last).skip(first) {
-                    let (start, _) = SmallRegion::slab_span(r, i);
+                    let (start, _) = SmallRegion::unit_span(r, i);
                     let stop = r.cast::<u8>().add(e);
                     if stop > start {
                         start.write_bytes(0, stop.addr() - start.addr());
@@ -491,7 +494,7 @@ impl<P: Policy> Heap<P> {
             // spare must be as good as a new mapping, or a later program sees this one's bytes.
             if cfg!(debug_assertions) {
                 for (i, &e) in ends.iter().enumerate() {
-                    let (start, _) = SmallRegion::slab_span(r, i);
+                    let (start, _) = SmallRegion::unit_span(r, i);
                     let len = (r.cast::<u8>().add(e).addr()).saturating_sub(start.addr());
                     let words = core::slice::from_raw_parts(start.cast::<u64>(), len / 8);
                     if let Some(k) = words.iter().position(|&w| w != 0) {
@@ -810,17 +813,18 @@ impl<P: Policy> Heap<P> {
             }
             return adopted;
         }
-        let slab = self.take_pooled(&mut st);
+        let slab = self.take_pooled(&mut st, crate::layout::prefers_span(CLASS_SIZES[class]));
         if !slab.is_null() {
             // SAFETY: a pooled slab is owned by the heap, which holds the lock.
             unsafe {
                 let r = SmallRegion::of_slab(slab);
                 let i = SmallRegion::index_of(r, slab);
                 let (start, limit) = SmallRegion::slab_span(r, i);
+                let bits = SmallRegion::unit_bits(r, i);
                 // FAULT fault-calloc-trusts-dirty-slab (calloc's zero shortcut): every pooled slab
                 // is taken for fresh, zeroed memory.
-                let zero = (*r).dirty & (1 << i) == 0 || cfg!(feature = "fault-calloc-trusts-dirty-slab");
-                (*r).dirty |= 1 << i;
+                let zero = (*r).dirty & bits == 0 || cfg!(feature = "fault-calloc-trusts-dirty-slab");
+                (*r).dirty |= bits;
                 (*slab).local.assign(class, CLASS_SIZES[class], start, limit, zero);
                 // ASan builds: uncarved slab space is off limits until slots are handed out.
                 crate::asan::poison(start, limit.addr() - start.addr());
@@ -834,22 +838,40 @@ impl<P: Policy> Heap<P> {
         slab
     }
 
-    fn take_pooled(&self, st: &mut State) -> *mut Slab {
+    /// A pooled slab, from a span region if `span` (else a region of single units), mapping a
+    /// region of that kind if none has room; or, when the limits allow no new region, from a
+    /// region of the other kind. Null when there is none.
+    fn take_pooled(&self, st: &mut State, span: bool) -> *mut Slab {
+        // Spans only in regions that hold several: a region of a few units (a heap limited to
+        // them) keeps them for slabs of every class.
+        let span = span && crate::region::whole_spans(st.full_mask).count_ones() as usize >= MIN_REGION_SPANS * crate::layout::SPAN_UNITS;
         loop {
-            let r = st.avail.head();
+            // The first region with room of the kind wanted.
+            let mut r = st.avail.head();
+            // SAFETY: regions on `avail` are live.
+            while !r.is_null() && unsafe { SmallRegion::is_span_region(r) } != span {
+                // SAFETY: as above.
+                r = unsafe { st.avail.next(r) };
+            }
             if r.is_null() {
-                if Self::reclaim_abandoned(self, st) > 0 {
+                if st.avail.head().is_null() && Self::reclaim_abandoned(self, st) > 0 {
                     continue;
                 }
+                // No new region allowed: any region with room.
                 if st.regions.len() >= st.limits.max_regions {
-                    return null_mut();
+                    r = st.avail.head();
+                    if r.is_null() {
+                        return null_mut();
+                    }
                 }
+            }
+            if r.is_null() {
                 let base = self.map(REGION_SIZE, REGION_SIZE);
                 if base.is_null() {
                     return null_mut();
                 }
                 // SAFETY: a fresh region-aligned mapping of REGION_SIZE bytes.
-                let r = unsafe { SmallRegion::init(base, st.full_mask) };
+                let r = unsafe { SmallRegion::init(base, st.full_mask, span) };
                 crate::region::mark_mapping(base, REGION_SIZE, Span::Small);
                 if P::CHECKED {
                     let shadow = self.map_shadow();
@@ -870,21 +892,22 @@ impl<P: Policy> Heap<P> {
                 st.empty_regions += 1;
                 continue;
             }
-            // SAFETY: regions on `avail` are live and have at least one pooled slab.
+            // SAFETY: regions on `avail` are live and have at least one pooled slab (a span
+            // region's units are pooled in whole spans, so the lowest is a span's first).
             unsafe {
                 let pooled = (*r).pooled;
                 debug_assert!(pooled != 0);
-                if pooled == st.full_mask {
+                if pooled == (*r).full {
                     st.empty_regions -= 1;
                 }
                 let i = pooled.trailing_zeros() as usize;
-                (*r).pooled &= !(1 << i);
+                let bits = SmallRegion::unit_bits(r, i);
+                debug_assert!(pooled & bits == bits);
+                (*r).pooled &= !bits;
                 if (*r).pooled == 0 {
                     st.avail.remove(r);
                 }
-                if (*r).dirty & (1 << i) != 0 {
-                    st.dirty_pooled -= 1;
-                }
+                st.dirty_pooled -= ((*r).dirty & bits).count_ones() as usize;
                 return (&raw mut (*r).slabs).cast::<Slab>().add(i);
             }
         }
@@ -912,15 +935,18 @@ impl<P: Policy> Heap<P> {
             (*slab).owner.store(null_mut(), Relaxed);
             let r = SmallRegion::of_slab(slab);
             let i = SmallRegion::index_of(r, slab);
-            (*r).touched[i] = SmallRegion::touched_end(r, i) as u32;
-            let bit = 1u64 << i;
+            let n = SmallRegion::units(r);
+            for u in i..i + n {
+                (*r).touched[u] = SmallRegion::touched_end(r, u) as u32;
+            }
+            let bits = SmallRegion::unit_bits(r, i);
             if (*r).pooled == 0 {
                 st.avail.push_front(r);
             }
-            (*r).pooled |= bit;
-            // (Every slab handed out is dirty: `acquire_slab` marks it so.)
-            st.dirty_pooled += 1;
-            if (*r).pooled == st.full_mask {
+            (*r).pooled |= bits;
+            // (Every unit handed out is dirty: `acquire_slab` marks it so.)
+            st.dirty_pooled += n;
+            if (*r).pooled == (*r).full {
                 // Partly used regions stay at the front so empty ones are the last to be cut up.
                 st.avail.remove(r);
                 st.avail.push_back(r);
@@ -963,7 +989,7 @@ impl<P: Policy> Heap<P> {
                 let next = st.avail.next(r);
                 // FAULT fault-purge-takes-avail-head (failure 7): takes the regions at the head
                 // of the list for the empty ones, though partly used regions are kept in front.
-                if (*r).pooled == st.full_mask || cfg!(feature = "fault-purge-takes-avail-head") {
+                if (*r).pooled == (*r).full || cfg!(feature = "fault-purge-takes-avail-head") {
                     st.avail.remove(r);
                     st.empty_regions -= 1;
                     st.dirty_pooled -= ((*r).dirty & (*r).pooled).count_ones() as usize;
@@ -984,7 +1010,7 @@ impl<P: Policy> Heap<P> {
                 while bits != 0 && st.dirty_pooled > dirty {
                     let i = bits.trailing_zeros() as usize;
                     bits &= bits - 1;
-                    let (start, limit) = SmallRegion::slab_span(r, i);
+                    let (start, limit) = SmallRegion::unit_span(r, i);
                     os::purge(start, limit.addr() - start.addr());
                     (*r).dirty &= !(1 << i);
                     (*r).touched[i] = 0;

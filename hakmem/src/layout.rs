@@ -94,6 +94,55 @@ pub const REGION_SIZE: usize = 1 << REGION_SHIFT;
 /// Slabs in a small region.
 pub const SLABS_PER_REGION: usize = REGION_SIZE / SLAB_SIZE;
 
+// ---- spans ----------------------------------------------------------------------------------
+//
+// A slab is one unit of `SLAB_SIZE` bytes, or, in a span region, a span of `SPAN_UNITS`
+// consecutive units starting at a multiple of `SPAN_UNITS`, so that the biggest classes get 8 to
+// 51 slots per slab instead of 2 to 12. A region is cut one way for its whole life (its
+// `unit_mask`), so the slab of any address is found with a mask alone: the slab metadata of unit
+// `u` is that of unit `u & unit_mask`, the span's first unit, whose entry describes the whole span;
+// the other units' entries are never used. (mimalloc finds a page of several slices through the
+// offset each non-first slice stores; a layout fixed per region needs no per-unit state, and a
+// region's cut never changing is what keeps checked mode exact: the shadow map's geometry and
+// entries of a slab stay valid for late frees until the same slab is assigned again.)
+// (Not to be confused with `region::Span`, what each region-sized span of the address space holds.)
+
+/// Units of a span (a power of two).
+pub const SPAN_UNITS: usize = 4;
+/// Bytes of a span.
+pub const SPAN_SIZE: usize = SPAN_UNITS * SLAB_SIZE;
+/// `unit_mask` of a region of single-unit slabs.
+pub const UNIT_MASK: usize = SLABS_PER_REGION - 1;
+/// `unit_mask` of a span region.
+pub const SPAN_UNIT_MASK: usize = UNIT_MASK & !(SPAN_UNITS - 1);
+/// Slots larger than this prefer slabs from span regions (at most 16 would fit a unit).
+pub const SPAN_MIN_SLOT: usize = 4096;
+
+/// Whether slots of `slot_size` bytes prefer span regions.
+#[inline]
+pub const fn prefers_span(slot_size: usize) -> bool {
+    slot_size > SPAN_MIN_SLOT
+}
+
+/// Index of the first unit of the slab that contains `p`, in a region with `unit_mask`.
+#[inline(always)]
+pub fn slab_head(p: *mut u8, unit_mask: usize) -> usize {
+    (p.addr() >> SLAB_SHIFT) & unit_mask
+}
+
+/// Offset in its region of the first unit of the slab that contains `p`, in a region whose
+/// `unit_mask` is `offset_mask >> SLAB_SHIFT` (the mask kept shifted saves the free path a shift).
+#[inline(always)]
+pub fn slab_offset(p: *mut u8, offset_mask: usize) -> usize {
+    p.addr() & offset_mask
+}
+
+/// Units per slab of a region with `unit_mask`.
+#[inline(always)]
+pub const fn units_of(unit_mask: usize) -> usize {
+    1 << unit_mask.trailing_zeros()
+}
+
 /// Rounds `n` up to a multiple of the power of two `to`, or `None` on overflow.
 #[inline]
 pub const fn round_up(n: usize, to: usize) -> Option<usize> {
@@ -115,7 +164,8 @@ pub fn region_offset(p: *mut u8) -> usize {
     p.addr() & (REGION_SIZE - 1)
 }
 
-/// Index of the slab that contains `p` within its region.
+/// Index of the unit that contains `p` within its region (its slab's first unit unless the
+/// region is a span region: see [`slab_head`]).
 #[inline(always)]
 pub fn slab_index(p: *mut u8) -> usize {
     region_offset(p) >> SLAB_SHIFT

@@ -4,7 +4,7 @@
 //! region holds one client block after a one-page header. Both start with [`RegionHeader`], whose
 //! `kind` tells them apart, so `free` needs only a mask to know what it holds.
 
-use crate::layout::{round_up, PAGE, REGION_SIZE, SLABS_PER_REGION, SLAB_SIZE};
+use crate::layout::{round_up, PAGE, REGION_SIZE, SLABS_PER_REGION, SLAB_SIZE, SPAN_UNITS, UNIT_MASK};
 use crate::list::{Adapter, Links};
 use crate::layout::BasePtr;
 use crate::slab::Slab;
@@ -90,20 +90,30 @@ fn other_span(s: u8) -> Span {
 pub struct SmallRegion {
     /// Common header.
     pub hdr: RegionHeader,
+    /// [`crate::layout::UNIT_MASK`], or [`crate::layout::SPAN_UNIT_MASK`] for a span region,
+    /// for the region's life: unit `u`'s slab is `slabs[u & unit_mask]` (next to `hdr.kind`,
+    /// which free reads too).
+    pub unit_mask: usize,
+    /// `unit_mask` scaled to byte offsets of slab metadata in `slabs` (see [`SmallRegion::slab_of`]).
+    pub meta_mask: usize,
+    /// `unit_mask` scaled to byte offsets in the region (see [`crate::layout::slab_offset`]).
+    pub offset_mask: usize,
+    /// The `pooled` bits of this region when every slab it uses is pooled.
+    pub full: u64,
     /// Links in the heap's list of all small regions.
     pub all_links: Links<SmallRegion>,
     /// Links in the heap's list of regions with pooled slabs.
     pub avail_links: Links<SmallRegion>,
-    /// Bit `i` set: slab `i` is in the pool.
+    /// Bit `i` set: unit `i` is in the pool (a span's units are pooled and taken together).
     pub pooled: u64,
-    /// Bit `i` set: slab `i` may hold non-zero bytes.
+    /// Bit `i` set: unit `i` may hold non-zero bytes.
     pub dirty: u64,
     /// Checked heaps: the region's shadow map (a separate mapping), else null.
     pub shadow: *mut u8,
-    /// Per slab, the end (as an offset in the region) of the slots it ever carved while
-    /// pooled since it was last clean: what a spare must zero (see `touched_end`).
+    /// Per unit, the end (as an offset in the region) of the slots its slabs ever carved in it
+    /// while pooled since it was last clean: what a spare must zero (see `touched_end`).
     pub touched: [u32; SLABS_PER_REGION],
-    /// Per-slab metadata.
+    /// Per-slab metadata, by first unit (a span's other units' entries stay unassigned).
     pub slabs: [Slab; SLABS_PER_REGION],
 }
 
@@ -113,7 +123,26 @@ pub const SMALL_HEADER: usize = match round_up(core::mem::size_of::<SmallRegion>
     None => panic!(),
 };
 
-/// Mask with one bit per slab.
+/// log2 of the size of a slab's metadata.
+const META_SHIFT: u32 = core::mem::size_of::<Slab>().trailing_zeros();
+const _: () = assert!(core::mem::size_of::<Slab>() == 1 << META_SHIFT && META_SHIFT <= crate::layout::SLAB_SHIFT);
+const _: () = assert!(SPAN_UNITS.is_power_of_two() && SPAN_UNITS <= SLABS_PER_REGION);
+
+/// The bits of `usable` that make up whole spans (a span region uses no other unit).
+pub const fn whole_spans(usable: u64) -> u64 {
+    let group = (1u64 << SPAN_UNITS) - 1;
+    let mut out = 0;
+    let mut i = 0;
+    while i < SLABS_PER_REGION {
+        if (usable >> i) & group == group {
+            out |= group << i;
+        }
+        i += SPAN_UNITS;
+    }
+    out
+}
+
+/// Mask with one bit per unit.
 pub const ALL_SLABS: u64 = if SLABS_PER_REGION == 64 { u64::MAX } else { (1 << SLABS_PER_REGION) - 1 };
 
 const _: () = assert!(SLABS_PER_REGION <= 64);
@@ -147,13 +176,15 @@ impl Adapter<RegionHeader> for LargeRegions {
 }
 
 impl SmallRegion {
-    /// Initialises a freshly mapped, zeroed region in place; the slabs of `usable` (bit `i`:
-    /// slab `i`) start pooled and clean, the others are never used.
+    /// Initialises a freshly mapped, zeroed region in place, cut into spans if `spans`; the
+    /// units of `usable` (bit `i`: unit `i`) start pooled and clean (a span region's only in
+    /// whole spans), the others are never used.
     ///
     /// # Safety
     /// `base` must be a fresh mapping of `REGION_SIZE` bytes aligned to `REGION_SIZE`.
-    pub unsafe fn init(base: *mut u8, usable: u64) -> *mut SmallRegion {
+    pub unsafe fn init(base: *mut u8, usable: u64, spans: bool) -> *mut SmallRegion {
         let r = base.cast::<SmallRegion>();
+        let (unit_mask, full) = if spans { (crate::layout::SPAN_UNIT_MASK, whole_spans(usable)) } else { (UNIT_MASK, usable & ALL_SLABS) };
         // SAFETY: the mapping is large enough and aligned for the header; we write every field.
         unsafe {
             (&raw mut (*r).hdr).write(RegionHeader {
@@ -168,7 +199,11 @@ impl SmallRegion {
             (&raw mut (*r).shadow).write(core::ptr::null_mut());
             (&raw mut (*r).all_links).write(Links::new());
             (&raw mut (*r).avail_links).write(Links::new());
-            (&raw mut (*r).pooled).write(usable & ALL_SLABS);
+            (&raw mut (*r).unit_mask).write(unit_mask);
+            (&raw mut (*r).meta_mask).write(unit_mask << META_SHIFT);
+            (&raw mut (*r).offset_mask).write(unit_mask << crate::layout::SLAB_SHIFT);
+            (&raw mut (*r).full).write(full);
+            (&raw mut (*r).pooled).write(full);
             (&raw mut (*r).dirty).write(0);
             (&raw mut (*r).touched).write([0; SLABS_PER_REGION]);
             let slabs = (&raw mut (*r).slabs).cast::<Slab>();
@@ -179,14 +214,51 @@ impl SmallRegion {
         r
     }
 
-    /// The slab metadata for the slab containing `p`.
+    /// The slab metadata for the slab containing `p` (its first unit's).
     ///
     /// # Safety
     /// `this` must be a live small region and `p` inside it.
     #[inline(always)]
     pub unsafe fn slab_of(this: *mut SmallRegion, p: *mut u8) -> *mut Slab {
-        // SAFETY: slab_index is below SLABS_PER_REGION for any address inside the region.
-        unsafe { (&raw mut (*this).slabs).cast::<Slab>().add(crate::layout::slab_index(p)) }
+        // The first unit's index times the metadata's size, in one shift and one mask (as
+        // cheap as the single-unit slab index it replaced).
+        // SAFETY: the offset is that of a slab below SLABS_PER_REGION; `meta_mask` never
+        // changes while the region lives, so this plain read races with no write.
+        unsafe {
+            let off = (p.addr() >> (crate::layout::SLAB_SHIFT - META_SHIFT)) & (*this).meta_mask;
+            (&raw mut (*this).slabs).cast::<Slab>().byte_add(off)
+        }
+    }
+
+    /// Units per slab of this region (1, or [`SPAN_UNITS`] for a span region).
+    ///
+    /// # Safety
+    /// `this` must be a live small region.
+    #[inline(always)]
+    pub unsafe fn units(this: *mut SmallRegion) -> usize {
+        // SAFETY: per the contract.
+        crate::layout::units_of(unsafe { (*this).unit_mask })
+    }
+
+    /// Whether this region is cut into spans.
+    ///
+    /// # Safety
+    /// `this` must be a live small region.
+    #[inline(always)]
+    pub unsafe fn is_span_region(this: *mut SmallRegion) -> bool {
+        // SAFETY: per the contract.
+        unsafe { (*this).unit_mask != UNIT_MASK }
+    }
+
+    /// The `pooled` bits of the units of the slab whose first unit is `i`.
+    ///
+    /// # Safety
+    /// `this` must be a live small region and `i` a slab's first unit.
+    #[inline]
+    pub unsafe fn unit_bits(this: *mut SmallRegion, i: usize) -> u64 {
+        // SAFETY: per the contract.
+        let n = unsafe { Self::units(this) };
+        (if n == 64 { u64::MAX } else { (1u64 << n) - 1 }) << i
     }
 
     /// Index of `slab` within this region.
@@ -203,29 +275,44 @@ impl SmallRegion {
         crate::layout::region_base(slab.cast()).cast()
     }
 
-    /// The end, as an offset in the region, of the bytes slab `i` may have written since it
-    /// was last clean: the furthest it carved, in any class it served. A slab out of the pool
-    /// (owned or abandoned) has its current carving too.
+    /// The end, as an offset in the region, of the bytes unit `i` may have written since it
+    /// was last clean: the furthest its slabs carved in it, in any class they served. A slab
+    /// out of the pool (owned or abandoned) has its current carving too.
     ///
     /// # Safety
     /// `this` must be a live small region and `i < SLABS_PER_REGION`.
     pub unsafe fn touched_end(this: *mut SmallRegion, i: usize) -> usize {
         // SAFETY: per the contract.
         unsafe {
-            let s = (&raw mut (*this).slabs).cast::<Slab>().add(i);
+            let h = i & (*this).unit_mask;
+            let s = (&raw mut (*this).slabs).cast::<Slab>().add(h);
             let mut end = (*this).touched[i] as usize;
-            if (*this).pooled & (1 << i) == 0 && !(*s).local.bump.is_null() {
-                end = end.max((*s).local.bump.addr() - this.addr());
+            if (*this).pooled & (1 << h) == 0 && !(*s).local.bump.is_null() {
+                end = end.max(((*s).local.bump.addr() - this.addr()).min((i + 1) * SLAB_SIZE));
             }
             end
         }
     }
 
-    /// The byte range slab `i` may fill with slots.
+    /// The byte range the slab whose first unit is `i` may fill with slots (for another unit
+    /// of a span region, up to the span's end).
     ///
     /// # Safety
     /// `this` must be a live small region and `i < SLABS_PER_REGION`.
     pub unsafe fn slab_span(this: *mut SmallRegion, i: usize) -> (*mut u8, *mut u8) {
+        let base = this.cast::<u8>();
+        let start = if i == 0 { SMALL_HEADER } else { i * SLAB_SIZE };
+        // SAFETY: the region is live; both offsets are within it.
+        let end = unsafe { ((i | !(*this).unit_mask & UNIT_MASK) + 1) * SLAB_SIZE };
+        // SAFETY: as above.
+        unsafe { (base.add(start), base.add(end)) }
+    }
+
+    /// The byte range of unit `i` that slots may lie in (unit 0 starts after the header).
+    ///
+    /// # Safety
+    /// `this` must be a live small region and `i < SLABS_PER_REGION`.
+    pub unsafe fn unit_span(this: *mut SmallRegion, i: usize) -> (*mut u8, *mut u8) {
         let base = this.cast::<u8>();
         let start = if i == 0 { SMALL_HEADER } else { i * SLAB_SIZE };
         // SAFETY: both offsets are within the region.

@@ -1,4 +1,5 @@
-//! A slab: one size class's slots within a 64 KiB span, its free list and its remote-free queue.
+//! A slab: one size class's slots within one 64 KiB unit of a region, or a span of several in a
+//! span region (see `layout`), its free list and its remote-free queue.
 //!
 //! Ownership rule: [`SlabLocal`] belongs to whoever owns the slab (a thread cache, or the heap
 //! under its lock while the slab is pooled or abandoned), and only the owner ever borrows it.

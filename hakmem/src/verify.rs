@@ -11,7 +11,8 @@
 use crate::cache::CacheInner;
 use crate::check;
 use crate::heap::{Heap, State, ARENA_CHUNK, CACHE_SLOT};
-use crate::layout::{region_base, region_offset, BasePtr, SLABS_PER_REGION};
+use crate::layout::{region_base, region_offset, BasePtr, SLABS_PER_REGION, UNIT_MASK};
+use crate::region::whole_spans;
 use crate::list::List;
 use crate::policy::Policy;
 use crate::region::{SmallRegion, LARGE_KIND, SMALL_HEADER, SMALL_KIND};
@@ -196,17 +197,35 @@ impl<P: Policy> Heap<P> {
                     continue;
                 }
                 let pooled = (*r).pooled;
-                empty += (pooled == st.full_mask) as usize;
+                let full = (*r).full;
+                let spans = SmallRegion::is_span_region(r);
+                empty += (pooled == full) as usize;
                 dirty_pooled += (pooled & (*r).dirty).count_ones() as usize;
-                if pooled & !st.full_mask != 0 {
-                    sw.bad(r.addr(), None, None, "a region pools slabs it does not use", st.full_mask, pooled);
+                let cut = if spans { ((*r).unit_mask, whole_spans(st.full_mask)) } else { (UNIT_MASK, st.full_mask) };
+                if cut != ((*r).unit_mask, full) || (spans && (cut.1.count_ones() as usize) < crate::heap::MIN_REGION_SPANS * crate::layout::SPAN_UNITS) {
+                    sw.bad(r.addr(), None, None, "a region's cut (units per slab, units used) is not one the heap makes", cut.1, full);
+                }
+                if pooled & !full != 0 {
+                    sw.bad(r.addr(), None, None, "a region pools slabs it does not use", full, pooled);
                 }
                 for i in 0..SLABS_PER_REGION {
                     let s = (&raw mut (*r).slabs).cast::<Slab>().add(i);
                     let at = Some((r, i));
                     let l = &(*s).local;
                     let found = places.get(&s.addr()).copied();
-                    if pooled & (1 << i) != 0 || st.full_mask & (1 << i) == 0 {
+                    let head = i & (*r).unit_mask;
+                    if head != i {
+                        // A span's other unit: pooled with its first or not at all, and its
+                        // metadata never used.
+                        if (pooled >> i) & 1 != (pooled >> head) & 1 {
+                            sw.bad(s.addr(), at, None, "a span's units are not pooled together", (pooled >> head) & 1, (pooled >> i) & 1);
+                        }
+                        if l.state != SlabState::Pool || (*s).owner_token() != NO_OWNER || !(*s).remote.is_empty() || found.is_some() || !l.bump.is_null() {
+                            sw.bad(s.addr(), at, Some(l.class as usize), "a span's unit other than its first is used as a slab", SlabState::Pool as u64, l.state as u64);
+                        }
+                        continue;
+                    }
+                    if pooled & (1 << i) != 0 || full & (1 << i) == 0 {
                         if l.state != SlabState::Pool || (*s).owner_token() != NO_OWNER || !(*s).remote.is_empty() || found.is_some() {
                             sw.bad(s.addr(), at, Some(l.class as usize), "a pooled slab is owned, abandoned, listed or queued to", SlabState::Pool as u64, l.state as u64);
                         }

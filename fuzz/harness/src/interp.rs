@@ -20,7 +20,7 @@ use crate::program::{BlockId, Knobs, Op, Program, Step};
 use crate::sched::{self, Flow, StepInfo};
 use std::panic::AssertUnwindSafe;
 use crate::trace::Event;
-use hakmem::layout::SLAB_SIZE;
+use hakmem::layout::SPAN_SIZE;
 use crate::client::Client;
 use hakmem::{Heap, Policy, Release};
 use std::cell::RefCell;
@@ -341,8 +341,8 @@ impl<'h, P: Observed> Interp<'h, P> {
         let m = self.model();
         match touched {
             Some(t) if self.sweep == Sweep::Local => t.iter().flatten().try_for_each(|&a| {
-                let slab = a & !(SLAB_SIZE - 1);
-                m.check_edges_in(slab, slab + SLAB_SIZE)
+                let slab = a & !(SPAN_SIZE - 1);
+                m.check_edges_in(slab, slab + SPAN_SIZE)
             }),
             _ => m.check_edges_in(0, usize::MAX),
         }
