@@ -495,10 +495,7 @@ impl<'h, P: Observed> Interp<'h, P> {
                     self.commit_misuse(Expected::WriteAfterFree, b.ptr, Some(&b));
                     // SAFETY: the misuse under test, inside a free slot of a slab still in use
                     // (a slab block, as the decoder made sure), so mapped.
-                    unsafe {
-                        let q = b.ptr.add(offset);
-                        q.write_volatile(!q.read_volatile());
-                    }
+                    unsafe { flip(b.ptr.add(offset), 1) };
                 }
             }
             Op::Overflow { slot, by } => {
@@ -507,12 +504,7 @@ impl<'h, P: Observed> Interp<'h, P> {
                 self.commit_misuse(Expected::Overflow, b.ptr, Some(&b));
                 // SAFETY: the misuse under test: `by` bytes past the requested size, inside the
                 // slot's tail (see `overflow_room`), then a free that must report it.
-                unsafe {
-                    for i in 0..by.min(crate::overflow_room::<P>(b.size, b.align)) {
-                        let q = b.ptr.add(b.size + i);
-                        q.write_volatile(!q.read_volatile());
-                    }
-                }
+                unsafe { flip(b.ptr.add(b.size), by.min(crate::overflow_room::<P>(b.size, b.align))) };
                 self.with_cache(t, |c| unsafe { c.free(b.ptr) });
             }
             Op::Underflow { slot, by } => {
@@ -524,12 +516,7 @@ impl<'h, P: Observed> Interp<'h, P> {
                 self.commit_misuse(kind, b.ptr, Some(&b));
                 // SAFETY: the misuse under test: the bytes below a block's start are its own (a
                 // slab block's header, a large block's front), then a free that must report them.
-                unsafe {
-                    for i in 1..=by {
-                        let q = b.ptr.sub(i);
-                        q.write_volatile(!q.read_volatile());
-                    }
-                }
+                unsafe { flip(b.ptr.sub(by), by) };
                 self.with_cache(t, |c| unsafe { c.free(b.ptr) });
             }
         }
@@ -608,6 +595,21 @@ pub fn step_info(prog: &Program) -> Vec<StepInfo> {
             StepInfo { cache, block, at: s.at, pause: s.pause }
         })
         .collect()
+}
+
+/// A misuse's write: each of the `n` bytes from `p` becomes its complement, so that each surely
+/// changes (volatile: the compiler must not drop a write to memory the program gave away).
+///
+/// # Safety
+/// The bytes must be mapped and writable.
+unsafe fn flip(p: *mut u8, n: usize) {
+    for i in 0..n {
+        // SAFETY: per the contract.
+        unsafe {
+            let q = p.add(i);
+            q.write_volatile(!q.read_volatile());
+        }
+    }
 }
 
 /// The id each step creates if it allocates (the number of allocating steps before it).
