@@ -30,7 +30,14 @@ use crate::report::Report;
 use crate::sync::{AtomicPtr, AtomicU32, AtomicUsize, LockClass, Ordering::{AcqRel, Acquire, Relaxed}};
 
 /// Spans a region must hold for the heap to cut regions into spans (see `take_pooled`).
-pub(crate) const MIN_REGION_SPANS: usize = 4;
+const MIN_REGION_SPANS: usize = 4;
+
+/// Whether the heap cuts regions whose usable units are `full_mask` into spans: only when each
+/// holds several (a region of a few units, a heap limited to them, keeps them for slabs of
+/// every class).
+pub(crate) fn cuts_spans(full_mask: u64) -> bool {
+    crate::region::whole_spans(full_mask).count_ones() as usize >= MIN_REGION_SPANS * crate::layout::SPAN_UNITS
+}
 
 /// Pooled slabs allowed to keep their dirty pages for good.
 pub const DIRTY_POOL_LIMIT: usize = 64;
@@ -842,9 +849,7 @@ impl<P: Policy> Heap<P> {
     /// region of that kind if none has room; or, when the limits allow no new region, from a
     /// region of the other kind. Null when there is none.
     fn take_pooled(&self, st: &mut State, span: bool) -> *mut Slab {
-        // Spans only in regions that hold several: a region of a few units (a heap limited to
-        // them) keeps them for slabs of every class.
-        let span = span && crate::region::whole_spans(st.full_mask).count_ones() as usize >= MIN_REGION_SPANS * crate::layout::SPAN_UNITS;
+        let span = span && cuts_spans(st.full_mask);
         loop {
             // The first region with room of the kind wanted.
             let mut r = st.avail.head();
