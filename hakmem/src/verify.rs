@@ -202,7 +202,7 @@ impl<P: Policy> Heap<P> {
                 empty += (pooled == full) as usize;
                 dirty_pooled += (pooled & (*r).dirty).count_ones() as usize;
                 let cut = if spans { ((*r).unit_mask, whole_spans(st.full_mask)) } else { (UNIT_MASK, st.full_mask) };
-                if cut != ((*r).unit_mask, full) || (spans && (cut.1.count_ones() as usize) < crate::heap::MIN_REGION_SPANS * crate::layout::SPAN_UNITS) {
+                if cut != ((*r).unit_mask, full) || (spans && !crate::heap::cuts_spans(st.full_mask)) {
                     sw.bad(r.addr(), None, None, "a region's cut (units per slab, units used) is not one the heap makes", cut.1, full);
                 }
                 if pooled & !full != 0 {
@@ -505,6 +505,41 @@ mod tests {
         drop(b);
         drop(a);
         assert_eq!(unsafe { heap.verify(Some(&counter(&[])), true) }, vec![]);
+    }
+
+    #[test]
+    fn a_damaged_span_region_is_reported() {
+        use crate::region::SmallRegion;
+        let heap: Heap = Heap::new();
+        let mut c = heap.cache();
+        // A class above 4 KiB: its slab is a span of a span region.
+        let p = c.alloc(8000, 8);
+        let r = crate::layout::region_base(p).cast::<SmallRegion>();
+        let live = [p];
+        unsafe {
+            assert!(SmallRegion::is_span_region(r));
+            let head = crate::layout::slab_index(p) & (*r).unit_mask;
+            assert_eq!(heap.verify(Some(&counter(&live)), true), vec![], "intact");
+            // Planted bug: the span's second unit pooled while its first is handed out.
+            (*r).pooled |= 1 << (head + 1);
+            let found = heap.verify(Some(&counter(&live)), true);
+            assert!(found.iter().any(|x| x.detail.contains("not pooled together")), "{found:#?}");
+            (*r).pooled &= !(1 << (head + 1));
+            // Planted bug: the second unit's metadata used as a slab of its own.
+            let other = (&raw mut (*r).slabs).cast::<crate::slab::Slab>().add(head + 1);
+            (*other).local.bump = p;
+            let found = heap.verify(Some(&counter(&live)), true);
+            assert!(found.iter().any(|x| x.detail.contains("other than its first is used")), "{found:#?}");
+            (*other).local.bump = core::ptr::null_mut();
+            // Planted bug: the region's cut no longer the heap's.
+            let full = (*r).full;
+            (*r).full = full & !(1 << head);
+            let found = heap.verify(Some(&counter(&live)), true);
+            assert!(found.iter().any(|x| x.detail.contains("a region's cut")), "{found:#?}");
+            (*r).full = full;
+            assert_eq!(heap.verify(Some(&counter(&live)), true), vec![], "mended");
+            c.free(p);
+        }
     }
 
     #[test]
