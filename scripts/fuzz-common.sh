@@ -52,7 +52,8 @@ show_finding() {
     fi
     echo "  the input, $(wc -c <"$file") bytes (base64 -d > crash.bin; just replay crash.bin):"
     base64 -w 100 "$file" | head -60 | sed 's/^/    /'
-    if [ -x target/fuzz-replay/replay ] || cargo build -q --profile fuzz-replay -p hakmem-fuzz --bin replay 2>/dev/null; then
+    # (Built every time: a replay tool left from an older tree would judge the input wrongly.)
+    if cargo build -q --profile fuzz-replay -p hakmem-fuzz --bin replay 2>/dev/null; then
         echo "  replayed (the program, then the verdicts here and in the fuzz build):"
         timeout 300 target/fuzz-replay/replay --target "$t" --fuzz-build "$FUZZ_BIN" "$file" 2>&1 | head -120 | sed 's/^/    /'
     fi
