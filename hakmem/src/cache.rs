@@ -6,13 +6,22 @@
 //! and a slot lives in exactly one list.
 //!
 //! # Remote frees
-//! A free of a slot another cache owns goes into this cache's outbox: per owner (a few at a
-//! time, by a hash of the owner), a chain of slots of any class and slab, sent with one atomic
-//! operation to the owner's inbox when it is [`Limits::pending_max`] long, when another owner
-//! needs its place, and when the cache flushes or ends. The owner takes its whole inbox with
-//! one swap in its slow path and puts each slot back on its slab's free list. So both sides pay
-//! one atomic operation per batch, whatever the classes and slabs of its slots (snmalloc's
+//! A free of a slot another cache owns goes into this cache's outbox. There it joins an open
+//! run: slots of one slab, gathered apart from other slabs' (a few dozen runs at a time, by a
+//! hash of the slab). A run closes when it is [`Limits::pending_max`] long or another slab needs
+//! its place, and joins its owner's chain (a few owners at a time, by a hash of the owner): runs
+//! of any class and slab, sent with one atomic operation to the owner's inbox when it is
+//! `pending_max` long, when another owner needs its place, and when the cache flushes or ends. The owner takes its whole inbox with
+//! one swap in its slow path and puts the slots back on their slabs' free lists. So both sides
+//! pay one atomic operation per batch, whatever the classes and slabs of its slots (snmalloc's
 //! message queues, jemalloc's bulk tcache flush).
+//!
+//! In release mode the first slot of each run records where the run ends and how long it is
+//! (`layout`'s "Runs"). The owner splices each run onto its slab's free list whole, reading two
+//! slots of it instead of following every link: each of those reads is a cache miss on a line
+//! the freeing core wrote last, and they cannot overlap because each names the next (snmalloc's
+//! BatchIt rings). Runs are gathered apart by slab because frees interleave classes: a consumer
+//! freeing a producer's blocks in order frees into a different slab nearly every time.
 //!
 //! A slot on its way stays the freeing cache's, then the inbox's, then the owner's: in exactly
 //! one place. An owner is named by its address, read from the slab, so a batch may reach a
@@ -61,6 +70,8 @@ pub struct CacheInner<P: Policy> {
     id: u32,
     /// Operations this cache has done (checked mode numbers them for reports).
     seq: u64,
+    /// Remote frees not yet in an owner's chain, by slab (see the module docs).
+    runs: [OpenRun; RUNS],
     /// Remote frees not yet sent, by owner (see the module docs).
     outbox: [Outbound; OUTBOX],
     /// Remote frees to one owner gathered before they are sent with one atomic operation (the
@@ -81,8 +92,28 @@ const GUARD_RECHECK: u32 = 1 << 16;
 /// allocated keeps a chain for each.
 const OUTBOX: usize = 8;
 
-/// Remote frees to one owner not yet sent: a chain of given-up slots linked from `first` to
-/// `last` (whose link is None), `n` of them.
+/// Runs a cache gathers at once (a power of two): a consumer freeing a few producers' blocks of
+/// many classes keeps a run for each slab they came from.
+const RUNS: usize = 32;
+
+/// Remote frees into one slab that the cache at `owner` owns, not yet in that owner's chain:
+/// `n` given-up slots linked from `first` to `last` (whose link is None).
+#[derive(Clone, Copy)]
+struct OpenRun {
+    /// The slab (null for an unused entry).
+    slab: *mut Slab,
+    owner: *mut u8,
+    first: *mut u8,
+    last: *mut u8,
+    n: u32,
+}
+
+impl OpenRun {
+    const EMPTY: OpenRun = OpenRun { slab: null_mut(), owner: null_mut(), first: null_mut(), last: null_mut(), n: 0 };
+}
+
+/// Remote frees to one owner not yet sent: a chain of runs of given-up slots linked from
+/// `first` to `last` (whose link is None), `n` slots in all.
 #[derive(Clone, Copy)]
 struct Outbound {
     /// The owning cache's address (null for an unused entry).
@@ -94,6 +125,14 @@ struct Outbound {
 
 impl Outbound {
     const EMPTY: Outbound = Outbound { owner: null_mut(), first: null_mut(), last: null_mut(), n: 0 };
+}
+
+/// The open run of the slab at `slab`: slab metadata lies [`Slab`]-sized steps apart, in region
+/// headers a region apart.
+#[inline(always)]
+fn run_index(slab: usize) -> usize {
+    const STEP: u32 = core::mem::size_of::<Slab>().trailing_zeros();
+    ((slab >> STEP) ^ (slab >> crate::layout::REGION_SHIFT)) % RUNS
 }
 
 /// The outbox entry of the owner at `owner`: cache slots are [`CACHE_SLOT`] bytes apart.
@@ -110,7 +149,9 @@ pub(crate) struct Holdings<'a> {
     pub others: &'a [List<Slab, SlabLinks>; NUM_CLASSES],
     /// The empty slab every empty bin points at (it must stay empty).
     pub empty: *mut Slab,
-    /// The outbox's chains: first slot and length of each.
+    /// The outbox's open runs (their extents not yet recorded): first slot and length of each.
+    pub runs: [(*mut u8, u32); RUNS],
+    /// The outbox's owners' chains (runs with their extents): first slot and length of each.
     pub outbox: [(*mut u8, u32); OUTBOX],
     /// The first slot in the inbox (a chain ending in None), if any.
     pub inbox: Option<BasePtr>,
@@ -169,6 +210,7 @@ impl<P: Policy> CacheInner<P> {
                 heap,
                 id: heap.new_cache_id(),
                 seq: 0,
+                runs: [OpenRun::EMPTY; RUNS],
                 outbox: [Outbound::EMPTY; OUTBOX],
                 pending_max: heap.pending_max(),
                 slot,
@@ -216,6 +258,7 @@ impl<P: Policy> CacheInner<P> {
             bins: &self.bins,
             others: &self.others,
             empty: self.empty,
+            runs: self.runs.map(|r| (r.first, r.n)),
             outbox: self.outbox.map(|o| (o.first, o.n)),
             // SAFETY: the slot is this cache's; nothing takes from its inbox but the cache.
             inbox: unsafe { (*self.slot).inbox.peek() },
@@ -510,14 +553,15 @@ impl<P: Policy> CacheInner<P> {
         }
     }
 
-    /// Frees a slot of `slab`, which the cache at `owner` (null: none) owns: into the outbox
-    /// entry of that owner (sent when full), or, with no owner, onto the slab's own queue.
+    /// Frees a slot of `slab`, which the cache at `owner` (null: none) owns: into the open run
+    /// of that slab (closed when full), or, with no owner, onto the slab's own queue.
     ///
     /// # Safety
     /// `base` is a slot of `slab` that the caller gives up; this cache does not own `slab`.
-    #[inline(always)]
+    // Out of line: inlined, its registers cost the local free path a dozen spills per call.
+    #[inline(never)]
     unsafe fn free_remote(&mut self, owner: *mut u8, slab: *mut Slab, base: BasePtr) {
-        // SAFETY: the slot is ours until sent; an outbox chain holds only given-up slots, whose
+        // SAFETY: the slot is ours until sent; the outbox holds only given-up slots, whose
         // slabs' `used` counts keep them (and their regions) alive until they are taken in.
         unsafe {
             if owner.is_null() {
@@ -525,31 +569,62 @@ impl<P: Policy> CacheInner<P> {
                 (*slab).remote.push::<P>(base);
                 return;
             }
-            let i = outbox_index(owner.addr());
-            if self.outbox[i].owner != owner {
-                self.send(i);
-                self.outbox[i].owner = owner;
+            let i = run_index(slab.addr());
+            let r = &mut self.runs[i];
+            if r.slab != slab || r.owner != owner {
+                self.close_run(i);
+                self.runs[i] = OpenRun { slab, owner, first: null_mut(), last: base.as_ptr(), n: 0 };
             }
-            let o = &mut self.outbox[i];
-            base.set_link::<P>(BasePtr::from_raw(o.first));
-            if o.n == 0 {
-                o.last = base.as_ptr();
-            }
-            o.first = base.as_ptr();
+            let r = &mut self.runs[i];
+            base.set_link::<P>(BasePtr::from_raw(r.first));
+            r.first = base.as_ptr();
             // FAULT fault-remote-chain-user-ptr (failure 1): a new chain starts at the client's
             // pointer, which is the slot only where there is no header (release mode).
-            if cfg!(feature = "fault-remote-chain-user-ptr") && o.n == 0 {
-                o.first = base.to_user::<P>().as_ptr();
+            if cfg!(feature = "fault-remote-chain-user-ptr") && r.n == 0 {
+                r.first = base.to_user::<P>().as_ptr();
             }
-            o.n += 1;
-            if o.n >= self.pending_max {
-                self.send(i);
+            r.n += 1;
+            if r.n >= self.pending_max {
+                self.close_run(i);
+            }
+        }
+    }
+
+    /// Moves the open run `i` to its owner's chain, its extent recorded where its slab carries
+    /// runs; sends the chain when full.
+    #[inline(never)]
+    fn close_run(&mut self, i: usize) {
+        let r = core::mem::replace(&mut self.runs[i], OpenRun::EMPTY);
+        if r.n == 0 {
+            return;
+        }
+        // SAFETY: the run is non-empty (first and last set together), made of given-up slots of
+        // `r.slab` linked with policy P, which keep the slab live.
+        unsafe {
+            let (first, last) = (BasePtr::new_unchecked(r.first), BasePtr::new_unchecked(r.last));
+            if (*r.slab).runs {
+                first.set_run(last, r.n);
+            }
+            let o = outbox_index(r.owner.addr());
+            if self.outbox[o].owner != r.owner {
+                self.send(o);
+                self.outbox[o].owner = r.owner;
+            }
+            let c = &mut self.outbox[o];
+            last.set_link::<P>(BasePtr::from_raw(c.first));
+            if c.n == 0 {
+                c.last = r.last;
+            }
+            c.first = r.first;
+            c.n += r.n;
+            if c.n >= self.pending_max {
+                self.send(o);
             }
         }
     }
 
     /// Sends the outbox entry `i` to its owner's inbox with one atomic operation; if the owner
-    /// has closed it (the cache ended), each slot goes to its slab's own queue instead.
+    /// has closed it (the cache ended), each run goes to its slab's own queue instead.
     fn send(&mut self, i: usize) {
         let o = core::mem::replace(&mut self.outbox[i], Outbound::EMPTY);
         if o.n == 0 {
@@ -566,8 +641,11 @@ impl<P: Policy> CacheInner<P> {
         }
     }
 
-    /// Sends every outbox entry.
+    /// Closes every open run and sends every owner's chain.
     fn send_all(&mut self) {
+        for i in 0..RUNS {
+            self.close_run(i);
+        }
         for i in 0..OUTBOX {
             self.send(i);
         }
@@ -589,23 +667,23 @@ impl<P: Policy> CacheInner<P> {
     /// cache does not own the slab (any more), onto the slab's own queue.
     ///
     /// # Safety
-    /// The chain is one this cache took from its inbox (see [`each_in_chain`]).
+    /// The chain is one this cache took from its inbox (see [`each_run`]).
     unsafe fn take_in(&mut self, chain: Option<BasePtr>) {
         let token = self.token();
-        // SAFETY: per the contract; each slot is ours to place once its link is read.
+        // SAFETY: per the contract; each run is ours to place once its last link is read.
         unsafe {
-            each_in_chain(self.heap(), chain, |b, slab| {
+            each_run(self.heap(), chain, |first, last, n, slab| {
                 if (*slab).owner_token() != token {
-                    (*slab).remote.push::<P>(b);
+                    (*slab).remote.push_chain::<P>(first, last);
                     return true;
                 }
                 let l = &mut (*slab).local;
-                if P::CHECKED && !P::drained(l.carving(), b.as_ptr()) {
+                if P::CHECKED && !P::drained(l.carving(), first.as_ptr()) {
                     return false;
                 }
                 // A slab this empties stays with the cache, as one a drain empties does: the
                 // slow path that takes in a batch is about to allocate again.
-                l.push::<P>(b);
+                l.splice::<P>(first, last, n);
                 true
             })
         }
@@ -619,8 +697,8 @@ impl<P: Policy> CacheInner<P> {
     unsafe fn forward(&mut self, chain: Option<BasePtr>) {
         // SAFETY: per the contract.
         unsafe {
-            each_in_chain(self.heap(), chain, |b, slab| {
-                (*slab).remote.push::<P>(b);
+            each_run(self.heap(), chain, |first, last, _, slab| {
+                (*slab).remote.push_chain::<P>(first, last);
                 true
             })
         }
@@ -647,6 +725,7 @@ impl<P: Policy> CacheInner<P> {
         // FAULT fault-exit-drops-pending (thread exit): a cache that ends forgets its outbox of
         // remote frees; those slots are then in no list at all.
         if cfg!(feature = "fault-exit-drops-pending") && all {
+            self.runs = [OpenRun::EMPTY; RUNS];
             self.outbox = [Outbound::EMPTY; OUTBOX];
         }
         self.send_all();
@@ -767,25 +846,29 @@ impl<P: Policy> CacheInner<P> {
     }
 }
 
-/// Calls `f` with each slot of a chain of remote frees (an outbox's or an inbox's: slots of any
-/// slab of `heap`, linked with policy P, ending in None) and its slab, after reading the slot's
-/// link, so `f` may relink it; stops when `f` says false. Checked heaps prove each slot queued
-/// before reading it, and stop at one that is not, after the report.
+/// Calls `f` with each run of a chain of remote frees (an outbox's or an inbox's: slots of any
+/// slab of `heap`, linked with policy P, ending in None): its first and last slot, its length
+/// and its slab, after reading the last slot's link, so `f` may relink it; stops when `f` says
+/// false. A run is as long as its first slot records where its slab [`carries_runs`](crate::layout::carries_runs), else one
+/// slot. Checked heaps (whose runs are single slots) prove each slot queued before reading it,
+/// and stop at one that is not, after the report.
 ///
 /// # Safety
 /// The chain's slots are given up and the caller's to place.
-unsafe fn each_in_chain<P: Policy>(heap: &Heap<P>, chain: Option<BasePtr>, mut f: impl FnMut(BasePtr, *mut Slab) -> bool) {
+unsafe fn each_run<P: Policy>(heap: &Heap<P>, chain: Option<BasePtr>, mut f: impl FnMut(BasePtr, BasePtr, u32, *mut Slab) -> bool) {
     let mut from = None;
     let mut next = chain;
     // SAFETY: per the contract (checked: each slot proven queued in a live region first).
     unsafe {
-        while let Some(b) = next {
-            if P::CHECKED && !check::queued_in_chain(heap.check_state(), from, b) {
+        while let Some(first) = next {
+            if P::CHECKED && !check::queued_in_chain(heap.check_state(), from, first) {
                 return;
             }
-            next = b.link::<P>();
-            from = Some(b);
-            if !f(b, SmallRegion::slab_of(region_base(b.as_ptr()).cast(), b.as_ptr())) {
+            let slab = SmallRegion::slab_of(region_base(first.as_ptr()).cast(), first.as_ptr());
+            let (last, n) = if (*slab).runs { first.run() } else { (first, 1) };
+            next = last.link::<P>();
+            from = Some(last);
+            if !f(first, last, n, slab) {
                 return;
             }
         }

@@ -119,9 +119,9 @@ impl Default for Limits {
 }
 
 /// Bytes reserved per thread cache in the metadata arena.
-/// (FAULT fault-cache-slot-overlap, failure 9: 1 KiB, less than a cache, so a new cache writes
+/// (FAULT fault-cache-slot-overlap, failure 9: 2 KiB, less than a cache, so a new cache writes
 /// over the end of its neighbour's: its class lists and its empty slab.)
-pub(crate) const CACHE_SLOT: usize = if cfg!(feature = "fault-cache-slot-overlap") { 1024 } else { 2048 };
+pub(crate) const CACHE_SLOT: usize = if cfg!(feature = "fault-cache-slot-overlap") { 2048 } else { 4096 };
 /// Bytes per arena chunk.
 pub(crate) const ARENA_CHUNK: usize = 64 * 1024;
 
@@ -833,6 +833,7 @@ impl<P: Policy> Heap<P> {
                 let zero = (*r).dirty & bits == 0 || cfg!(feature = "fault-calloc-trusts-dirty-slab");
                 (*r).dirty |= bits;
                 (*slab).local.assign(class, CLASS_SIZES[class], start, limit, zero);
+                (*slab).runs = crate::layout::carries_runs::<P>(CLASS_SIZES[class]);
                 // ASan builds: uncarved slab space is off limits until slots are handed out.
                 crate::asan::poison(start, limit.addr() - start.addr());
                 if P::CHECKED {

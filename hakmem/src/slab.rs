@@ -44,6 +44,10 @@ pub struct Slab {
     /// Slots freed by threads other than the owner while the slab has no owning cache, or that
     /// an owner's inbox forwarded here (a Treiber stack, drained all at once).
     pub remote: RemoteQueue,
+    /// Whether chains of remote frees mark runs of this slab's slots (`layout::carries_runs`).
+    /// Set when the slab is assigned a class, when none of its slots is live, so the plain reads
+    /// of remote frees, which hold a live slot, race with no write.
+    pub runs: bool,
 }
 
 /// The owner's part of a slab.
@@ -117,6 +121,7 @@ impl Slab {
             },
             owner: AtomicPtr::new(null_mut()),
             remote: RemoteQueue { head: AtomicPtr::new(null_mut()) },
+            runs: false,
         }
     }
 }
@@ -173,10 +178,22 @@ impl SlabLocal {
     /// `b` must be a slot of this slab that is handed out, and the caller must own the slab.
     #[inline(always)]
     pub unsafe fn push<P: Policy>(&mut self, b: BasePtr) -> bool {
-        // SAFETY: the client gave the slot back, so its first word is ours to write.
-        unsafe { b.set_link::<P>(self.free) };
-        self.free = Some(b);
-        self.used -= 1;
+        // SAFETY: forwarded; a single slot is a run from itself to itself.
+        unsafe { self.splice::<P>(b, b, 1) }
+    }
+
+    /// Puts the `n` slots linked from `first` to `last` (whose link is overwritten) onto the free
+    /// list at once; returns true when the slab became entirely free.
+    ///
+    /// # Safety
+    /// The slots must be slots of this slab that were handed out and are given up, and the
+    /// caller must own the slab.
+    #[inline(always)]
+    pub unsafe fn splice<P: Policy>(&mut self, first: BasePtr, last: BasePtr, n: u32) -> bool {
+        // SAFETY: the slots were given back, so their first words are ours to write.
+        unsafe { last.set_link::<P>(self.free) };
+        self.free = Some(first);
+        self.used -= n;
         self.used == 0
     }
 
@@ -252,10 +269,8 @@ impl SlabLocal {
                 last = next;
                 n += 1;
             }
-            last.set_link::<P>(self.free);
+            self.splice::<P>(first, last, n);
         }
-        self.free = Some(first);
-        self.used -= n;
         n
     }
 

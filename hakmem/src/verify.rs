@@ -162,13 +162,16 @@ impl<P: Policy> Heap<P> {
                     }
                 }
                 // The outbox's chains (n slots each, the last linked to None) and the inbox's
-                // (to None): given up, on their way to their slabs.
-                for (first, n) in h.outbox {
-                    if n > 0 {
-                        chain_slots::<P>(&regions, sw, BasePtr::from_raw(first), Some(n), &mut pending);
+                // (to None): given up, on their way to their slabs. Only open runs have no
+                // extent recorded yet.
+                for (chains, extents) in [(h.runs.as_slice(), false), (h.outbox.as_slice(), true)] {
+                    for &(first, n) in chains {
+                        if n > 0 {
+                            chain_slots::<P>(&regions, sw, BasePtr::from_raw(first), Some(n), extents, &mut pending);
+                        }
                     }
                 }
-                chain_slots::<P>(&regions, sw, h.inbox, None, &mut pending);
+                chain_slots::<P>(&regions, sw, h.inbox, None, true, &mut pending);
             }
             for (class, list) in st.abandoned.iter().enumerate() {
                 for s in nodes(list) {
@@ -383,10 +386,12 @@ unsafe fn nodes<T, A: crate::list::Adapter<T>>(l: &List<T, A>) -> Vec<*mut T> {
 ///
 /// # Safety
 /// As for [`Heap::verify`].
-unsafe fn chain_slots<P: Policy>(regions: &HashSet<usize>, sw: &mut Sweep, first: Option<BasePtr>, n: Option<u32>, pending: &mut HashMap<usize, u32>) {
+unsafe fn chain_slots<P: Policy>(regions: &HashSet<usize>, sw: &mut Sweep, first: Option<BasePtr>, n: Option<u32>, extents: bool, pending: &mut HashMap<usize, u32>) {
     let mut seen = HashSet::new();
     let mut b = first;
     let mut count = 0;
+    // The slab, last slot and slots left of the run being walked, as its first slot recorded.
+    let mut run: Option<(*mut Slab, BasePtr, u32)> = None;
     while n.is_none_or(|n| count < n) {
         let Some(x) = b else {
             if let Some(n) = n {
@@ -399,10 +404,22 @@ unsafe fn chain_slots<P: Policy>(regions: &HashSet<usize>, sw: &mut Sweep, first
             sw.bad(p.addr(), None, None, "a chain of remote frees names no slot of the heap's regions, or loops", 0, p.addr() as u64);
             return;
         }
-        // SAFETY: a slot of a live small region of the heap, given up, so its link is ours to read.
+        // SAFETY: a slot of a live small region of the heap, given up, so its link (and, first in
+        // a run, its extent) is ours to read.
         unsafe {
             let slab = SmallRegion::slab_of(region_base(p).cast(), p);
             *pending.entry(slab.addr()).or_insert(0) += 1;
+            if extents && run.is_none() && (*slab).runs {
+                let (last, len) = x.run();
+                run = Some((slab, last, len));
+            }
+            if let Some((s, last, left)) = run {
+                if s != slab || left == 0 || (x == last) != (left == 1) {
+                    sw.bad(p.addr(), None, None, "a run of remote frees does not match the extent its first slot records (slots left in it, expected 1 at its last)", 1, left as u64);
+                    return;
+                }
+                run = (left > 1).then_some((s, last, left - 1));
+            }
             b = x.link::<P>();
         }
         count += 1;
@@ -502,6 +519,16 @@ mod tests {
         let r = unsafe { heap.verify(Some(&counter(&[])), true) };
         assert!(r.iter().any(|r| r.detail.contains("or loops")), "{r:#?}");
         unsafe { BasePtr::new_unchecked(p).set_link::<Release>(None) };
+        // The run q -> p records its extent in q. Planted bug: it claims a third slot.
+        unsafe {
+            let q = BasePtr::new_unchecked(q);
+            assert_eq!(q.run(), (BasePtr::new_unchecked(p), 2));
+            q.set_run(BasePtr::new_unchecked(p), 3);
+            let r = heap.verify(Some(&counter(&[])), true);
+            assert!(r.iter().any(|r| r.detail.contains("does not match the extent")), "{r:#?}");
+            q.set_run(BasePtr::new_unchecked(p), 2);
+        }
+        assert_eq!(unsafe { heap.verify(Some(&counter(&[])), true) }, vec![], "mended");
         drop(b);
         drop(a);
         assert_eq!(unsafe { heap.verify(Some(&counter(&[])), true) }, vec![]);
