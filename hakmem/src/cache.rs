@@ -94,22 +94,22 @@ const OUTBOX: usize = 8;
 
 /// Runs a cache gathers at once (a power of two): a consumer freeing a few producers' blocks of
 /// many classes keeps a run for each slab they came from.
-const RUNS: usize = 32;
+const RUNS: usize = 64;
 
-/// Remote frees into one slab that the cache at `owner` owns, not yet in that owner's chain:
-/// `n` given-up slots linked from `first` to `last` (whose link is None).
+/// Remote frees into one slab, not yet in its owner's chain: `n` given-up slots linked from
+/// `first` to `last` (whose link is None). The owner is read when the run closes: a slab that
+/// changed hands meanwhile sends the run to its new owner, or, with none, to its own queue.
 #[derive(Clone, Copy)]
 struct OpenRun {
     /// The slab (null for an unused entry).
     slab: *mut Slab,
-    owner: *mut u8,
     first: *mut u8,
     last: *mut u8,
     n: u32,
 }
 
 impl OpenRun {
-    const EMPTY: OpenRun = OpenRun { slab: null_mut(), owner: null_mut(), first: null_mut(), last: null_mut(), n: 0 };
+    const EMPTY: OpenRun = OpenRun { slab: null_mut(), first: null_mut(), last: null_mut(), n: 0 };
 }
 
 /// Remote frees to one owner not yet sent: a chain of runs of given-up slots linked from
@@ -558,22 +558,41 @@ impl<P: Policy> CacheInner<P> {
     ///
     /// # Safety
     /// `base` is a slot of `slab` that the caller gives up; this cache does not own `slab`.
-    // Out of line: inlined, its registers cost the local free path a dozen spills per call.
-    #[inline(never)]
+    #[inline(always)]
     unsafe fn free_remote(&mut self, owner: *mut u8, slab: *mut Slab, base: BasePtr) {
-        // SAFETY: the slot is ours until sent; the outbox holds only given-up slots, whose
-        // slabs' `used` counts keep them (and their regions) alive until they are taken in.
+        let i = run_index(slab.addr());
+        let r = &mut self.runs[i];
+        // The common case, a slot joining its slab's open run, in as few registers as can be:
+        // the local free path shares them.
+        if r.slab == slab && r.n + 1 < self.pending_max {
+            // SAFETY: the slot is ours until sent; the outbox holds only given-up slots, whose
+            // slabs' `used` counts keep them (and their regions) alive until they are taken in.
+            unsafe { base.set_link::<P>(BasePtr::from_raw(r.first)) };
+            r.first = base.as_ptr();
+            r.n += 1;
+            return;
+        }
+        // SAFETY: forwarded.
+        unsafe { self.free_remote_slow(owner, slab, base, i) }
+    }
+
+    /// [`CacheInner::free_remote`] of a slot that starts the open run `i` or fills it, or whose
+    /// slab no cache owns and has none open.
+    ///
+    /// # Safety
+    /// As for [`CacheInner::free_remote`]; `i` is the slab's open run.
+    #[inline(never)]
+    unsafe fn free_remote_slow(&mut self, owner: *mut u8, slab: *mut Slab, base: BasePtr, i: usize) {
+        // SAFETY: as for free_remote.
         unsafe {
-            if owner.is_null() {
-                // Abandoned: the heap, or whoever adopts the slab, drains its queue.
-                (*slab).remote.push::<P>(base);
-                return;
-            }
-            let i = run_index(slab.addr());
-            let r = &mut self.runs[i];
-            if r.slab != slab || r.owner != owner {
+            if self.runs[i].slab != slab {
+                if owner.is_null() {
+                    // Abandoned: the heap, or whoever adopts the slab, drains its queue.
+                    (*slab).remote.push::<P>(base);
+                    return;
+                }
                 self.close_run(i);
-                self.runs[i] = OpenRun { slab, owner, first: null_mut(), last: base.as_ptr(), n: 0 };
+                self.runs[i] = OpenRun { slab, first: null_mut(), last: base.as_ptr(), n: 0 };
             }
             let r = &mut self.runs[i];
             base.set_link::<P>(BasePtr::from_raw(r.first));
@@ -602,13 +621,19 @@ impl<P: Policy> CacheInner<P> {
         // `r.slab` linked with policy P, which keep the slab live.
         unsafe {
             let (first, last) = (BasePtr::new_unchecked(r.first), BasePtr::new_unchecked(r.last));
+            let owner = (*r.slab).owner.load(Relaxed);
+            if owner.is_null() {
+                // Abandoned since the run opened.
+                (*r.slab).remote.push_chain::<P>(first, last);
+                return;
+            }
             if (*r.slab).runs {
                 first.set_run(last, r.n);
             }
-            let o = outbox_index(r.owner.addr());
-            if self.outbox[o].owner != r.owner {
+            let o = outbox_index(owner.addr());
+            if self.outbox[o].owner != owner {
                 self.send(o);
-                self.outbox[o].owner = r.owner;
+                self.outbox[o].owner = owner;
             }
             let c = &mut self.outbox[o];
             last.set_link::<P>(BasePtr::from_raw(c.first));
