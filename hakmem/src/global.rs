@@ -392,15 +392,48 @@ unsafe fn free_in<G: Global, const UNTRUSTED: bool>(p: *mut u8) {
     // SAFETY: the caller promises a live block; a valid TLS pointer is this thread's cache.
     unsafe {
         if c.addr() > GONE {
-            if UNTRUSTED {
-                (*c).free_untrusted(p)
-            } else {
-                (*c).free(p)
-            }
+            free_by::<G, UNTRUSTED>(c, p)
         } else {
-            free_unowned::<G, UNTRUSTED>(&G::statics().heap, p)
+            free_slow::<G, UNTRUSTED>(c, p)
         }
     }
+}
+
+/// Frees `p` through the live cache `c`.
+///
+/// # Safety
+/// As for [`free_in`]; `c` is this thread's live cache.
+#[inline(always)]
+unsafe fn free_by<G: Global, const UNTRUSTED: bool>(c: *mut CacheInner<G>, p: *mut u8) {
+    // SAFETY: forwarded.
+    unsafe {
+        if UNTRUSTED {
+            (*c).free_untrusted(p)
+        } else {
+            (*c).free(p)
+        }
+    }
+}
+
+/// [`free_in`] on a thread without a cache: its first free sets one up, as its first allocation
+/// would, so that a thread that only frees (a consumer) batches its remote frees like any other
+/// instead of paying an atomic operation on the slab's queue for every one. A thread whose cache
+/// is being set up or is gone, or that cannot get one, frees onto the slab's queue.
+///
+/// # Safety
+/// As for [`free_in`]; `c` is this thread's cache pointer, not a live cache.
+#[cold]
+#[inline(never)]
+unsafe fn free_slow<G: Global, const UNTRUSTED: bool>(c: *mut CacheInner<G>, p: *mut u8) {
+    if c.addr() == UNSET {
+        let c = setup_thread::<G>();
+        if !c.is_null() {
+            // SAFETY: forwarded; just created for this thread.
+            return unsafe { free_by::<G, UNTRUSTED>(c, p) };
+        }
+    }
+    // SAFETY: forwarded.
+    unsafe { free_unowned::<G, UNTRUSTED>(&G::statics().heap, p) }
 }
 
 /// C `calloc`: zeroed `n * size` bytes; null with `ENOMEM` on overflow or failure.
@@ -556,4 +589,39 @@ pub fn write_stats<G: Global>(fd: i32) {
     );
     // SAFETY: writing an initialised buffer to stderr.
     unsafe { libc::write(fd, out.b.as_ptr().cast(), out.n) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Blocks handed to another thread.
+    struct Blocks(Vec<*mut u8>);
+    // SAFETY: the blocks are the receiving thread's to free; nothing else touches them.
+    unsafe impl Send for Blocks {}
+    impl Blocks {
+        fn take(self) -> Vec<*mut u8> {
+            self.0
+        }
+    }
+
+    #[test]
+    fn a_thread_that_only_frees_gets_a_cache_and_batches() {
+        let blocks = Blocks((0..100).map(|i| malloc::<Release>(16 + i % 7 * 16)).collect());
+        assert!(blocks.0.iter().all(|p| !p.is_null()));
+        std::thread::spawn(move || {
+            assert_eq!(Release::cache().addr(), UNSET, "a new thread has no cache");
+            for p in blocks.take() {
+                // SAFETY: live blocks of the global heap, freed once.
+                unsafe { free::<Release>(p) };
+            }
+            let c = Release::cache();
+            assert!(c.addr() > GONE, "the first free set up a cache");
+            // SAFETY: this thread's live cache, used by nobody else.
+            let h = unsafe { (*c).holdings() };
+            assert!(h.runs.iter().any(|&(_, n)| n > 0), "the frees wait in the cache's outbox, not on the slabs' queues");
+        })
+        .join()
+        .unwrap();
+    }
 }

@@ -57,8 +57,8 @@ pub const LARGE_CACHE_BYTES: usize = 8 << 20;
 pub const LARGE_REUSE_SLACK: usize = 64 << 10;
 /// Freed large mappings kept at most (reuse searches them one by one).
 pub const LARGE_CACHE_COUNT: usize = 64;
-/// Remote frees to one owning cache that a cache gathers before sending them with one atomic
-/// operation (see `cache`'s remote frees).
+/// Remote frees into one slab (a run), and to one owning cache, that a cache gathers before
+/// passing them on, the latter with one atomic operation (see `cache`'s remote frees).
 pub const PENDING_MAX: u32 = 32;
 
 /// A heap's thresholds: what it keeps, for how long, and how much it may map. Each field's
@@ -84,8 +84,8 @@ pub struct Limits {
     /// Small regions mapped at once at most (no limit: `usize::MAX`); beyond it, a small
     /// allocation that finds no room returns null.
     pub max_regions: usize,
-    /// Remote frees a cache gathers per owner before sending them ([`PENDING_MAX`]); caches
-    /// made later take it.
+    /// Remote frees a cache gathers per slab and per owner before passing them on
+    /// ([`PENDING_MAX`]); caches made later take it.
     pub pending_max: u32,
     /// Bytes of given-back mappings kept as spares (0; see [`Heap::set_spare_mappings`]).
     pub spare_bytes: usize,
