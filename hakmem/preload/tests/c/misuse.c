@@ -85,7 +85,8 @@ int main(int argc, char **argv) {
         char *volatile in_map = m + 4096 + 16;
         free(in_map);
     } else if (strcmp(what, "remote-double-free") == 0) {
-        /* Freed by a thread that never allocated, then again by the owner once it has ended. */
+        /* Freed by a thread that never allocated (its first free sets up its cache), then again
+           by the owner once it has ended. */
         pthread_t t;
         if (pthread_create(&t, NULL, free_it, p) != 0 || pthread_join(t, NULL) != 0) {
             perror("pthread");
