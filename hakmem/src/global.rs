@@ -214,7 +214,7 @@ fn with_cache_slow<G: Global, R>(c: *mut CacheInner<G>, f: impl FnOnce(&mut Cach
 
 fn setup_thread<G: Global>() -> *mut CacheInner<G> {
     let g = G::statics();
-    G::set_cache(SETTING_UP as *mut _);
+    G::set_cache(core::ptr::without_provenance_mut(SETTING_UP));
     g.key_once.call_once(|| {
         // SAFETY: the key is written once, here, before any reader passes the Once.
         let rc = unsafe { libc::pthread_key_create(g.key.get(), Some(thread_exit::<G>)) };
@@ -226,7 +226,7 @@ fn setup_thread<G: Global>() -> *mut CacheInner<G> {
     });
     let c = CacheInner::create(&g.heap);
     if c.is_null() {
-        G::set_cache(UNSET as *mut _);
+        G::set_cache(core::ptr::without_provenance_mut(UNSET));
         return c;
     }
     // SAFETY: the key was created above; a non-null value makes the destructor run at thread exit.
@@ -257,7 +257,7 @@ fn env_number(name: &core::ffi::CStr) -> u32 {
 }
 
 unsafe extern "C" fn thread_exit<G: Global>(c: *mut libc::c_void) {
-    G::set_cache(GONE as *mut _);
+    G::set_cache(core::ptr::without_provenance_mut(GONE));
     // SAFETY: `c` is the cache this thread set up; no one else uses it.
     unsafe { CacheInner::<G>::destroy(c.cast()) };
 }
