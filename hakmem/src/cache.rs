@@ -11,10 +11,10 @@
 //! hash of the slab). A run closes when it is [`Limits::pending_max`] long or another slab needs
 //! its place, and joins its owner's chain (a few owners at a time, by a hash of the owner): runs
 //! of any class and slab, sent with one atomic operation to the owner's inbox when it is
-//! `pending_max` long, when another owner needs its place, and when the cache flushes or ends. The owner takes its whole inbox with
-//! one swap in its slow path and puts the slots back on their slabs' free lists. So both sides
-//! pay one atomic operation per batch, whatever the classes and slabs of its slots (snmalloc's
-//! message queues, jemalloc's bulk tcache flush).
+//! `pending_max` long, when another owner needs its place, and when the cache flushes or ends.
+//! The owner takes its whole inbox with one swap in its slow path and puts the slots back on
+//! their slabs' free lists. So both sides pay one atomic operation per batch, whatever the
+//! classes and slabs of its slots (snmalloc's message queues, jemalloc's bulk tcache flush).
 //!
 //! In release mode the first slot of each run records where the run ends and how long it is
 //! (`layout`'s "Runs"). The owner splices each run onto its slab's free list whole, reading two
@@ -110,6 +110,18 @@ struct OpenRun {
 
 impl OpenRun {
     const EMPTY: OpenRun = OpenRun { slab: null_mut(), first: null_mut(), last: null_mut(), n: 0 };
+
+    /// Adds `base`, a slot of this run's slab, at the front of the run.
+    ///
+    /// # Safety
+    /// The caller gives the slot up; the run's slots are given up, linked with policy P.
+    #[inline(always)]
+    unsafe fn push<P: Policy>(&mut self, base: BasePtr) {
+        // SAFETY: the slot is the caller's to give up, so its link is ours to write.
+        unsafe { base.set_link::<P>(BasePtr::from_raw(self.first)) };
+        self.first = base.as_ptr();
+        self.n += 1;
+    }
 }
 
 /// Remote frees to one owner not yet sent: a chain of runs of given-up slots linked from
@@ -567,9 +579,7 @@ impl<P: Policy> CacheInner<P> {
         if r.slab == slab && r.n + 1 < self.pending_max {
             // SAFETY: the slot is ours until sent; the outbox holds only given-up slots, whose
             // slabs' `used` counts keep them (and their regions) alive until they are taken in.
-            unsafe { base.set_link::<P>(BasePtr::from_raw(r.first)) };
-            r.first = base.as_ptr();
-            r.n += 1;
+            unsafe { r.push::<P>(base) };
             return;
         }
         // SAFETY: forwarded.
@@ -595,14 +605,12 @@ impl<P: Policy> CacheInner<P> {
                 self.runs[i] = OpenRun { slab, first: null_mut(), last: base.as_ptr(), n: 0 };
             }
             let r = &mut self.runs[i];
-            base.set_link::<P>(BasePtr::from_raw(r.first));
-            r.first = base.as_ptr();
+            r.push::<P>(base);
             // FAULT fault-remote-chain-user-ptr (failure 1): a new chain starts at the client's
             // pointer, which is the slot only where there is no header (release mode).
-            if cfg!(feature = "fault-remote-chain-user-ptr") && r.n == 0 {
+            if cfg!(feature = "fault-remote-chain-user-ptr") && r.n == 1 {
                 r.first = base.to_user::<P>().as_ptr();
             }
-            r.n += 1;
             if r.n >= self.pending_max {
                 self.close_run(i);
             }
@@ -874,8 +882,8 @@ impl<P: Policy> CacheInner<P> {
 /// Calls `f` with each run of a chain of remote frees (an outbox's or an inbox's: slots of any
 /// slab of `heap`, linked with policy P, ending in None): its first and last slot, its length
 /// and its slab, after reading the last slot's link, so `f` may relink it; stops when `f` says
-/// false. A run is as long as its first slot records where its slab [`carries_runs`](crate::layout::carries_runs), else one
-/// slot. Checked heaps (whose runs are single slots) prove each slot queued before reading it,
+/// false. A run is as long as its first slot records where its slab
+/// [`carries_runs`](crate::layout::carries_runs), else one slot. Checked heaps (whose runs are single slots) prove each slot queued before reading it,
 /// and stop at one that is not, after the report.
 ///
 /// # Safety
