@@ -534,7 +534,7 @@ impl<P: Policy> CacheInner<P> {
     /// # Safety
     /// As for [`CacheInner::free`] or [`CacheInner::free_untrusted`].
     #[inline(always)]
-    unsafe fn free_in<const UNTRUSTED: bool>(&mut self, p: *mut u8) {
+    pub(crate) unsafe fn free_in<const UNTRUSTED: bool>(&mut self, p: *mut u8) {
         // SAFETY: the caller promises a live block (checked mode proves it); slab metadata is
         // shared through atomics except `local`, which only the owner (checked just before) borrows.
         unsafe {

@@ -392,25 +392,9 @@ unsafe fn free_in<G: Global, const UNTRUSTED: bool>(p: *mut u8) {
     // SAFETY: the caller promises a live block; a valid TLS pointer is this thread's cache.
     unsafe {
         if c.addr() > GONE {
-            free_by::<G, UNTRUSTED>(c, p)
+            (*c).free_in::<UNTRUSTED>(p)
         } else {
             free_slow::<G, UNTRUSTED>(c, p)
-        }
-    }
-}
-
-/// Frees `p` through the live cache `c`.
-///
-/// # Safety
-/// As for [`free_in`]; `c` is this thread's live cache.
-#[inline(always)]
-unsafe fn free_by<G: Global, const UNTRUSTED: bool>(c: *mut CacheInner<G>, p: *mut u8) {
-    // SAFETY: forwarded.
-    unsafe {
-        if UNTRUSTED {
-            (*c).free_untrusted(p)
-        } else {
-            (*c).free(p)
         }
     }
 }
@@ -429,7 +413,7 @@ unsafe fn free_slow<G: Global, const UNTRUSTED: bool>(c: *mut CacheInner<G>, p: 
         let c = setup_thread::<G>();
         if !c.is_null() {
             // SAFETY: forwarded; just created for this thread.
-            return unsafe { free_by::<G, UNTRUSTED>(c, p) };
+            return unsafe { (*c).free_in::<UNTRUSTED>(p) };
         }
     }
     // SAFETY: forwarded.
