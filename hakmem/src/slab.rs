@@ -168,6 +168,14 @@ impl SlabLocal {
         let next = unsafe { b.link::<P>() };
         // SAFETY: b is a slot of this slab, in its live region.
         self.free = if P::CHECKED { next.and_then(|n| BasePtr::from_raw(unsafe { P::next_free(self.carving(), b.as_ptr(), n.as_ptr()) })) } else { next };
+        if !P::CHECKED {
+            // The next pop reads the next slot's link, and the client writes the slot: on a slot
+            // another thread freed, that line is in the freeing core's cache, a miss the pop
+            // would wait for. Fetched now, it overlaps with the client's work until then. (No
+            // branch: on an emptied list this slot is prefetched again; a branch here cost 5% on
+            // single-thread workloads.)
+            next.unwrap_or(b).prefetch();
+        }
         self.used += 1;
         Some(b)
     }
