@@ -883,8 +883,9 @@ impl<P: Policy> CacheInner<P> {
 /// slab of `heap`, linked with policy P, ending in None): its first and last slot, its length
 /// and its slab, after reading the last slot's link, so `f` may relink it; stops when `f` says
 /// false. A run is as long as its first slot records where its slab
-/// [`carries_runs`](crate::layout::carries_runs), else one slot. Checked heaps (whose runs are single slots) prove each slot queued before reading it,
-/// and stop at one that is not, after the report.
+/// [`carries_runs`](crate::layout::carries_runs), else one slot. Checked heaps (whose runs are
+/// single slots) prove each slot queued before reading it, and stop at one that is not, after
+/// the report.
 ///
 /// # Safety
 /// The chain's slots are given up and the caller's to place.
