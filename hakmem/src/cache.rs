@@ -6,22 +6,16 @@
 //! and a slot lives in exactly one list.
 //!
 //! # Remote frees
-//! A free of a slot another cache owns goes into this cache's outbox. There it joins an open
-//! run: slots of one slab, gathered apart from other slabs' (a few dozen runs at a time, by a
-//! hash of the slab). A run closes when it is [`Limits::pending_max`] long or another slab needs
-//! its place, and joins its owner's chain (a few owners at a time, by a hash of the owner): runs
-//! of any class and slab, sent with one atomic operation to the owner's inbox when it is
-//! `pending_max` long, when another owner needs its place, and when the cache flushes or ends.
-//! The owner takes its whole inbox with one swap in its slow path and puts the slots back on
-//! their slabs' free lists. So both sides pay one atomic operation per batch, whatever the
-//! classes and slabs of its slots (snmalloc's message queues, jemalloc's bulk tcache flush).
-//!
-//! In release mode the first slot of each run records where the run ends and how long it is
-//! (`layout`'s "Runs"). The owner splices each run onto its slab's free list whole, reading two
-//! slots of it instead of following every link: each of those reads is a cache miss on a line
-//! the freeing core wrote last, and they cannot overlap because each names the next (snmalloc's
-//! BatchIt rings). Runs are gathered apart by slab because frees interleave classes: a consumer
-//! freeing a producer's blocks in order frees into a different slab nearly every time.
+//! A free of a slot another cache owns names the slot in this cache's batch for that owner (a
+//! few owners at a time, by a hash of the owner) and writes nothing into the slot. A batch is
+//! sent to its owner's inbox with one atomic operation when it holds
+//! [`Limits::pending_max`] slots, when another owner needs its place, and when the cache
+//! flushes or ends. The owner takes its whole inbox with one swap in its slow path and puts each
+//! slot back on its slab's free list, writing the link itself: the slot's line stays with the
+//! owner, which allocated it and will hand it out again (see `batch` for why). So both sides pay
+//! one atomic operation per batch, whatever the classes and slabs of its slots (snmalloc's
+//! message queues, jemalloc's bulk tcache flush), and the empty batch stays with the owner for
+//! its own remote frees.
 //!
 //! A slot on its way stays the freeing cache's, then the inbox's, then the owner's: in exactly
 //! one place. An owner is named by its address, read from the slab, so a batch may reach a
@@ -37,6 +31,7 @@
 //! harness replays multi-thread schedules that way), and one can be sent to another thread. The
 //! global allocator keeps one per OS thread in TLS.
 
+use crate::batch::{Batch, BatchList, BatchQueue, BATCH_SLOTS};
 use crate::check;
 use crate::heap::{Heap, CACHE_SLOT};
 use crate::layout::{region_base, slot_needed, usable, user_offset, BasePtr, UserPtr};
@@ -46,7 +41,7 @@ use crate::report::Identity;
 use crate::guard::GUARD_KIND;
 use crate::region::{Block, RegionHeader, SmallRegion, Span, SMALL_KIND};
 use crate::size_class::{class_for, malloc_mid_class, malloc_tiny_class, tiny_class, CLASS_SIZES, NUM_CLASSES, SMALL_MAX, TINY_MAX};
-use crate::slab::{RemoteQueue, Slab, SlabLinks};
+use crate::slab::{Slab, SlabLinks};
 use core::marker::PhantomData;
 use core::ptr::{self, null_mut, NonNull};
 use crate::sync::Ordering::Relaxed;
@@ -70,13 +65,13 @@ pub struct CacheInner<P: Policy> {
     id: u32,
     /// Operations this cache has done (checked mode numbers them for reports).
     seq: u64,
-    /// Remote frees not yet in an owner's chain, by slab (see the module docs).
-    runs: [OpenRun; RUNS],
     /// Remote frees not yet sent, by owner (see the module docs).
     outbox: [Outbound; OUTBOX],
     /// Remote frees to one owner gathered before they are sent with one atomic operation (the
-    /// heap's `Limits::pending_max` when the cache was made).
-    pending_max: u32,
+    /// heap's `Limits::pending_max` when the cache was made, at most a batch).
+    pending_max: usize,
+    /// Empty batches, for remote frees to owners the outbox has none for.
+    stash: BatchList,
     /// This cache's slot in the heap's arena, whose inbox other caches send to: the address
     /// slabs name as their owner, with the provenance of the whole slot.
     slot: *mut CacheSlot<P>,
@@ -89,62 +84,26 @@ pub struct CacheInner<P: Policy> {
 const GUARD_RECHECK: u32 = 1 << 16;
 
 /// Owners whose remote frees a cache gathers at once: a consumer freeing what a few producers
-/// allocated keeps a chain for each.
+/// allocated keeps a batch for each.
 const OUTBOX: usize = 8;
 
-/// Runs a cache gathers at once (a power of two): a consumer freeing a few producers' blocks of
-/// many classes keeps a run for each slab they came from.
-const RUNS: usize = 64;
+/// Empty batches a cache takes from the heap at once, and gives back when it holds twice as
+/// many: the heap's lock is taken once per this many batches.
+const STASH_TAKE: usize = 16;
 
-/// Remote frees into one slab, not yet in its owner's chain: `n` given-up slots linked from
-/// `first` to `last` (whose link is None). The owner is read when the run closes: a slab that
-/// changed hands meanwhile sends the run to its new owner, or, with none, to its own queue.
-#[derive(Clone, Copy)]
-struct OpenRun {
-    /// The slab (null for an unused entry).
-    slab: *mut Slab,
-    first: *mut u8,
-    last: *mut u8,
-    n: u32,
-}
-
-impl OpenRun {
-    const EMPTY: OpenRun = OpenRun { slab: null_mut(), first: null_mut(), last: null_mut(), n: 0 };
-
-    /// Adds `base`, a slot of this run's slab, at the front of the run.
-    ///
-    /// # Safety
-    /// The caller gives the slot up; the run's slots are given up, linked with policy P.
-    #[inline(always)]
-    unsafe fn push<P: Policy>(&mut self, base: BasePtr) {
-        // SAFETY: the slot is the caller's to give up, so its link is ours to write.
-        unsafe { base.set_link::<P>(BasePtr::from_raw(self.first)) };
-        self.first = base.as_ptr();
-        self.n += 1;
-    }
-}
-
-/// Remote frees to one owner not yet sent: a chain of runs of given-up slots linked from
-/// `first` to `last` (whose link is None), `n` slots in all.
+/// Remote frees to one owner not yet sent.
 #[derive(Clone, Copy)]
 struct Outbound {
-    /// The owning cache's address (null for an unused entry).
+    /// The owning cache's address. An unused entry names an address no cache has and that no
+    /// slab names, not null, which is what a slab without an owner names: a free into one of
+    /// those must not find a batch in an unused entry.
     owner: *mut u8,
-    first: *mut u8,
-    last: *mut u8,
-    n: u32,
+    /// The slots (null for an unused entry).
+    batch: *mut Batch,
 }
 
 impl Outbound {
-    const EMPTY: Outbound = Outbound { owner: null_mut(), first: null_mut(), last: null_mut(), n: 0 };
-}
-
-/// The open run of the slab at `slab`: slab metadata lies [`Slab`]-sized steps apart, in region
-/// headers a region apart.
-#[inline(always)]
-fn run_index(slab: usize) -> usize {
-    const STEP: u32 = core::mem::size_of::<Slab>().trailing_zeros();
-    ((slab >> STEP) ^ (slab >> crate::layout::REGION_SHIFT)) % RUNS
+    const EMPTY: Outbound = Outbound { owner: core::ptr::without_provenance_mut(usize::MAX), batch: null_mut() };
 }
 
 /// The outbox entry of the owner at `owner`: cache slots are [`CACHE_SLOT`] bytes apart.
@@ -161,12 +120,12 @@ pub(crate) struct Holdings<'a> {
     pub others: &'a [List<Slab, SlabLinks>; NUM_CLASSES],
     /// The empty slab every empty bin points at (it must stay empty).
     pub empty: *mut Slab,
-    /// The outbox's open runs (their extents not yet recorded): first slot and length of each.
-    pub runs: [(*mut u8, u32); RUNS],
-    /// The outbox's owners' chains (runs with their extents): first slot and length of each.
-    pub outbox: [(*mut u8, u32); OUTBOX],
-    /// The first slot in the inbox (a chain ending in None), if any.
-    pub inbox: Option<BasePtr>,
+    /// The outbox's batches (null: none).
+    pub outbox: [*const Batch; OUTBOX],
+    /// The first batch in the inbox (a chain through `Batch::next` ending in null), or null.
+    pub inbox: *const Batch,
+    /// Empty batches held.
+    pub stash: usize,
     /// The cache's id.
     pub id: u32,
 }
@@ -184,7 +143,7 @@ pub(crate) struct Holdings<'a> {
 pub(crate) struct CacheSlot<P: Policy> {
     inner: CacheInner<P>,
     empty: Slab,
-    inbox: RemoteQueue,
+    inbox: BatchQueue,
 }
 
 impl<P: Policy> CacheSlot<P> {
@@ -197,7 +156,7 @@ impl<P: Policy> CacheSlot<P> {
     /// # Safety
     /// `owner` is a cache slot of a live heap.
     #[inline(always)]
-    unsafe fn inbox<'a>(owner: *mut u8) -> &'a RemoteQueue {
+    unsafe fn inbox<'a>(owner: *mut u8) -> &'a BatchQueue {
         // SAFETY: arena slots stay mapped while the heap lives; the inbox is only ever accessed
         // atomically.
         unsafe { &*(&raw const (*owner.cast::<CacheSlot<P>>()).inbox) }
@@ -222,9 +181,9 @@ impl<P: Policy> CacheInner<P> {
                 heap,
                 id: heap.new_cache_id(),
                 seq: 0,
-                runs: [OpenRun::EMPTY; RUNS],
                 outbox: [Outbound::EMPTY; OUTBOX],
-                pending_max: heap.pending_max(),
+                pending_max: (heap.pending_max() as usize).min(BATCH_SLOTS),
+                stash: BatchList::new(),
                 slot,
                 guard_left: heap.guard_sample().max(1).min(GUARD_RECHECK),
             });
@@ -270,10 +229,10 @@ impl<P: Policy> CacheInner<P> {
             bins: &self.bins,
             others: &self.others,
             empty: self.empty,
-            runs: self.runs.map(|r| (r.first, r.n)),
-            outbox: self.outbox.map(|o| (o.first, o.n)),
+            outbox: self.outbox.map(|o| o.batch.cast_const()),
             // SAFETY: the slot is this cache's; nothing takes from its inbox but the cache.
             inbox: unsafe { (*self.slot).inbox.peek() },
+            stash: self.stash.len(),
             id: self.id,
         }
     }
@@ -565,175 +524,180 @@ impl<P: Policy> CacheInner<P> {
         }
     }
 
-    /// Frees a slot of `slab`, which the cache at `owner` (null: none) owns: into the open run
-    /// of that slab (closed when full), or, with no owner, onto the slab's own queue.
+    /// Frees a slot of `slab`, which the cache at `owner` (null: none) owns: into the batch for
+    /// that owner (sent when full), or, with no owner, onto the slab's own queue.
     ///
     /// # Safety
     /// `base` is a slot of `slab` that the caller gives up; this cache does not own `slab`.
     #[inline(always)]
     unsafe fn free_remote(&mut self, owner: *mut u8, slab: *mut Slab, base: BasePtr) {
-        let i = run_index(slab.addr());
-        let r = &mut self.runs[i];
-        // The common case, a slot joining its slab's open run, in as few registers as can be:
-        // the local free path shares them.
-        if r.slab == slab && r.n + 1 < self.pending_max {
-            // SAFETY: the slot is ours until sent; the outbox holds only given-up slots, whose
-            // slabs' `used` counts keep them (and their regions) alive until they are taken in.
-            unsafe { r.push::<P>(base) };
-            return;
+        let i = outbox_index(owner.addr());
+        let o = &mut self.outbox[i];
+        // The common case, a slot joining its owner's batch, in as few registers as can be: the
+        // local free path shares them.
+        // SAFETY: an entry's batch is set with its owner, and ours; the slot is ours to give up.
+        unsafe {
+            if o.owner == owner && (*o.batch).len() + 1 < self.pending_max {
+                (*o.batch).push(base);
+                return;
+            }
+            self.free_remote_slow(owner, slab, base, i)
         }
-        // SAFETY: forwarded.
-        unsafe { self.free_remote_slow(owner, slab, base, i) }
     }
 
-    /// [`CacheInner::free_remote`] of a slot that starts the open run `i` or fills it, or whose
-    /// slab no cache owns and has none open.
+    /// [`CacheInner::free_remote`] of a slot that starts the batch of entry `i` or fills it, or
+    /// whose slab no cache owns.
     ///
     /// # Safety
-    /// As for [`CacheInner::free_remote`]; `i` is the slab's open run.
+    /// As for [`CacheInner::free_remote`]; `i` is the owner's entry.
     #[inline(never)]
     unsafe fn free_remote_slow(&mut self, owner: *mut u8, slab: *mut Slab, base: BasePtr, i: usize) {
         // SAFETY: as for free_remote.
         unsafe {
-            if self.runs[i].slab != slab {
+            if self.outbox[i].owner != owner {
                 if owner.is_null() {
                     // Abandoned: the heap, or whoever adopts the slab, drains its queue.
                     (*slab).remote.push::<P>(base);
                     return;
                 }
-                self.close_run(i);
-                self.runs[i] = OpenRun { slab, first: null_mut(), last: base.as_ptr(), n: 0 };
+                self.send(i);
+                let batch = self.empty_batch();
+                if batch.is_null() {
+                    // Out of memory for batches: the slab's own queue needs none.
+                    (*slab).remote.push::<P>(base);
+                    return;
+                }
+                self.outbox[i] = Outbound { owner, batch };
             }
-            let r = &mut self.runs[i];
-            r.push::<P>(base);
-            // FAULT fault-remote-chain-user-ptr (failure 1): a new chain starts at the client's
+            let b = &mut *self.outbox[i].batch;
+            // FAULT fault-remote-chain-user-ptr (failure 1): a new batch names the client's
             // pointer, which is the slot only where there is no header (release mode).
-            if cfg!(feature = "fault-remote-chain-user-ptr") && r.n == 1 {
-                r.first = base.to_user::<P>().as_ptr();
+            if cfg!(feature = "fault-remote-chain-user-ptr") && b.len() == 0 {
+                b.push(BasePtr::new_unchecked(base.to_user::<P>().as_ptr()));
+            } else {
+                b.push(base);
             }
-            if r.n >= self.pending_max {
-                self.close_run(i);
-            }
-        }
-    }
-
-    /// Moves the open run `i` to its owner's chain, its extent recorded where its slab carries
-    /// runs; sends the chain when full.
-    #[inline(never)]
-    fn close_run(&mut self, i: usize) {
-        let r = core::mem::replace(&mut self.runs[i], OpenRun::EMPTY);
-        if r.n == 0 {
-            return;
-        }
-        // SAFETY: the run is non-empty (first and last set together), made of given-up slots of
-        // `r.slab` linked with policy P, which keep the slab live.
-        unsafe {
-            let (first, last) = (BasePtr::new_unchecked(r.first), BasePtr::new_unchecked(r.last));
-            let owner = (*r.slab).owner.load(Relaxed);
-            if owner.is_null() {
-                // Abandoned since the run opened.
-                (*r.slab).remote.push_chain::<P>(first, last);
-                return;
-            }
-            if (*r.slab).runs {
-                first.set_run(last, r.n);
-            }
-            let o = outbox_index(owner.addr());
-            if self.outbox[o].owner != owner {
-                self.send(o);
-                self.outbox[o].owner = owner;
-            }
-            let c = &mut self.outbox[o];
-            last.set_link::<P>(BasePtr::from_raw(c.first));
-            if c.n == 0 {
-                c.last = r.last;
-            }
-            c.first = r.first;
-            c.n += r.n;
-            if c.n >= self.pending_max {
-                self.send(o);
+            if b.len() >= self.pending_max {
+                self.send(i);
             }
         }
     }
 
-    /// Sends the outbox entry `i` to its owner's inbox with one atomic operation; if the owner
-    /// has closed it (the cache ended), each run goes to its slab's own queue instead.
+    /// An empty batch from the stash, which takes some from the heap when it has none; null
+    /// when the OS refuses memory.
+    fn empty_batch(&mut self) -> *mut Batch {
+        if self.stash.len() == 0 {
+            // The heap outlives its caches; through the raw pointer, `self.stash` stays free.
+            // SAFETY: as in `heap()`.
+            unsafe { (*self.heap).take_batches(&mut self.stash, STASH_TAKE) };
+        }
+        self.stash.pop()
+    }
+
+    /// Keeps the emptied batch `b`, giving the heap back half the stash when it grows large.
+    ///
+    /// # Safety
+    /// `b` is a batch this cache holds and gives up, its slots placed.
+    unsafe fn keep_batch(&mut self, b: *mut Batch) {
+        // SAFETY: per the contract.
+        unsafe { self.stash.push(b) };
+        if self.stash.len() >= 2 * STASH_TAKE {
+            // SAFETY: as in `heap()`.
+            unsafe { (*self.heap).give_batches(&mut self.stash, STASH_TAKE) };
+        }
+    }
+
+    /// Sends the batch of outbox entry `i` to its owner's inbox with one atomic operation; if the
+    /// owner has closed it (the cache ended), each slot goes to its slab's own queue instead.
     fn send(&mut self, i: usize) {
         let o = core::mem::replace(&mut self.outbox[i], Outbound::EMPTY);
-        if o.n == 0 {
+        if o.batch.is_null() {
             return;
         }
-        // SAFETY: the chain is non-empty (first and last set together), made of given-up slots
-        // linked with policy P; the owner is a cache slot of this heap.
+        // SAFETY: the entry's batch is ours, its slots given up; the owner is a cache slot of
+        // this heap.
         unsafe {
-            let first = BasePtr::new_unchecked(o.first);
-            let last = BasePtr::new_unchecked(o.last);
-            if !CacheSlot::<P>::inbox(o.owner).try_push_chain::<P>(first, last) {
-                self.forward(Some(first));
+            if !CacheSlot::<P>::inbox(o.owner).try_push(o.batch) {
+                self.forward(o.batch);
+                self.keep_batch(o.batch);
             }
         }
     }
 
-    /// Closes every open run and sends every owner's chain.
+    /// Sends every batch of the outbox.
     fn send_all(&mut self) {
-        for i in 0..RUNS {
-            self.close_run(i);
-        }
         for i in 0..OUTBOX {
             self.send(i);
         }
     }
 
-    /// Takes every slot sent to this cache's inbox, when some are (the slow paths' first step).
+    /// Takes every batch sent to this cache's inbox, when some are (the slow paths' first step).
     #[inline]
     fn collect_inbox(&mut self) {
         // SAFETY: the slot is this cache's, whose inbox only it takes from.
         let inbox = unsafe { &(*self.slot).inbox };
         if !inbox.is_empty() {
-            let chain = inbox.take_all();
-            // SAFETY: the chain came from the inbox.
-            unsafe { self.take_in(chain) };
+            let batches = inbox.take_all();
+            // SAFETY: the batches came from the inbox.
+            unsafe { self.take_in(batches) };
         }
     }
 
-    /// Puts each slot of a chain sent to this cache back on its slab's free list, or, where the
-    /// cache does not own the slab (any more), onto the slab's own queue.
+    /// Puts each slot of a chain of batches sent to this cache back on its slab's free list, or,
+    /// where the cache does not own the slab (any more), onto the slab's own queue; keeps the
+    /// emptied batches.
+    ///
+    /// Slot by slot: consecutive slots of one batch seldom share a slab (frees interleave
+    /// classes), so gathering them into runs first cost more than it saved.
     ///
     /// # Safety
-    /// The chain is one this cache took from its inbox (see [`each_run`]).
-    unsafe fn take_in(&mut self, chain: Option<BasePtr>) {
+    /// The chain is one this cache took from its inbox.
+    unsafe fn take_in(&mut self, mut batch: *mut Batch) {
         let token = self.token();
-        // SAFETY: per the contract; each run is ours to place once its last link is read.
+        // SAFETY: per the contract, the batches and their slots are ours to place.
         unsafe {
-            each_run(self.heap(), chain, |first, last, n, slab| {
-                if (*slab).owner_token() != token {
-                    (*slab).remote.push_chain::<P>(first, last);
-                    return true;
+            while !batch.is_null() {
+                let next = (*batch).next();
+                // Newest first, so that the slab's free list hands the slots out in the order
+                // they were freed.
+                for &p in (*batch).slots().iter().rev() {
+                    if P::CHECKED && !check::queued_in_batch(self.heap().check_state(), p) {
+                        break;
+                    }
+                    let b = BasePtr::new_unchecked(p);
+                    let slab = SmallRegion::slab_of(region_base(p).cast(), p);
+                    if (*slab).owner_token() != token {
+                        (*slab).remote.push::<P>(b);
+                        continue;
+                    }
+                    let l = &mut (*slab).local;
+                    if P::CHECKED && !P::drained(l.carving(), p) {
+                        break;
+                    }
+                    // A slab this empties stays with the cache, as one a drain empties does:
+                    // the slow path that takes in a batch is about to allocate again.
+                    l.push::<P>(b);
                 }
-                let l = &mut (*slab).local;
-                if P::CHECKED && !P::drained(l.carving(), first.as_ptr()) {
-                    return false;
-                }
-                // A slab this empties stays with the cache, as one a drain empties does: the
-                // slow path that takes in a batch is about to allocate again.
-                l.splice::<P>(first, last, n);
-                true
-            })
+                self.keep_batch(batch);
+                batch = next;
+            }
         }
     }
 
-    /// Puts each slot of a chain of remote frees onto its slab's own queue: where a batch goes
-    /// when its owner has closed its inbox.
+    /// Puts each slot of a batch onto its slab's own queue: where a batch goes when its owner
+    /// has closed its inbox.
     ///
     /// # Safety
-    /// As for [`CacheInner::take_in`], but a chain of this cache's outbox.
-    unsafe fn forward(&mut self, chain: Option<BasePtr>) {
-        // SAFETY: per the contract.
+    /// `batch` is this cache's, its slots given up.
+    unsafe fn forward(&mut self, batch: *mut Batch) {
+        // SAFETY: per the contract (checked: each slot proven queued before it is read).
         unsafe {
-            each_run(self.heap(), chain, |first, last, _, slab| {
-                (*slab).remote.push_chain::<P>(first, last);
-                true
-            })
+            for &p in (*batch).slots() {
+                if P::CHECKED && !check::queued_in_batch(self.heap().check_state(), p) {
+                    break;
+                }
+                (*SmallRegion::slab_of(region_base(p).cast(), p)).remote.push::<P>(BasePtr::new_unchecked(p));
+            }
         }
     }
 
@@ -758,15 +722,19 @@ impl<P: Policy> CacheInner<P> {
         // FAULT fault-exit-drops-pending (thread exit): a cache that ends forgets its outbox of
         // remote frees; those slots are then in no list at all.
         if cfg!(feature = "fault-exit-drops-pending") && all {
-            self.runs = [OpenRun::EMPTY; RUNS];
             self.outbox = [Outbound::EMPTY; OUTBOX];
         }
         self.send_all();
         // A cache that ends closes its inbox, so that later batches go to the slabs' queues.
         // SAFETY: the slot is this cache's, whose inbox only it takes from.
-        let chain = unsafe { if all { (*self.slot).inbox.close() } else { (*self.slot).inbox.take_all() } };
-        // SAFETY: the chain came from the inbox.
-        unsafe { self.take_in(chain) };
+        let batches = unsafe { if all { (*self.slot).inbox.close() } else { (*self.slot).inbox.take_all() } };
+        // SAFETY: the batches came from the inbox.
+        unsafe { self.take_in(batches) };
+        if all {
+            let n = self.stash.len();
+            // SAFETY: as in `heap()`.
+            unsafe { (*self.heap).give_batches(&mut self.stash, n) };
+        }
         let empty = self.empty_slab();
         for class in 0..NUM_CLASSES {
             let current = core::mem::replace(&mut self.bins[class], empty);
@@ -875,36 +843,6 @@ impl<P: Policy> CacheInner<P> {
                 self.free(p);
             }
             q
-        }
-    }
-}
-
-/// Calls `f` with each run of a chain of remote frees (an outbox's or an inbox's: slots of any
-/// slab of `heap`, linked with policy P, ending in None): its first and last slot, its length
-/// and its slab, after reading the last slot's link, so `f` may relink it; stops when `f` says
-/// false. A run is as long as its first slot records where its slab
-/// [`carries_runs`](crate::layout::carries_runs), else one slot. Checked heaps (whose runs are
-/// single slots) prove each slot queued before reading it, and stop at one that is not, after
-/// the report.
-///
-/// # Safety
-/// The chain's slots are given up and the caller's to place.
-unsafe fn each_run<P: Policy>(heap: &Heap<P>, chain: Option<BasePtr>, mut f: impl FnMut(BasePtr, BasePtr, u32, *mut Slab) -> bool) {
-    let mut from = None;
-    let mut next = chain;
-    // SAFETY: per the contract (checked: each slot proven queued in a live region first).
-    unsafe {
-        while let Some(first) = next {
-            if P::CHECKED && !check::queued_in_chain(heap.check_state(), from, first) {
-                return;
-            }
-            let slab = SmallRegion::slab_of(region_base(first.as_ptr()).cast(), first.as_ptr());
-            let (last, n) = if (*slab).runs { first.run() } else { (first, 1) };
-            next = last.link::<P>();
-            from = Some(last);
-            if !f(first, last, n, slab) {
-                return;
-            }
         }
     }
 }
@@ -1060,7 +998,7 @@ impl<'h, P: Policy> ThreadCache<'h, P> {
     }
 
     #[inline(always)]
-    fn inner(&mut self) -> &mut CacheInner<P> {
+    pub(crate) fn inner(&mut self) -> &mut CacheInner<P> {
         // SAFETY: the handle owns its state exclusively.
         unsafe { self.inner.as_mut() }
     }

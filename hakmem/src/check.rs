@@ -1224,15 +1224,13 @@ unsafe fn fresh_slots(c: Carving, first: BasePtr, n: usize) {
     }
 }
 
-/// Whether `b`, a slot named by a chain of remote frees on its way between caches (an outbox
-/// or an inbox: slots of any slab of the heap), is a slot queued for a remote free, before
-/// anything in it is read; false after a report (the walk must stop there). `from` is the slot
-/// whose link named `b` (None: the chain's head, which only the allocator writes).
+/// Whether `p`, a slot named by a batch of remote frees on its way between caches (slots of
+/// any slab of the heap), is a slot queued for a remote free, before anything in it is read;
+/// false after a report (the caller must not place it).
 ///
 /// # Safety
-/// None: `b` is checked against the heap's region table first.
-pub(crate) unsafe fn queued_in_chain(cs: &CheckState, from: Option<BasePtr>, b: BasePtr) -> bool {
-    let p = b.as_ptr();
+/// None: `p` is checked against the heap's region table first.
+pub(crate) unsafe fn queued_in_batch(cs: &CheckState, p: *mut u8) -> bool {
     let base = region_base(p);
     // SAFETY: read only once the table says `base` is a live small region of this heap.
     unsafe {
@@ -1246,28 +1244,29 @@ pub(crate) unsafe fn queued_in_chain(cs: &CheckState, from: Option<BasePtr>, b: 
                 }
             }
         }
-        bad_chain_link(cs, from, b);
     }
+    bad_batch_entry(cs, p);
     false
 }
 
-/// Reports the slot `b` that [`queued_in_chain`] rejected.
+/// Reports the slot `p` that [`queued_in_batch`] rejected.
 #[cold]
 #[inline(never)]
-fn bad_chain_link(cs: &CheckState, from: Option<BasePtr>, b: BasePtr) {
-    let a = b.as_ptr().addr();
-    // (`from` passed the check before its link was read, so its place is known.)
-    let r = match from {
-        // SAFETY: `from` is a queued slot of a live small region of this heap.
-        Some(f) => unsafe {
-            let at = Place::of(f.as_ptr());
-            let (class, size) = at.geometry().unwrap_or((0, 0));
-            let slot = slot_index(f.as_ptr().addr() - at.start, class);
-            at.report(ReportKind::CorruptLink, slot, class, size, 0)
-        },
-        None => Report::new(ReportKind::CorruptLink, a, 0),
+fn bad_batch_entry(cs: &CheckState, p: *mut u8) {
+    let a = p.addr();
+    // Inside a slot of a live small region: name that slot, whose start the entry should be.
+    // SAFETY: the region is read only once the table says it is a live small region of this heap.
+    let (r, expected) = unsafe {
+        let at = (cs.lookup(region_base(p).addr()) == TAG_SMALL && region_offset(p) >= crate::region::SMALL_HEADER).then(|| Place::of(p));
+        match at.and_then(|at| at.geometry().map(|g| (at, g))) {
+            Some((at, (class, size))) if p.addr() - at.start < at.carved() * size => {
+                let slot = slot_index(p.addr() - at.start, class);
+                (at.report(ReportKind::CorruptLink, slot, class, size, 0), (at.start + slot * size) as u64)
+            }
+            _ => (Report::new(ReportKind::CorruptLink, a, 0), 0),
+        }
     };
-    cs.report(Report { expected: 0, found: a as u64, detail: "a link in a chain of remote frees names no queued slot", ..r });
+    cs.report(Report { expected, found: a as u64, detail: "a batch of remote frees names no queued slot", ..r });
 }
 
 /// A slot came off its slab's remote queue onto the free list: queued → free. False (after a

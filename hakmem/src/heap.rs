@@ -14,6 +14,7 @@
 //! again within the delay does not pay for page faults and mappings each time, and one that
 //! shrinks for good gives its memory back.
 
+use crate::batch::{BatchList, BATCH_BYTES};
 use crate::check::{self, CheckState};
 use crate::guard::{self, GuardPool};
 use crate::layout::{region_base, region_offset, round_up, PAGE, REGION_SIZE};
@@ -125,6 +126,10 @@ pub(crate) const CACHE_SLOT: usize = if cfg!(feature = "fault-cache-slot-overlap
 /// Bytes per arena chunk.
 pub(crate) const ARENA_CHUNK: usize = 64 * 1024;
 
+/// Bytes of a chunk of batches (the first batch's room links the chunks): an arena chunk's, so
+/// that both are unmapped alike.
+pub(crate) const BATCH_CHUNK: usize = ARENA_CHUNK;
+
 /// An allocator instance: create it, hand out [`ThreadCache`]s, drop it to unmap everything.
 pub struct Heap<P: Policy = Release> {
     pub(crate) state: SpinLock<State>,
@@ -165,6 +170,11 @@ pub(crate) struct State {
     pub(crate) large_cached_bytes: usize,
     pub(crate) arena_chunks: *mut u8,
     pub(crate) arena_free: *mut u8,
+    /// Chunks of batches (`batch`), linked through their first word; never given back before
+    /// the heap drops.
+    pub(crate) batch_chunks: *mut u8,
+    /// Empty batches no cache holds.
+    pub(crate) batches: BatchList,
 }
 
 // SAFETY: the raw pointers in State point into mappings the heap owns; the lock serialises them.
@@ -227,6 +237,8 @@ impl<P: Policy> Heap<P> {
                 large_cache: List::new(),
                 large_cached_bytes: 0,
                 arena_chunks: null_mut(),
+                batch_chunks: null_mut(),
+                batches: BatchList::new(),
                 arena_free: null_mut(),
             }),
             stats: Counters {
@@ -594,6 +606,14 @@ impl<P: Policy> Heap<P> {
             st.empty_regions = 0;
             st.dirty_pooled = 0;
             st.purge_at = None;
+            // The batches, all unused now (the sweep counts them while caches live), in their
+            // canonical order too.
+            st.batches = BatchList::new();
+            let mut c = st.batch_chunks;
+            while !c.is_null() {
+                st.batches.carve(c.add(BATCH_BYTES), BATCH_CHUNK - BATCH_BYTES);
+                c = c.cast::<*mut u8>().read();
+            }
             // The arena's free list in its canonical order, so caches land where they would in a
             // new heap with these chunks.
             st.arena_free = null_mut();
@@ -780,6 +800,29 @@ impl<P: Policy> Heap<P> {
         }
     }
 
+    /// Moves up to `n` empty batches into a cache's `stash`, mapping a chunk of them when the
+    /// heap has too few (fewer only when the OS refuses memory).
+    pub(crate) fn take_batches(&self, stash: &mut BatchList, n: usize) {
+        let mut st = self.state.lock();
+        if st.batches.len() < n {
+            let chunk = self.map(BATCH_CHUNK, PAGE);
+            if !chunk.is_null() {
+                // SAFETY: the chunk is fresh and ours; its first batch's room links the chunks.
+                unsafe {
+                    chunk.cast::<*mut u8>().write(st.batch_chunks);
+                    st.batch_chunks = chunk;
+                    st.batches.carve(chunk.add(BATCH_BYTES), BATCH_CHUNK - BATCH_BYTES);
+                }
+            }
+        }
+        stash.take_from(&mut st.batches, n);
+    }
+
+    /// Takes `n` empty batches back from a cache's `stash` (all of them when the cache ends).
+    pub(crate) fn give_batches(&self, stash: &mut BatchList, n: usize) {
+        self.state.lock().batches.take_from(stash, n);
+    }
+
     /// Returns a cache's storage to the arena.
     ///
     /// # Safety
@@ -833,7 +876,6 @@ impl<P: Policy> Heap<P> {
                 let zero = (*r).dirty & bits == 0 || cfg!(feature = "fault-calloc-trusts-dirty-slab");
                 (*r).dirty |= bits;
                 (*slab).local.assign(class, CLASS_SIZES[class], start, limit, zero);
-                (*slab).runs = crate::layout::carries_runs::<P>(CLASS_SIZES[class]);
                 // ASan builds: uncarved slab space is off limits until slots are handed out.
                 crate::asan::poison(start, limit.addr() - start.addr());
                 if P::CHECKED {
@@ -1346,10 +1388,12 @@ impl<P: Policy> Drop for Heap<P> {
             let spares = self.spares.get_mut();
             spares.set_limit(0);
             Self::unmap_large(st, &self.stats, spares);
-            while !st.arena_chunks.is_null() {
-                let c = st.arena_chunks;
-                st.arena_chunks = c.cast::<*mut u8>().read();
-                os::unmap(c, ARENA_CHUNK, PAGE);
+            for list in [&mut st.arena_chunks, &mut st.batch_chunks] {
+                while !list.is_null() {
+                    let c = *list;
+                    *list = c.cast::<*mut u8>().read();
+                    os::unmap(c, ARENA_CHUNK, PAGE);
+                }
             }
             let cs = *self.checks.get_mut();
             if !cs.is_null() {

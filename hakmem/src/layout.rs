@@ -30,14 +30,6 @@
 //! holds the keyed canary, the state, the class and the thread. A free slot's client bytes and
 //! tail hold the poison pattern. In checked mode links are stored XOR-ed with a per-region key and
 //! the slot's own address, so a stray write cannot forge a pointer to where it likes.
-//!
-//! # Runs
-//! A chain of remote frees (see `cache`) is made of runs: consecutive slots of one slab. In
-//! release mode the first slot of a run of a slab whose slots have a second word
-//! ([`carries_runs`]) keeps the run's extent there, its last slot and its length, so the owner
-//! splices the whole run onto the slab's free list without reading the slots in between
-//! ([`BasePtr::set_run`]). A checked slot's second word is its header's, and the checked owner
-//! reads every slot anyway, so checked chains carry no extents.
 
 use crate::list::Links;
 use crate::policy::Policy;
@@ -179,13 +171,6 @@ pub fn slab_index(p: *mut u8) -> usize {
     region_offset(p) >> SLAB_SHIFT
 }
 
-/// Whether a slab whose slots are `slot_size` bytes marks its runs in remote-free chains under
-/// policy `P` (see "Runs" above): release slots with a second word.
-#[inline(always)]
-pub const fn carries_runs<P: Policy>(slot_size: usize) -> bool {
-    !P::CHECKED && slot_size >= 16
-}
-
 /// Address of a slot as the allocator sees it: the first byte of the slot, where a header (if any)
 /// and, while the slot is free, the free-list link live.
 #[repr(transparent)]
@@ -250,7 +235,7 @@ impl BasePtr {
     #[inline(always)]
     pub unsafe fn link<P: Policy>(self) -> Option<BasePtr> {
         // Links cross threads (remote frees): `sched` builds check each read for a data race.
-        crate::sync::plain(self.as_ptr().addr(), false);
+        crate::sync::plain(self.as_ptr().addr(), crate::sync::Plain::Link, false);
         // ASan builds: a free slot is poisoned; open its link word for this read only.
         let _open = crate::asan::Unpoisoned::word(self.as_ptr());
         // SAFETY: a free slot is at least 8 bytes and 8-aligned; its first word is the link.
@@ -273,7 +258,7 @@ impl BasePtr {
     /// slot must lie in a live region.
     #[inline(always)]
     pub unsafe fn set_link<P: Policy>(self, next: Option<BasePtr>) {
-        crate::sync::plain(self.as_ptr().addr(), true);
+        crate::sync::plain(self.as_ptr().addr(), crate::sync::Plain::Link, true);
         // ASan builds: as in `link`.
         let _open = crate::asan::Unpoisoned::word(self.as_ptr());
         // SAFETY: as for `link`.
@@ -285,42 +270,6 @@ impl BasePtr {
             let next = next.map_or(core::ptr::null_mut(), BasePtr::as_ptr);
             self.as_ptr().cast::<*mut u8>().write(next.map_addr(|a| a ^ mask));
         }
-    }
-
-    /// Records in this free slot, the first of a run of `n` slots of its slab linked from it to
-    /// `last` (see "Runs" above), the run's extent, in its second word.
-    ///
-    /// # Safety
-    /// The slot must be owned by the caller and free, of a slab that [`carries_runs`]; `last` a
-    /// slot of the same slab.
-    #[inline(always)]
-    pub unsafe fn set_run(self, last: BasePtr, n: u32) {
-        let at = self.as_ptr().wrapping_add(8);
-        crate::sync::plain(at.addr(), true);
-        // ASan builds: as in `link`.
-        let _open = crate::asan::Unpoisoned::word(at);
-        // A slab spans at most a span, so the offset fits 32 bits with its sign.
-        let off = last.as_ptr().addr().wrapping_sub(self.as_ptr().addr()) as u32;
-        // SAFETY: per the contract the slot has a second word, which is ours while it is free.
-        unsafe { at.cast::<u64>().write(u64::from(n) << 32 | u64::from(off)) }
-    }
-
-    /// The extent [`BasePtr::set_run`] recorded in this slot: the run's last slot and its length.
-    ///
-    /// # Safety
-    /// The slot must be the first of a run whose extent was recorded with `set_run`, and the
-    /// caller the run's owner now.
-    #[inline(always)]
-    pub unsafe fn run(self) -> (BasePtr, u32) {
-        let at = self.as_ptr().wrapping_add(8);
-        crate::sync::plain(at.addr(), false);
-        let _open = crate::asan::Unpoisoned::word(at);
-        // SAFETY: per the contract.
-        let w = unsafe { at.cast::<u64>().read() };
-        // The last slot lies in the same slab, so it keeps the first one's provenance.
-        let last = self.as_ptr().wrapping_offset(w as u32 as i32 as isize);
-        // SAFETY: a run's last slot is a slot, never null.
-        (unsafe { BasePtr::new_unchecked(last) }, (w >> 32) as u32)
     }
 
     /// What a checked link is XOR-ed with: the region's secret key and the slot's address.
@@ -438,21 +387,6 @@ mod tests {
             assert_eq!(a.link::<Release>(), Some(b));
             assert_eq!(b.link::<Release>(), None);
         }
-    }
-
-    #[test]
-    fn run_extents_round_trip_both_ways() {
-        let mut words = [0u64; 8];
-        let w = words.as_mut_ptr();
-        let (a, b) = unsafe { (BasePtr::new_unchecked(w.cast()), BasePtr::new_unchecked(w.add(6).cast())) };
-        unsafe {
-            a.set_run(b, 3);
-            b.set_run(a, 70_000);
-            assert_eq!(a.run(), (b, 3));
-            assert_eq!(b.run(), (a, 70_000));
-        }
-        assert!(carries_runs::<Release>(16) && !carries_runs::<Release>(8));
-        assert!(!carries_runs::<crate::Checked>(4096));
     }
 
     #[test]

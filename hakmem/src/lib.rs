@@ -3,7 +3,8 @@
 //! Where things are:
 //! - the fast paths (malloc pop, free push): [`cache`] (`CacheInner::alloc_class`, `free`);
 //! - the block layout and pointer types: [`layout`];
-//! - slabs and the lock-free remote-free queue: `slab`; regions: `region`;
+//! - slabs and the lock-free remote-free queue: `slab`; remote frees in transit: `batch`;
+//!   regions: `region`;
 //! - the heap (slab pool, abandonment, large blocks, returning memory): [`heap`];
 //! - the global allocator, TLS caches, and C malloc semantics: [`global`];
 //! - the checked mode (canaries, poison, shadow map), all of it: [`check`]; its reports:
@@ -12,7 +13,7 @@
 //!
 //! The modules are layers, each importing only those before it (`tests/layers.rs` keeps it so):
 //! `sync`, `list`, `report`, `policy`, `os`, `lock`, `asan`, `size_class`, `layout`, `slab`,
-//! `region`, `guard`, `check`, `heap`, `cache`, `verify`, `global`. The slabs call the checked mode
+//! `batch`, `region`, `guard`, `check`, `heap`, `cache`, `verify`, `global`. The slabs call the checked mode
 //! only through the free-list hooks of [`Policy`]; the heap and the caches call [`check`]
 //! behind `if P::CHECKED` and own the state it checks.
 //!
@@ -21,6 +22,7 @@
 //! allocator for `#[global_allocator]`; the `hakmem-preload` crate exports it as C malloc.
 
 pub mod asan;
+mod batch;
 pub mod cache;
 pub mod check;
 pub mod global;

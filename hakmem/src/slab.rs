@@ -3,14 +3,14 @@
 //!
 //! Ownership rule: [`SlabLocal`] belongs to whoever owns the slab (a thread cache, or the heap
 //! under its lock while the slab is pooled or abandoned), and only the owner ever borrows it.
-//! Other threads read `owner`, and send the slots they free to the owner's inbox (see `cache`)
-//! or, when the slab has no owning cache, push them onto `remote`; the owner takes a whole queue
-//! with one swap. Keeping the two apart is what makes the owner's `&mut SlabLocal` sound while
-//! remote frees run concurrently; keeping them on separate cache lines keeps a remote free's
-//! read of `owner` from taking the line the owner writes at every allocation.
-//! A slot is therefore in exactly one place: handed out, on `free`, on `remote`, or on its way
-//! there in a cache's outbox or inbox (failure 6 of the C history was a slot in two of those at
-//! once).
+//! Other threads read `owner`, and send the slots they free to the owner's inbox in batches (see
+//! `cache` and `batch`) or, when the slab has no owning cache, push them onto `remote`; the owner
+//! takes a whole queue with one swap. Keeping the two apart is what makes the owner's
+//! `&mut SlabLocal` sound while remote frees run concurrently; keeping them on separate cache
+//! lines keeps a remote free's read of `owner` from taking the line the owner writes at every
+//! allocation. A slot is therefore in exactly one place: handed out, on `free`, on `remote`, or
+//! on its way there, named by a batch in a cache's outbox or inbox (failure 6 of the C history
+//! was a slot in two of those at once).
 
 use crate::layout::BasePtr;
 use crate::policy::{Carving, Policy};
@@ -44,10 +44,6 @@ pub struct Slab {
     /// Slots freed by threads other than the owner while the slab has no owning cache, or that
     /// an owner's inbox forwarded here (a Treiber stack, drained all at once).
     pub remote: RemoteQueue,
-    /// Whether chains of remote frees mark runs of this slab's slots (`layout::carries_runs`).
-    /// Set when the slab is assigned a class, when none of its slots is live, so the plain reads
-    /// of remote frees, which hold a live slot, race with no write.
-    pub runs: bool,
 }
 
 /// The owner's part of a slab.
@@ -81,10 +77,18 @@ const PUSH_ORDER: Ordering =
 const TAKE_ORDER: Ordering =
     if cfg!(any(feature = "fault-remote-relaxed", feature = "fault-remote-take-relaxed")) { Ordering::Relaxed } else { Ordering::Acquire };
 
-/// A multi-producer, single-consumer queue of remotely freed slots: a slab's, and a cache's
-/// inbox, which (unlike a slab's) can be closed, after which pushes fail.
+/// A multi-producer, single-consumer queue of remotely freed slots, a slab's: slots the owner
+/// finds in its inbox but no longer owns, and frees into a slab no cache owns.
 #[repr(C)]
 pub struct RemoteQueue {
+    stack: Stack,
+}
+
+/// A Treiber stack of nodes linked through a word each push writes, taken whole with one swap
+/// by its one consumer, and closable (pushes then fail): the shape of both remote-free queues,
+/// a slab's (of slots) and a cache's inbox (of batches, see `batch`).
+#[repr(C)]
+pub(crate) struct Stack {
     head: AtomicPtr<u8>,
 }
 
@@ -120,8 +124,7 @@ impl Slab {
                 state: SlabState::Pool,
             },
             owner: AtomicPtr::new(null_mut()),
-            remote: RemoteQueue { head: AtomicPtr::new(null_mut()) },
-            runs: false,
+            remote: RemoteQueue { stack: Stack::new() },
         }
     }
 }
@@ -246,7 +249,7 @@ impl SlabLocal {
         // the slot but leaves it queued, so a later drain splices it in again, handed out or not.
         #[cfg(feature = "fault-drain-keeps-queue")]
         {
-            let head = BasePtr::from_raw(q.head.load(Ordering::Acquire));
+            let head = q.peek();
             // SAFETY (of the fault): a queued slot carries a link written with this policy.
             if let Some(h) = head.filter(|h| unsafe { h.link::<P>() }.is_none()) {
                 // SAFETY: as for the real drain below.
@@ -308,79 +311,106 @@ impl RemoteQueue {
     /// gives up, linked with policy `P`.
     #[inline]
     pub unsafe fn push_chain<P: Policy>(&self, first: BasePtr, last: BasePtr) {
-        // SAFETY: forwarded; a slab's queue is never closed.
-        let pushed = unsafe { self.try_push_chain::<P>(first, last) };
+        // SAFETY: the slots are ours until the push publishes them; a slab's queue is never
+        // closed.
+        let pushed = unsafe { self.stack.try_push(first.as_ptr(), |head| last.set_link::<P>(BasePtr::from_raw(head))) };
         debug_assert!(pushed, "hakmem: a push onto a closed slab queue");
     }
 
-    /// [`RemoteQueue::push_chain`] onto a queue that may be closed: false (nothing pushed, the
-    /// chain still the caller's, `last` linked to None) if it is.
+    /// Takes the whole queue; the caller becomes the owner of every slot on it.
+    #[inline]
+    pub fn take_all(&self) -> Option<BasePtr> {
+        BasePtr::from_raw(self.stack.take_all())
+    }
+
+    /// The first queued slot, without taking the queue (for the consistency sweep, which runs
+    /// while no thread frees).
+    pub(crate) fn peek(&self) -> Option<BasePtr> {
+        BasePtr::from_raw(self.stack.peek())
+    }
+
+    /// True if a remote free is waiting (a hint; the owner drains to be sure).
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.stack.is_empty()
+    }
+}
+
+impl Stack {
+    /// An empty, open stack.
+    pub(crate) const fn new() -> Self {
+        Stack { head: AtomicPtr::new(null_mut()) }
+    }
+
+    /// Pushes the nodes from `first` to the one `link` links to the old head (null for none),
+    /// with one atomic operation; false if the stack is closed (nothing pushed, and `link` was
+    /// called with null last).
     ///
     /// # Safety
-    /// As for [`RemoteQueue::push_chain`], with "this queue's slab" read as any slab whose
-    /// slots the queue's consumer takes.
+    /// The nodes are the caller's to give up, `first` is 8-aligned, and `link` writes only the
+    /// last node's link.
     #[inline]
-    pub unsafe fn try_push_chain<P: Policy>(&self, first: BasePtr, last: BasePtr) -> bool {
+    pub(crate) unsafe fn try_push(&self, first: *mut u8, mut link: impl FnMut(*mut u8)) -> bool {
         let mut head = self.head.load(Ordering::Relaxed);
         loop {
             if head == CLOSED {
-                // An attempt that lost to the close linked `last` to the queue's old head,
-                // slots the consumer took as it closed: the chain must end here again, or the
-                // caller would place those slots a second time.
-                // SAFETY: the chain is still ours.
-                unsafe { last.set_link::<P>(None) };
+                // An attempt that lost to the close linked the last node to the stack's old
+                // head, nodes the consumer took as it closed: the chain must end here again, or
+                // the caller would place those a second time.
+                link(null_mut());
                 return false;
             }
-            // SAFETY: the slots are ours until the CAS publishes them.
-            unsafe { last.set_link::<P>(BasePtr::from_raw(head)) };
-            // Release: every link of the chain must be visible to the owner's acquiring swap.
-            match self.head.compare_exchange_weak(head, first.as_ptr(), PUSH_ORDER, Ordering::Relaxed) {
+            link(head);
+            // Release: every link and every node's contents must be visible to the consumer's
+            // acquiring swap.
+            match self.head.compare_exchange_weak(head, first, PUSH_ORDER, Ordering::Relaxed) {
                 Ok(_) => return true,
                 Err(h) => head = h,
             }
         }
     }
 
-    /// Closes the queue: later pushes fail. Returns what it held, which the caller now owns.
-    pub fn close(&self) -> Option<BasePtr> {
+    /// Closes the stack: later pushes fail. Returns what it held (null: nothing), which the
+    /// caller now owns.
+    pub(crate) fn close(&self) -> *mut u8 {
         let head = self.head.swap(CLOSED, TAKE_ORDER);
         debug_assert!(head != CLOSED, "hakmem: a queue closed twice");
-        BasePtr::from_raw(head)
+        head
     }
 
-    /// Opens a closed (or never used) queue, empty. The caller is its consumer from now on.
-    pub fn open(&self) {
+    /// Opens a closed (or never used) stack, empty. The caller is its consumer from now on.
+    pub(crate) fn open(&self) {
         self.head.store(null_mut(), Ordering::Relaxed);
     }
 
-    /// Takes the whole (open) queue; the caller becomes the owner of every slot on it.
+    /// Takes the whole (open) stack (null: nothing); the caller owns every node on it.
     #[inline]
-    pub fn take_all(&self) -> Option<BasePtr> {
+    pub(crate) fn take_all(&self) -> *mut u8 {
         if self.head.load(Ordering::Relaxed).is_null() {
-            return None;
+            return null_mut();
         }
         // FAULT fault-drain-not-atomic (failure 6): detaches the queue with a load and a store,
-        // so a push that lands between them is lost: its slot is in no list ever again.
+        // so a push that lands between them is lost: its nodes are in no list ever again.
         if cfg!(feature = "fault-drain-not-atomic") {
             let head = self.head.load(TAKE_ORDER);
             self.head.store(null_mut(), Ordering::Relaxed);
-            return BasePtr::from_raw(head);
+            return head;
         }
         // Acquire pairs with the Release of every push, making their links readable.
-        BasePtr::from_raw(self.head.swap(null_mut(), TAKE_ORDER))
+        self.head.swap(null_mut(), TAKE_ORDER)
     }
 
-    /// The first queued slot, without taking the queue (for the consistency sweep, which runs
-    /// while no thread frees).
-    pub(crate) fn peek(&self) -> Option<BasePtr> {
+    /// The first node, without taking the stack (null: none, or closed); for the consistency
+    /// sweep, which runs while no thread frees.
+    pub(crate) fn peek(&self) -> *mut u8 {
         let h = self.head.load(Ordering::Acquire);
-        if h == CLOSED { None } else { BasePtr::from_raw(h) }
+        if h == CLOSED { null_mut() } else { h }
     }
 
-    /// True if a remote free is waiting (a hint; the owner drains to be sure). A closed queue
-    /// counts as empty.
+    /// True if nothing is waiting (a hint; the consumer takes to be sure). A closed stack counts
+    /// as empty.
     #[inline]
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         let h = self.head.load(Ordering::Relaxed);
         h.is_null() || h == CLOSED
     }

@@ -67,12 +67,21 @@ pub enum LockEvent {
     Released,
 }
 
+/// What a plain access that crosses threads touched, for race reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Plain {
+    /// A free slot's link.
+    Link,
+    /// A batch of remote frees (`batch`): its count of slots or its link.
+    Batch,
+}
+
 /// What a scheduler does at each of hakmem's synchronization points (see the module docs).
 pub struct Hooks {
     /// After an atomic operation at `addr`.
     pub atomic: fn(addr: usize, access: Access),
-    /// A plain access to memory that crosses threads (a free-list link): `write` or a read.
-    pub plain: fn(addr: usize, write: bool),
+    /// A plain access to memory that crosses threads (`what` it is): `write` or a read.
+    pub plain: fn(addr: usize, what: Plain, write: bool),
     /// A lock event on the lock at `addr`.
     pub lock: fn(addr: usize, class: LockClass, event: LockEvent),
     /// Whether the calling thread runs under the scheduler (which then decides who runs, so
@@ -125,11 +134,11 @@ fn atomic_done(addr: usize, access: Access) {
     }
 }
 
-/// Reports a plain access to a free-list link (or other plain memory that crosses threads).
+/// Reports a plain access to memory that crosses threads: a free-list link or a batch.
 #[inline(always)]
-pub fn plain(addr: usize, write: bool) {
+pub fn plain(addr: usize, what: Plain, write: bool) {
     if let Some(h) = hooks() {
-        (h.plain)(addr, write);
+        (h.plain)(addr, what, write);
     }
 }
 

@@ -8,9 +8,10 @@
 //! It reads every list of the heap, caches' private ones included, so nothing may run on the
 //! heap meanwhile; it allocates its bookkeeping through the global allocator.
 
+use crate::batch::{Batch, BATCH_BYTES};
 use crate::cache::CacheInner;
 use crate::check;
-use crate::heap::{Heap, State, ARENA_CHUNK, CACHE_SLOT};
+use crate::heap::{Heap, State, ARENA_CHUNK, BATCH_CHUNK, CACHE_SLOT};
 use crate::layout::{region_base, region_offset, BasePtr, SLABS_PER_REGION, UNIT_MASK};
 use crate::region::whole_spans;
 use crate::list::List;
@@ -135,6 +136,10 @@ impl<P: Policy> Heap<P> {
         // SAFETY: per the contract.
         unsafe {
             let regions: HashSet<usize> = nodes(&st.regions).into_iter().map(|r| r.addr()).collect();
+            // Slots named by batches (a slot in two of them, or twice in one, is in two places),
+            // and batches held: by the caches and the heap's pool, every batch of the chunks.
+            let mut named = HashSet::new();
+            let mut batches = st.batches.len();
             for c in live_caches::<P>(st) {
                 let h = (*c).holdings();
                 let token = (*c).token();
@@ -161,17 +166,34 @@ impl<P: Policy> Heap<P> {
                         visit(sw, s);
                     }
                 }
-                // The outbox's chains (n slots each, the last linked to None) and the inbox's
-                // (to None): given up, on their way to their slabs. Only open runs have no
-                // extent recorded yet.
-                for (chains, extents) in [(h.runs.as_slice(), false), (h.outbox.as_slice(), true)] {
-                    for &(first, n) in chains {
-                        if n > 0 {
-                            chain_slots::<P>(&regions, sw, BasePtr::from_raw(first), Some(n), extents, &mut pending);
-                        }
-                    }
+                // The outbox's batches and the inbox's chain of them: slots given up, on their
+                // way to their slabs.
+                batches += h.stash;
+                for &b in h.outbox.iter().filter(|b| !b.is_null()) {
+                    batches += 1;
+                    batch_slots(&regions, sw, b, &mut named, &mut pending);
                 }
-                chain_slots::<P>(&regions, sw, h.inbox, None, true, &mut pending);
+                let mut b = h.inbox;
+                let mut seen = HashSet::new();
+                while !b.is_null() {
+                    if !seen.insert(b.addr()) {
+                        sw.bad(b.addr(), None, None, "a cache's inbox of batches loops", 0, b.addr() as u64);
+                        break;
+                    }
+                    batches += 1;
+                    batch_slots(&regions, sw, b, &mut named, &mut pending);
+                    b = (*b).next();
+                }
+            }
+            let mut chunks = 0;
+            let mut c = st.batch_chunks;
+            while !c.is_null() {
+                chunks += 1;
+                c = c.cast::<*mut u8>().read();
+            }
+            let all = chunks * (BATCH_CHUNK / BATCH_BYTES - 1);
+            if batches != all {
+                sw.bad(st.batch_chunks.addr(), None, None, "batches of remote frees were lost (or counted twice): the caches and the heap hold a different number than were made", all as u64, batches as u64);
             }
             for (class, list) in st.abandoned.iter().enumerate() {
                 for s in nodes(list) {
@@ -380,49 +402,22 @@ unsafe fn nodes<T, A: crate::list::Adapter<T>>(l: &List<T, A>) -> Vec<*mut T> {
     v
 }
 
-/// Counts, per slab, the slots of a chain of remote frees (`n` of them, or up to its None),
-/// into `pending`, given the addresses of the heap's small `regions`; reports a chain that leaves the heap's small regions, loops, or is shorter
-/// than `n`.
+/// Counts, per slab, the slots a batch of remote frees names into `pending`, given the addresses
+/// of the heap's small `regions`; reports a batch that names no slot of them, or a slot that
+/// another batch (or this one) already named (`named`).
 ///
 /// # Safety
-/// As for [`Heap::verify`].
-unsafe fn chain_slots<P: Policy>(regions: &HashSet<usize>, sw: &mut Sweep, first: Option<BasePtr>, n: Option<u32>, extents: bool, pending: &mut HashMap<usize, u32>) {
-    let mut seen = HashSet::new();
-    let mut b = first;
-    let mut count = 0;
-    // The slab, last slot and slots left of the run being walked, as its first slot recorded.
-    let mut run: Option<(*mut Slab, BasePtr, u32)> = None;
-    while n.is_none_or(|n| count < n) {
-        let Some(x) = b else {
-            if let Some(n) = n {
-                sw.bad(first.map_or(0, |f| f.as_ptr().addr()), None, None, "a cache's outbox chain is shorter than its count", n as u64, count as u64);
-            }
-            return;
-        };
-        let p = x.as_ptr();
-        if !regions.contains(&region_base(p).addr()) || region_offset(p) < SMALL_HEADER || !seen.insert(p.addr()) {
-            sw.bad(p.addr(), None, None, "a chain of remote frees names no slot of the heap's regions, or loops", 0, p.addr() as u64);
-            return;
+/// As for [`Heap::verify`]; `b` is a batch of the heap.
+unsafe fn batch_slots(regions: &HashSet<usize>, sw: &mut Sweep, b: *const Batch, named: &mut HashSet<usize>, pending: &mut HashMap<usize, u32>) {
+    // SAFETY: per the contract.
+    for &p in unsafe { (*b).slots() } {
+        if !regions.contains(&region_base(p).addr()) || region_offset(p) < SMALL_HEADER || !named.insert(p.addr()) {
+            sw.bad(p.addr(), None, None, "a batch of remote frees names no slot of the heap's regions, or a slot named already", 0, p.addr() as u64);
+            continue;
         }
-        // SAFETY: a slot of a live small region of the heap, given up, so its link (and, first in
-        // a run, its extent) is ours to read.
-        unsafe {
-            let slab = SmallRegion::slab_of(region_base(p).cast(), p);
-            *pending.entry(slab.addr()).or_insert(0) += 1;
-            if extents && run.is_none() && (*slab).runs {
-                let (last, len) = x.run();
-                run = Some((slab, last, len));
-            }
-            if let Some((s, last, left)) = run {
-                if s != slab || left == 0 || (x == last) != (left == 1) {
-                    sw.bad(p.addr(), None, None, "a run of remote frees does not match the extent its first slot records (slots left in it, expected 1 at its last)", 1, left as u64);
-                    return;
-                }
-                run = (left > 1).then_some((s, last, left - 1));
-            }
-            b = x.link::<P>();
-        }
-        count += 1;
+        // SAFETY: a slot of a live small region of the heap.
+        let slab = unsafe { SmallRegion::slab_of(region_base(p).cast(), p) };
+        *pending.entry(slab.addr()).or_insert(0) += 1;
     }
 }
 
@@ -495,8 +490,7 @@ mod tests {
     }
 
     #[test]
-    fn damaged_chains_of_remote_frees_are_reported() {
-        use crate::layout::BasePtr;
+    fn damaged_batches_of_remote_frees_are_reported() {
         let heap: Heap = Heap::new();
         let mut a = heap.cache();
         let mut b = heap.cache();
@@ -504,30 +498,21 @@ mod tests {
         unsafe {
             b.free(p);
             b.free(q);
-            // b's outbox holds the chain q -> p, 2 slots. Planted bug: q's link is cut.
-            BasePtr::new_unchecked(q).set_link::<Release>(None);
         }
+        let batch = b.inner().holdings().outbox.into_iter().find(|b| !b.is_null()).unwrap().cast_mut();
+        // b's outbox holds a batch naming p and q. Planted bug: it names p twice.
+        unsafe { (*batch).set_slot(1, p) };
         let r = unsafe { heap.verify(Some(&counter(&[])), true) };
-        assert!(r.iter().any(|r| r.detail.contains("outbox chain is shorter than its count")), "{r:#?}");
-        unsafe {
-            BasePtr::new_unchecked(q).set_link::<Release>(Some(BasePtr::new_unchecked(p)));
-        }
+        assert!(r.iter().any(|r| r.detail.contains("or a slot named already")), "{r:#?}");
+        unsafe { (*batch).set_slot(1, q) };
         assert_eq!(unsafe { heap.verify(Some(&counter(&[])), true) }, vec![], "mended");
-        // Sent: a's inbox holds q -> p. Planted bug: p links back to q, a loop.
+        // Sent: a's inbox holds the batch. Planted bug: it links to itself, a loop.
         b.flush();
-        unsafe { BasePtr::new_unchecked(p).set_link::<Release>(Some(BasePtr::new_unchecked(q))) };
+        assert_eq!(a.inner().holdings().inbox, batch.cast_const());
+        unsafe { (*batch).set_next(batch) };
         let r = unsafe { heap.verify(Some(&counter(&[])), true) };
-        assert!(r.iter().any(|r| r.detail.contains("or loops")), "{r:#?}");
-        unsafe { BasePtr::new_unchecked(p).set_link::<Release>(None) };
-        // The run q -> p records its extent in q. Planted bug: it claims a third slot.
-        unsafe {
-            let q = BasePtr::new_unchecked(q);
-            assert_eq!(q.run(), (BasePtr::new_unchecked(p), 2));
-            q.set_run(BasePtr::new_unchecked(p), 3);
-            let r = heap.verify(Some(&counter(&[])), true);
-            assert!(r.iter().any(|r| r.detail.contains("does not match the extent")), "{r:#?}");
-            q.set_run(BasePtr::new_unchecked(p), 2);
-        }
+        assert!(r.iter().any(|r| r.detail.contains("inbox of batches loops")), "{r:#?}");
+        unsafe { (*batch).set_next(core::ptr::null_mut()) };
         assert_eq!(unsafe { heap.verify(Some(&counter(&[])), true) }, vec![], "mended");
         drop(b);
         drop(a);

@@ -36,9 +36,9 @@ fn stamped(c: &mut ThreadCache<'_>, size: usize) -> Blk {
 /// orders owner -> freer), the freer checks and frees them (remote pushes), and the owner drains
 /// and reuses them after a Relaxed flag says the freer is done. Freer -> owner is ordered by
 /// nothing but the owner's inbox: the freer's Release push of a batch, the owner's Acquire take;
-/// with `fault-remote-relaxed` (an entry of the fault catalog) TSan reports the free's write of a
-/// run's extent (`BasePtr::set_run`, published by the inbox's CAS) racing with the owner's read of
-/// it as it takes the batch in (`CacheInner::take_in`).
+/// with `fault-remote-relaxed` (an entry of the fault catalog) TSan reports the free's writes to
+/// a batch (`batch.rs`, published by the inbox's CAS) racing with the owner's reads of it as it
+/// takes the batch in (`CacheInner::take_in`).
 #[test]
 fn remote_free_handoff_is_ordered_by_the_queue_alone() {
     let heap: Heap = Heap::new();

@@ -33,7 +33,7 @@
 
 use crate::interp::Failure;
 use crate::program::{BlockId, MAX_THREADS};
-use hakmem::sync::{Access, Hooks, LockClass, LockEvent, Ordering};
+use hakmem::sync::{Access, Hooks, LockClass, LockEvent, Ordering, Plain};
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -438,7 +438,7 @@ fn track_plain(st: &mut State, t: u8, step: usize, addr: usize, write: bool, wha
     }
 }
 
-fn on_plain(addr: usize, write: bool) {
+fn on_plain(addr: usize, what: Plain, write: bool) {
     let Some((s, ctx)) = current() else { return };
     // SAFETY: as in on_atomic.
     let st = unsafe { s.st() };
@@ -447,7 +447,10 @@ fn on_plain(addr: usize, write: bool) {
     }
     let Some(k) = st.me(ctx) else { return };
     let (step, Some(t)) = (st.active[k].step, st.active[k].thread) else { return };
-    track_plain(st, t, step, addr, write, &|| describe_link(addr));
+    track_plain(st, t, step, addr, write, &|| match what {
+        Plain::Link => describe_link(addr),
+        Plain::Batch => format!("a batch of remote frees (its word at {addr:#x})"),
+    });
 }
 
 /// A free-list link's place, for race reports.
@@ -858,11 +861,11 @@ mod tests {
         let at = &link as *const u64 as usize;
         let exec = |j: usize| {
             if j == 0 {
-                plain(at, true);
+                plain(at, Plain::Link, true);
                 flag.store(true, publish);
             } else {
                 assert!(flag.load(take));
-                plain(at, false);
+                plain(at, Plain::Link, false);
             }
             Ok(Flow::Continue)
         };
