@@ -120,9 +120,9 @@ impl Default for Limits {
 }
 
 /// Bytes reserved per thread cache in the metadata arena.
-/// (FAULT fault-cache-slot-overlap, failure 9: 2 KiB, less than a cache, so a new cache writes
-/// over the end of its neighbour's: its class lists and its empty slab.)
-pub(crate) const CACHE_SLOT: usize = if cfg!(feature = "fault-cache-slot-overlap") { 2048 } else { 4096 };
+/// (FAULT fault-cache-slot-overlap, failure 9: 1 KiB, less than a cache's 1664 bytes, so a new
+/// cache writes over the end of its neighbour's: its outbox, its empty slab and its inbox.)
+pub(crate) const CACHE_SLOT: usize = if cfg!(feature = "fault-cache-slot-overlap") { 1024 } else { 4096 };
 /// Bytes per arena chunk.
 pub(crate) const ARENA_CHUNK: usize = 64 * 1024;
 
