@@ -9,8 +9,8 @@
 //! A free of a slot another cache owns names the slot in this cache's batch for that owner (a
 //! few owners at a time, by a hash of the owner) and writes nothing into the slot. A batch is
 //! sent to its owner's inbox with one atomic operation when it holds
-//! [`Limits::pending_max`] slots, when another owner needs its place, and when the cache
-//! flushes or ends. The owner takes its whole inbox with one swap in its slow path and puts each
+//! [`Limits::pending_max`] slots, when another owner needs its place (less than half full, its
+//! slots go to their slabs' own queues instead), and when the cache flushes or ends. The owner takes its whole inbox with one swap in its slow path and puts each
 //! slot back on its slab's free list, writing the link itself: the slot's line stays with the
 //! owner, which allocated it and will hand it out again (see `batch` for why). So both sides pay
 //! one atomic operation per batch, whatever the classes and slabs of its slots (snmalloc's
@@ -560,7 +560,7 @@ impl<P: Policy> CacheInner<P> {
                     (*slab).remote.push::<P>(base);
                     return;
                 }
-                self.send(i);
+                self.evict(i);
                 let batch = self.empty_batch();
                 if batch.is_null() {
                     // Out of memory for batches: the slab's own queue needs none.
@@ -622,6 +622,25 @@ impl<P: Policy> CacheInner<P> {
                 self.keep_batch(o.batch);
             }
         }
+    }
+
+    /// Makes room in outbox entry `i` for another owner: sends its batch if at least half full,
+    /// else puts its slots on their slabs' own queues. So a batch in flight costs at most about
+    /// 17 bytes per slot it names, even for a cache that frees to more owners at once than its
+    /// outbox has entries (each eviction would otherwise send a 256-byte batch of a slot or two,
+    /// and an owner that does not allocate keeps them until it ends).
+    fn evict(&mut self, i: usize) {
+        let b = self.outbox[i].batch;
+        // SAFETY: the entry's batch, if any, is ours, its slots given up.
+        unsafe {
+            if !b.is_null() && 2 * (*b).len() < self.pending_max {
+                self.outbox[i] = Outbound::EMPTY;
+                self.forward(b);
+                self.keep_batch(b);
+                return;
+            }
+        }
+        self.send(i);
     }
 
     /// Sends every batch of the outbox.
@@ -1254,6 +1273,42 @@ mod tests {
     fn batches_for_a_new_cache_in_an_ended_owners_place_go_to_the_slabs() {
         batches_for_an_ended_owner::<crate::Release>(true);
         batches_for_an_ended_owner::<crate::Checked>(true);
+    }
+
+    /// A cache freeing to more owners at once than its outbox has entries evicts a batch at
+    /// nearly every free: those go to the slabs' queues, not to the inboxes one slot a batch.
+    fn frees_to_many_owners<P: crate::Policy>() {
+        let heap: Heap<P> = Heap::new();
+        let mut owners: Vec<_> = (0..2 * super::OUTBOX + 1).map(|_| heap.cache()).collect();
+        let mut freer = heap.cache();
+        let blocks: Vec<Vec<*mut u8>> = owners.iter_mut().map(|c| (0..40).map(|_| c.alloc(32, 8)).collect()).collect();
+        for k in 0..40 {
+            for b in &blocks {
+                unsafe { freer.free(b[k]) };
+            }
+        }
+        let min = super::BATCH_SLOTS.min(heap.pending_max() as usize);
+        let mut sent = 0;
+        for o in &mut owners {
+            let mut b = o.inner().holdings().inbox;
+            while !b.is_null() {
+                let n = unsafe { (*b).len() };
+                assert!(2 * n >= min, "a batch of {n} slots was sent");
+                sent += n;
+                b = unsafe { (*b).next() };
+            }
+        }
+        assert!(sent < 40 * blocks.len() / 2, "most of them were evicted");
+        // Every slot is accounted for (on its way, or queued on its slab), none lost or twice.
+        sound(&heap, &[]);
+        freer.flush();
+        sound(&heap, &[]);
+    }
+
+    #[test]
+    fn frees_to_more_owners_than_the_outbox_holds_send_no_small_batches() {
+        frees_to_many_owners::<crate::Release>();
+        frees_to_many_owners::<crate::Checked>();
     }
 
     #[test]
