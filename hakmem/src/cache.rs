@@ -10,9 +10,10 @@
 //! few owners at a time, by a hash of the owner) and writes nothing into the slot. A batch is
 //! sent to its owner's inbox with one atomic operation when it holds
 //! [`Limits::pending_max`] slots, when another owner needs its place (less than half full, its
-//! slots go to their slabs' own queues instead), and when the cache flushes or ends. The owner takes its whole inbox with one swap in its slow path and puts each
-//! slot back on its slab's free list, writing the link itself: the slot's line stays with the
-//! owner, which allocated it and will hand it out again (see `batch` for why). So both sides pay
+//! slots go to their slabs' own queues instead), and when the cache flushes or ends. The owner
+//! takes its whole inbox with one swap in its slow path and puts each slot back on its slab's
+//! free list, writing the link itself: the slot's line stays with the owner, which allocated it
+//! and will hand it out again (see `batch` for why). So both sides pay
 //! one atomic operation per batch, whatever the classes and slabs of its slots (snmalloc's
 //! message queues, jemalloc's bulk tcache flush), and the empty batch stays with the owner for
 //! its own remote frees.
@@ -619,7 +620,6 @@ impl<P: Policy> CacheInner<P> {
         unsafe {
             if !CacheSlot::<P>::inbox(o.owner).try_push(o.batch) {
                 self.forward(o.batch);
-                self.keep_batch(o.batch);
             }
         }
     }
@@ -636,7 +636,6 @@ impl<P: Policy> CacheInner<P> {
             if !b.is_null() && 2 * (*b).len() < self.pending_max {
                 self.outbox[i] = Outbound::EMPTY;
                 self.forward(b);
-                self.keep_batch(b);
                 return;
             }
         }
@@ -662,60 +661,68 @@ impl<P: Policy> CacheInner<P> {
         }
     }
 
-    /// Puts each slot of a chain of batches sent to this cache back on its slab's free list, or,
-    /// where the cache does not own the slab (any more), onto the slab's own queue; keeps the
-    /// emptied batches.
-    ///
-    /// Slot by slot: consecutive slots of one batch seldom share a slab (frees interleave
-    /// classes), so gathering them into runs first cost more than it saved.
+    /// Places the slots of a chain of batches sent to this cache ([`CacheInner::place`], owned
+    /// slabs' onto their free lists) and keeps the emptied batches.
     ///
     /// # Safety
     /// The chain is one this cache took from its inbox.
     unsafe fn take_in(&mut self, mut batch: *mut Batch) {
-        let token = self.token();
         // SAFETY: per the contract, the batches and their slots are ours to place.
         unsafe {
             while !batch.is_null() {
                 let next = (*batch).next();
-                // Newest first, so that the slab's free list hands the slots out in the order
-                // they were freed.
-                for &p in (*batch).slots().iter().rev() {
-                    if P::CHECKED && !check::queued_in_batch(self.heap().check_state(), p) {
-                        break;
-                    }
-                    let b = BasePtr::new_unchecked(p);
-                    let slab = SmallRegion::slab_of(region_base(p).cast(), p);
-                    if (*slab).owner_token() != token {
-                        (*slab).remote.push::<P>(b);
-                        continue;
-                    }
-                    let l = &mut (*slab).local;
-                    if P::CHECKED && !P::drained(l.carving(), p) {
-                        break;
-                    }
-                    // A slab this empties stays with the cache, as one a drain empties does:
-                    // the slow path that takes in a batch is about to allocate again.
-                    l.push::<P>(b);
-                }
+                self.place(batch, true);
                 self.keep_batch(batch);
                 batch = next;
             }
         }
     }
 
-    /// Puts each slot of a batch onto its slab's own queue: where a batch goes when its owner
-    /// has closed its inbox.
+    /// Puts each slot of a batch onto its slab's own queue and keeps the emptied batch: where a
+    /// batch goes when its owner has closed its inbox, or when it is evicted nearly empty.
     ///
     /// # Safety
     /// `batch` is this cache's, its slots given up.
     unsafe fn forward(&mut self, batch: *mut Batch) {
-        // SAFETY: per the contract (checked: each slot proven queued before it is read).
+        // SAFETY: forwarded.
         unsafe {
-            for &p in (*batch).slots() {
+            self.place(batch, false);
+            self.keep_batch(batch);
+        }
+    }
+
+    /// Puts each slot of `batch` back: with `own`, on its slab's free list where this cache owns
+    /// the slab, and otherwise onto the slab's own queue. Checked heaps prove each slot queued
+    /// before reading it, and stop at one that is not, after the report.
+    ///
+    /// Slot by slot: consecutive slots of one batch seldom share a slab (frees interleave
+    /// classes), so gathering them into runs first cost more than it saved.
+    ///
+    /// # Safety
+    /// `batch` and its slots are this cache's to place.
+    unsafe fn place(&mut self, batch: *mut Batch, own: bool) {
+        let token = self.token();
+        // SAFETY: per the contract.
+        unsafe {
+            // Newest first, so that the slab's free list hands the slots out in the order they
+            // were freed.
+            for &p in (*batch).slots().iter().rev() {
                 if P::CHECKED && !check::queued_in_batch(self.heap().check_state(), p) {
                     break;
                 }
-                (*SmallRegion::slab_of(region_base(p).cast(), p)).remote.push::<P>(BasePtr::new_unchecked(p));
+                let b = BasePtr::new_unchecked(p);
+                let slab = SmallRegion::slab_of(region_base(p).cast(), p);
+                if !own || (*slab).owner_token() != token {
+                    (*slab).remote.push::<P>(b);
+                    continue;
+                }
+                let l = &mut (*slab).local;
+                if P::CHECKED && !P::drained(l.carving(), p) {
+                    break;
+                }
+                // A slab this empties stays with the cache, as one a drain empties does: the
+                // slow path that takes in a batch is about to allocate again.
+                l.push::<P>(b);
             }
         }
     }

@@ -1224,6 +1224,24 @@ unsafe fn fresh_slots(c: Carving, first: BasePtr, n: usize) {
     }
 }
 
+/// The carved slot of a live small region of the heap that `p` lies in: its place, class, slot
+/// size and index; None if `p` lies in none.
+///
+/// # Safety
+/// None: `p` is checked against the heap's region table first.
+unsafe fn carved_slot(cs: &CheckState, p: *mut u8) -> Option<(Place, usize, usize, usize)> {
+    if cs.lookup(region_base(p).addr()) != TAG_SMALL || region_offset(p) < crate::region::SMALL_HEADER {
+        return None;
+    }
+    // SAFETY: the table says the region is a live small region of this heap.
+    unsafe {
+        let at = Place::of(p);
+        let (class, size) = at.geometry()?;
+        let slot = slot_index(p.addr() - at.start, class);
+        (slot < at.carved()).then_some((at, class, size, slot))
+    }
+}
+
 /// Whether `p`, a slot named by a batch of remote frees on its way between caches (slots of
 /// any slab of the heap), is a slot queued for a remote free, before anything in it is read;
 /// false after a report (the caller must not place it).
@@ -1231,17 +1249,11 @@ unsafe fn fresh_slots(c: Carving, first: BasePtr, n: usize) {
 /// # Safety
 /// None: `p` is checked against the heap's region table first.
 pub(crate) unsafe fn queued_in_batch(cs: &CheckState, p: *mut u8) -> bool {
-    let base = region_base(p);
-    // SAFETY: read only once the table says `base` is a live small region of this heap.
+    // SAFETY: carved_slot found the slot in a live small region of this heap.
     unsafe {
-        if cs.lookup(base.addr()) == TAG_SMALL && region_offset(p) >= crate::region::SMALL_HEADER {
-            let at = Place::of(p);
-            if let Some((class, size)) = at.geometry() {
-                let off = p.addr() - at.start;
-                let slot = slot_index(off, class);
-                if slot < at.carved() && slot * size == off && meta_state(at.entry(slot).meta.load(Acquire)) == REMOTE {
-                    return true;
-                }
+        if let Some((at, _, size, slot)) = carved_slot(cs, p) {
+            if at.start + slot * size == p.addr() && meta_state(at.entry(slot).meta.load(Acquire)) == REMOTE {
+                return true;
             }
         }
     }
@@ -1249,21 +1261,17 @@ pub(crate) unsafe fn queued_in_batch(cs: &CheckState, p: *mut u8) -> bool {
     false
 }
 
-/// Reports the slot `p` that [`queued_in_batch`] rejected.
+/// Reports the slot `p` that [`queued_in_batch`] rejected: inside a carved slot, that slot, whose
+/// start the entry should have been.
 #[cold]
 #[inline(never)]
 fn bad_batch_entry(cs: &CheckState, p: *mut u8) {
     let a = p.addr();
-    // Inside a slot of a live small region: name that slot, whose start the entry should be.
-    // SAFETY: the region is read only once the table says it is a live small region of this heap.
+    // SAFETY: as in queued_in_batch.
     let (r, expected) = unsafe {
-        let at = (cs.lookup(region_base(p).addr()) == TAG_SMALL && region_offset(p) >= crate::region::SMALL_HEADER).then(|| Place::of(p));
-        match at.and_then(|at| at.geometry().map(|g| (at, g))) {
-            Some((at, (class, size))) if p.addr() - at.start < at.carved() * size => {
-                let slot = slot_index(p.addr() - at.start, class);
-                (at.report(ReportKind::CorruptLink, slot, class, size, 0), (at.start + slot * size) as u64)
-            }
-            _ => (Report::new(ReportKind::CorruptLink, a, 0), 0),
+        match carved_slot(cs, p) {
+            Some((at, class, size, slot)) => (at.report(ReportKind::CorruptLink, slot, class, size, 0), (at.start + slot * size) as u64),
+            None => (Report::new(ReportKind::CorruptLink, a, 0), 0),
         }
     };
     cs.report(Report { expected, found: a as u64, detail: "a batch of remote frees names no queued slot", ..r });

@@ -129,6 +129,8 @@ pub(crate) const ARENA_CHUNK: usize = 64 * 1024;
 /// Bytes of a chunk of batches (the first batch's room links the chunks): an arena chunk's, so
 /// that both are unmapped alike.
 pub(crate) const BATCH_CHUNK: usize = ARENA_CHUNK;
+/// Batches a chunk holds (its first batch's room links the chunks).
+pub(crate) const BATCHES_PER_CHUNK: usize = BATCH_CHUNK / BATCH_BYTES - 1;
 
 /// An allocator instance: create it, hand out [`ThreadCache`]s, drop it to unmap everything.
 pub struct Heap<P: Policy = Release> {
@@ -611,7 +613,7 @@ impl<P: Policy> Heap<P> {
             st.batches = BatchList::new();
             let mut c = st.batch_chunks;
             while !c.is_null() {
-                st.batches.carve(c.add(BATCH_BYTES), BATCH_CHUNK - BATCH_BYTES);
+                Self::carve_batch_chunk(st, c);
                 c = c.cast::<*mut u8>().read();
             }
             // The arena's free list in its canonical order, so caches land where they would in a
@@ -811,11 +813,21 @@ impl<P: Policy> Heap<P> {
                 unsafe {
                     chunk.cast::<*mut u8>().write(st.batch_chunks);
                     st.batch_chunks = chunk;
-                    st.batches.carve(chunk.add(BATCH_BYTES), BATCH_CHUNK - BATCH_BYTES);
+                    Self::carve_batch_chunk(&mut st, chunk);
                 }
             }
         }
         stash.take_from(&mut st.batches, n);
+    }
+
+    /// Puts the batches of a chunk of them (all but the first's room, which links the chunks)
+    /// into the heap's empty ones, lowest address first.
+    ///
+    /// # Safety
+    /// `chunk` is a chunk of batches of this heap whose batches are all unused.
+    unsafe fn carve_batch_chunk(st: &mut State, chunk: *mut u8) {
+        // SAFETY: per the contract.
+        unsafe { st.batches.carve(chunk.add(BATCH_BYTES), BATCHES_PER_CHUNK * BATCH_BYTES) };
     }
 
     /// Takes `n` empty batches back from a cache's `stash` (all of them when the cache ends).

@@ -299,21 +299,8 @@ impl RemoteQueue {
     /// `b` must be a handed-out slot of the slab this queue belongs to; the caller gives it up.
     #[inline]
     pub unsafe fn push<P: Policy>(&self, b: BasePtr) {
-        // SAFETY: forwarded; a single slot is a chain from itself to itself.
-        unsafe { self.push_chain::<P>(b, b) }
-    }
-
-    /// Queues a chain of slots linked from `first` to `last` (whose link is overwritten) with one
-    /// atomic operation.
-    ///
-    /// # Safety
-    /// Every slot of the chain must be a handed-out slot of this queue's slab that the caller
-    /// gives up, linked with policy `P`.
-    #[inline]
-    pub unsafe fn push_chain<P: Policy>(&self, first: BasePtr, last: BasePtr) {
-        // SAFETY: the slots are ours until the push publishes them; a slab's queue is never
-        // closed.
-        let pushed = unsafe { self.stack.try_push(first.as_ptr(), |head| last.set_link::<P>(BasePtr::from_raw(head))) };
+        // SAFETY: the slot is ours until the push publishes it; a slab's queue is never closed.
+        let pushed = unsafe { self.stack.try_push(b.as_ptr(), |head| b.set_link::<P>(BasePtr::from_raw(head))) };
         debug_assert!(pushed, "hakmem: a push onto a closed slab queue");
     }
 

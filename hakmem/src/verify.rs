@@ -8,10 +8,10 @@
 //! It reads every list of the heap, caches' private ones included, so nothing may run on the
 //! heap meanwhile; it allocates its bookkeeping through the global allocator.
 
-use crate::batch::{Batch, BATCH_BYTES};
+use crate::batch::Batch;
 use crate::cache::CacheInner;
 use crate::check;
-use crate::heap::{Heap, State, ARENA_CHUNK, BATCH_CHUNK, CACHE_SLOT};
+use crate::heap::{Heap, State, ARENA_CHUNK, BATCHES_PER_CHUNK, CACHE_SLOT};
 use crate::layout::{region_base, region_offset, BasePtr, SLABS_PER_REGION, UNIT_MASK};
 use crate::region::whole_spans;
 use crate::list::List;
@@ -191,7 +191,7 @@ impl<P: Policy> Heap<P> {
                 chunks += 1;
                 c = c.cast::<*mut u8>().read();
             }
-            let all = chunks * (BATCH_CHUNK / BATCH_BYTES - 1);
+            let all = chunks * BATCHES_PER_CHUNK;
             if batches != all {
                 sw.bad(st.batch_chunks.addr(), None, None, "batches of remote frees were lost (or counted twice): the caches and the heap hold a different number than were made", all as u64, batches as u64);
             }
