@@ -6,8 +6,11 @@
  * are independent: every free is local.
  *
  * glibc's runs each thread for a fixed time; this one does a fixed number of steps per thread.
+ * LOW and HIGH narrow the sizes to 2^LOW..2^(HIGH+1)-1, to see which sizes an allocator is slow
+ * at (the C suite runs the whole range).
  *
- * Usage: bench-malloc-thread [THREADS [STEPS_PER_THREAD]]   (default 1 thread, 20000000 steps) */
+ * Usage: bench-malloc-thread [THREADS [STEPS_PER_THREAD [LOW HIGH]]]
+ *        (default 1 thread, 20000000 steps, sizes 2^2..2^15-1) */
 #include "bench.h"
 
 #define WORKING_SET 1024
@@ -15,6 +18,7 @@
 #define TABLE 4096
 
 static long steps;
+static unsigned low_bits = 2, high_bits = 14;
 
 struct thread {
     uint64_t sum;
@@ -22,9 +26,10 @@ struct thread {
     uint32_t size[TABLE];
 };
 
-/* 4..=32767, log-uniform: a power of two from 4 to 16384, then uniform up to the next one. */
+/* 4..=32767 by default, log-uniform: a power of two from 4 to 16384, then uniform up to the
+ * next one. */
 static uint32_t draw_size(struct rng *r) {
-    unsigned bits = (unsigned)rng_range(r, 2, 14);
+    unsigned bits = (unsigned)rng_range(r, low_bits, high_bits);
     return (uint32_t)rng_range(r, (size_t)1 << bits, ((size_t)2 << bits) - 1);
 }
 
@@ -49,6 +54,12 @@ static void *run(void *arg) {
 int main(int argc, char **argv) {
     int threads = (int)arg_long(argc, argv, 1, 1);
     steps = arg_long(argc, argv, 2, 20000000);
+    low_bits = (unsigned)arg_long(argc, argv, 3, low_bits);
+    high_bits = (unsigned)arg_long(argc, argv, 4, high_bits);
+    if (low_bits > high_bits || high_bits > 24) {
+        fprintf(stderr, "bench-malloc-thread: need LOW <= HIGH <= 24\n");
+        return 2;
+    }
     struct thread *t = calloc((size_t)threads, sizeof *t);
     if (!t)
         return 2;
@@ -64,7 +75,7 @@ int main(int argc, char **argv) {
     uint64_t sum = run_threads(threads, run, t, sizeof *t);
     free(t);
     char params[96];
-    snprintf(params, sizeof params, "threads=%d steps=%ld", threads, steps);
+    snprintf(params, sizeof params, "threads=%d steps=%ld sizes=2^%u..2^%u", threads, steps, low_bits, high_bits + 1);
     finish("bench-malloc-thread", params, sum, start);
     return 0;
 }

@@ -41,7 +41,7 @@ use crate::policy::{Policy, Release};
 use crate::report::Identity;
 use crate::guard::GUARD_KIND;
 use crate::region::{Block, RegionHeader, SmallRegion, Span, SMALL_KIND};
-use crate::size_class::{class_for, malloc_mid_class, malloc_tiny_class, tiny_class, CLASS_SIZES, NUM_CLASSES, SMALL_MAX, TINY_MAX};
+use crate::size_class::{class_for, malloc_class, small_class, CLASS_SIZES, NUM_CLASSES, SMALL_MAX};
 use crate::slab::{Slab, SlabLinks};
 use core::marker::PhantomData;
 use core::ptr::{self, null_mut, NonNull};
@@ -260,8 +260,8 @@ impl<P: Policy> CacheInner<P> {
     /// Allocates `size` bytes aligned to `align` (a power of two); null when out of memory.
     #[inline(always)]
     pub fn alloc(&mut self, size: usize, align: usize) -> *mut u8 {
-        if size <= Self::TINY_REQUEST && align <= 8 {
-            self.alloc_class(tiny_class(slot_needed::<P>(size, align)), size, align)
+        if size <= Self::SMALL_REQUEST && align <= 8 {
+            self.alloc_class(small_class(slot_needed::<P>(size, align)), size, align)
         } else {
             self.alloc_generic(size, align, false)
         }
@@ -272,22 +272,18 @@ impl<P: Policy> CacheInner<P> {
     pub fn malloc(&mut self, size: usize) -> *mut u8 {
         // Every class above the 8-byte one is a multiple of 16 (asserted in size_class), so
         // keeping tiny requests out of that class is all 16-byte alignment takes.
-        if size <= Self::TINY_REQUEST {
-            self.alloc_class(malloc_tiny_class(slot_needed::<P>(size, 16)), size, 16)
+        if size <= Self::SMALL_REQUEST {
+            self.alloc_class(malloc_class(slot_needed::<P>(size, 16)), size, 16)
         } else {
-            self.malloc_mid(size)
+            self.malloc_large(size)
         }
     }
 
-    /// [`CacheInner::malloc`] above the tiny classes: out of line, so that the tiny path stays
+    /// [`CacheInner::malloc`] above the slab classes: out of line, so that the slab path stays
     /// small enough to be inlined into the C entry point.
     #[inline(never)]
-    fn malloc_mid(&mut self, size: usize) -> *mut u8 {
-        if size <= Self::MID_REQUEST {
-            self.alloc_class(malloc_mid_class(slot_needed::<P>(size, 16)), size, 16)
-        } else {
-            self.alloc_generic(size, 16, false)
-        }
+    fn malloc_large(&mut self, size: usize) -> *mut u8 {
+        self.alloc_generic(size, 16, false)
     }
 
     /// Allocates zeroed memory, skipping the memset when the slot is fresh from the OS.
@@ -295,10 +291,8 @@ impl<P: Policy> CacheInner<P> {
         self.alloc_generic(size, align, true)
     }
 
-    /// Largest request the tiny fast path serves.
-    const TINY_REQUEST: usize = TINY_MAX - P::HEADER - P::MIN_TAIL;
-    /// Largest request malloc's mid path serves (the rest is mapped on its own).
-    const MID_REQUEST: usize = SMALL_MAX - P::HEADER - P::MIN_TAIL;
+    /// Largest request the fast paths serve from slabs (the rest is mapped on its own).
+    const SMALL_REQUEST: usize = SMALL_MAX - P::HEADER - P::MIN_TAIL;
 
     #[inline(always)]
     fn alloc_class(&mut self, class: usize, size: usize, align: usize) -> *mut u8 {

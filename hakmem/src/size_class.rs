@@ -2,9 +2,9 @@
 //!
 //! Tiny classes (up to 1 KiB) are spaced 16 bytes apart up to 128 B and four per doubling above,
 //! which bounds internal waste at 20% instead of the 50% of the C design's power-of-two classes.
-//! Mid classes (up to 32 KiB) keep four per doubling up to 16 KiB; every mid class is a multiple of
-//! 256 so one table indexed by `size / 256` finds them. Above 16 KiB only 21760 (three slots per
-//! 64 KiB unit) and 32768 (two) remain, since finer classes would leave most of a unit unused. (Classes
+//! Mid classes (up to 32 KiB) keep four per doubling up to 16 KiB, each a multiple of 256. Above
+//! 16 KiB only 21760 (three slots per 64 KiB unit) and 32768 (two) remain, since finer classes
+//! would leave most of a unit unused. (Classes
 //! above 4 KiB take 256 KiB spans where they can, see `layout`; the classes stay those of a unit,
 //! which a heap limited to a few units per region still uses.)
 
@@ -32,9 +32,6 @@ const _: () = {
     while i < NUM_CLASSES {
         assert!(CLASS_SIZES[i] % 16 == 0);
         assert!(CLASS_SIZES[i] > CLASS_SIZES[i - 1]);
-        if CLASS_SIZES[i] > TINY_MAX {
-            assert!(CLASS_SIZES[i] % 256 == 0);
-        }
         i += 1;
     }
     assert!(CLASS_SIZES[NUM_CLASSES - 1] == SMALL_MAX);
@@ -48,9 +45,12 @@ const fn smallest_class_at_least(size: usize) -> u8 {
     c as u8
 }
 
-/// Class of sizes 0..=1024, indexed by `(size + 7) / 8`.
-static TINY_INDEX: [u8; TINY_MAX / 8 + 1] = {
-    let mut t = [0u8; TINY_MAX / 8 + 1];
+/// The class of every size up to `SMALL_MAX` in 8-byte steps, indexed by `(size + 7) / 8`: one
+/// load and no branch between the tiny and the mid classes. (With sizes mixed at random, as in
+/// glibc's bench-malloc-thread, that branch was mispredicted on nearly half of the calls; 4 KiB
+/// of table of which a program touches only the lines of the sizes it uses.)
+static SMALL_INDEX: [u8; SMALL_MAX / 8 + 1] = {
+    let mut t = [0u8; SMALL_MAX / 8 + 1];
     let mut i = 0;
     while i < t.len() {
         t[i] = smallest_class_at_least(i * 8);
@@ -59,65 +59,44 @@ static TINY_INDEX: [u8; TINY_MAX / 8 + 1] = {
     t
 };
 
-/// Class of sizes 1025..=32768, indexed by `(size + 255) / 256`.
-static MID_INDEX: [u8; SMALL_MAX / 256 + 1] = {
-    let mut t = [0u8; SMALL_MAX / 256 + 1];
-    let mut i = TINY_MAX / 256;
+/// [`SMALL_INDEX`] for malloc in 16-byte steps, indexed by `(size + 15) / 16`: sizes up to 8
+/// bytes get the 16-byte class (every larger class is a multiple of 16), so every malloc block
+/// is 16-byte aligned with no extra compare.
+static MALLOC_INDEX: [u8; SMALL_MAX / 16 + 1] = {
+    let mut t = [0u8; SMALL_MAX / 16 + 1];
+    let mut i = 0;
     while i < t.len() {
-        t[i] = smallest_class_at_least(i * 256);
+        t[i] = smallest_class_at_least(if i == 0 { 16 } else { i * 16 });
         i += 1;
     }
     t
 };
 
-/// [`TINY_INDEX`] for malloc, whose blocks are all 16-byte aligned: sizes up to 8 bytes get the
-/// 16-byte class too (every larger class is a multiple of 16), so malloc's fast path needs no
-/// extra compare.
-static MALLOC_TINY_INDEX: [u8; TINY_MAX / 8 + 1] = {
-    let mut t = TINY_INDEX;
-    t[0] = smallest_class_at_least(16);
-    t[1] = smallest_class_at_least(16);
-    t
-};
-
-/// Class for a malloc request whose slot needs at most `TINY_MAX` bytes: 16-byte aligned.
+/// Class for a malloc request whose slot needs at most `SMALL_MAX` bytes: 16-byte aligned.
 #[inline(always)]
-pub fn malloc_tiny_class(size: usize) -> usize {
-    debug_assert!(size <= TINY_MAX);
-    // SAFETY: size <= TINY_MAX keeps the index within the table.
-    unsafe { *MALLOC_TINY_INDEX.get_unchecked((size + 7) >> 3) as usize }
-}
-
-/// Class for a malloc request whose slot needs more than `TINY_MAX` and at most `SMALL_MAX`
-/// bytes: every mid class is a multiple of 256, so 16-byte aligned.
-#[inline(always)]
-pub fn malloc_mid_class(size: usize) -> usize {
-    debug_assert!(size > TINY_MAX && size <= SMALL_MAX);
-    // FAULT fault-malloc-mid-rounds-down (new): the granule is rounded down, so a request
-    // just above a class's size gets that class's slot, too small for it (C's malloc only).
-    let granule = if cfg!(feature = "fault-malloc-mid-rounds-down") { size >> 8 } else { (size + 255) >> 8 };
+pub fn malloc_class(size: usize) -> usize {
+    debug_assert!(size <= SMALL_MAX);
+    // FAULT fault-malloc-mid-rounds-down (new): above the tiny classes the size is rounded
+    // down, so a request just above a class's size gets that class's slot, too small for it
+    // (C's malloc only).
+    let i = if cfg!(feature = "fault-malloc-mid-rounds-down") && size > TINY_MAX { size >> 4 } else { (size + 15) >> 4 };
     // SAFETY: size <= SMALL_MAX keeps the index within the table.
-    unsafe { *MID_INDEX.get_unchecked(granule) as usize }
+    unsafe { *MALLOC_INDEX.get_unchecked(i) as usize }
 }
 
-/// Class for a request of at most `TINY_MAX` bytes with alignment at most 8; the fast path.
+/// Class for a request whose slot needs at most `SMALL_MAX` bytes with alignment at most 8;
+/// the fast path.
 #[inline(always)]
-pub fn tiny_class(size: usize) -> usize {
-    debug_assert!(size <= TINY_MAX);
-    // SAFETY: size <= TINY_MAX keeps the index within the table.
-    unsafe { *TINY_INDEX.get_unchecked((size + 7) >> 3) as usize }
+pub fn small_class(size: usize) -> usize {
+    debug_assert!(size <= SMALL_MAX);
+    // SAFETY: size <= SMALL_MAX keeps the index within the table.
+    unsafe { *SMALL_INDEX.get_unchecked((size + 7) >> 3) as usize }
 }
 
 /// Smallest class whose slots hold `size` bytes, or `None` if the request is large.
 #[inline]
 pub fn class_of(size: usize) -> Option<usize> {
-    if size <= TINY_MAX {
-        Some(tiny_class(size))
-    } else if size <= SMALL_MAX {
-        Some(MID_INDEX[(size + 255) >> 8] as usize)
-    } else {
-        None
-    }
+    (size <= SMALL_MAX).then(|| small_class(size))
 }
 
 /// Smallest class whose slots hold `size` bytes at alignment `align` (a power of two).
@@ -154,6 +133,14 @@ mod tests {
             }
         }
         assert_eq!(class_of(SMALL_MAX + 1), None);
+    }
+
+    #[test]
+    fn malloc_gets_the_smallest_16_byte_aligned_class() {
+        for size in 0..=SMALL_MAX {
+            let c = malloc_class(size);
+            assert_eq!(Some(c), class_for(size, 16), "size {size}");
+        }
     }
 
     #[test]
