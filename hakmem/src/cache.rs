@@ -440,9 +440,9 @@ impl<P: Policy> CacheInner<P> {
             } else {
                 // SAFETY: find_room returns a member of others[class].
                 unsafe { self.others[class].remove(next) };
-            }
-            if next == self.spare[class] {
-                self.spare[class] = null_mut();
+                if next == self.spare[class] {
+                    self.spare[class] = null_mut();
+                }
             }
             self.bins[class] = next;
         }

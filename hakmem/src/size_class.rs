@@ -4,9 +4,9 @@
 //! which bounds internal waste at 20% instead of the 50% of the C design's power-of-two classes.
 //! Mid classes (up to 32 KiB) keep four per doubling up to 16 KiB, each a multiple of 256. Above
 //! 16 KiB only 21760 (three slots per 64 KiB unit) and 32768 (two) remain, since finer classes
-//! would leave most of a unit unused. (Classes
-//! above 4 KiB take 256 KiB spans where they can, see `layout`; the classes stay those of a unit,
-//! which a heap limited to a few units per region still uses.)
+//! would leave most of a unit unused. (Classes above 4 KiB take 256 KiB spans where they can, see
+//! `layout`; the classes stay those of a unit, which a heap limited to a few units per region
+//! still uses.)
 
 /// Slot size of each class, ascending.
 pub const CLASS_SIZES: [usize; NUM_CLASSES] = [
@@ -45,32 +45,28 @@ const fn smallest_class_at_least(size: usize) -> u8 {
     c as u8
 }
 
+/// Entry `i` is the class of a request of `i * STEP` bytes, and of at least `smallest`.
+const fn class_table<const N: usize, const STEP: usize>(smallest: usize) -> [u8; N] {
+    let mut t = [0u8; N];
+    let mut i = 0;
+    while i < N {
+        let size = i * STEP;
+        t[i] = smallest_class_at_least(if size < smallest { smallest } else { size });
+        i += 1;
+    }
+    t
+}
+
 /// The class of every size up to `SMALL_MAX` in 8-byte steps, indexed by `(size + 7) / 8`: one
 /// load and no branch between the tiny and the mid classes. (With sizes mixed at random, as in
 /// glibc's bench-malloc-thread, that branch was mispredicted on nearly half of the calls; 4 KiB
 /// of table of which a program touches only the lines of the sizes it uses.)
-static SMALL_INDEX: [u8; SMALL_MAX / 8 + 1] = {
-    let mut t = [0u8; SMALL_MAX / 8 + 1];
-    let mut i = 0;
-    while i < t.len() {
-        t[i] = smallest_class_at_least(i * 8);
-        i += 1;
-    }
-    t
-};
+static SMALL_INDEX: [u8; SMALL_MAX / 8 + 1] = class_table::<{ SMALL_MAX / 8 + 1 }, 8>(0);
 
 /// [`SMALL_INDEX`] for malloc in 16-byte steps, indexed by `(size + 15) / 16`: sizes up to 8
 /// bytes get the 16-byte class (every larger class is a multiple of 16), so every malloc block
 /// is 16-byte aligned with no extra compare.
-static MALLOC_INDEX: [u8; SMALL_MAX / 16 + 1] = {
-    let mut t = [0u8; SMALL_MAX / 16 + 1];
-    let mut i = 0;
-    while i < t.len() {
-        t[i] = smallest_class_at_least(if i == 0 { 16 } else { i * 16 });
-        i += 1;
-    }
-    t
-};
+static MALLOC_INDEX: [u8; SMALL_MAX / 16 + 1] = class_table::<{ SMALL_MAX / 16 + 1 }, 16>(16);
 
 /// Class for a malloc request whose slot needs at most `SMALL_MAX` bytes: 16-byte aligned.
 #[inline(always)]
