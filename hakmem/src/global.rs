@@ -346,7 +346,29 @@ fn enomem_if_null(p: *mut u8) -> *mut u8 {
 /// C `malloc`: at least `size` bytes, 16-byte aligned; null with `ENOMEM` on failure.
 #[inline]
 pub fn malloc<G: Global>(size: usize) -> *mut u8 {
-    enomem_if_null(with_cache::<G, _>(|c| c.malloc(size)))
+    let c = G::cache();
+    if c.addr() > GONE {
+        // SAFETY: a valid TLS pointer is this thread's own live cache.
+        if let Some(p) = unsafe { (*c).malloc_fast(size) } {
+            // Only a checked slot can be refused.
+            return if G::CHECKED { enomem_if_null(p) } else { p };
+        }
+    }
+    malloc_slow::<G>(size)
+}
+
+/// [`malloc`] past its fast path. `extern "C"` (cannot unwind) so that the C entry point
+/// tail-calls it and saves no register (see `CacheInner::free_other`).
+#[cold]
+#[inline(never)]
+extern "C" fn malloc_slow<G: Global>(size: usize) -> *mut u8 {
+    let c = G::cache();
+    enomem_if_null(if c.addr() > GONE {
+        // SAFETY: as in `malloc`, whose fast path just said None.
+        unsafe { (*c).malloc_slow(size) }
+    } else {
+        with_cache_slow(c, |c| c.malloc(size))
+    })
 }
 
 /// C `free`: release mode reports a pointer in no mapping of a heap rather than read behind it
@@ -385,9 +407,7 @@ unsafe fn free_outlined<G: Global>(p: *mut u8) {
 /// As for [`free`].
 #[inline(always)]
 unsafe fn free_in<G: Global, const UNTRUSTED: bool>(p: *mut u8) {
-    if p.is_null() {
-        return;
-    }
+    // Null (from C) is told apart off the fast path: it lies in no small region.
     let c = G::cache();
     // SAFETY: the caller promises a live block; a valid TLS pointer is this thread's cache.
     unsafe {
@@ -406,9 +426,14 @@ unsafe fn free_in<G: Global, const UNTRUSTED: bool>(p: *mut u8) {
 ///
 /// # Safety
 /// As for [`free_in`]; `c` is this thread's cache pointer, not a live cache.
+// `extern "C"` (cannot unwind), so that the C entry point may tail-call it: see
+// `CacheInner::free_other`.
 #[cold]
 #[inline(never)]
-unsafe fn free_slow<G: Global, const UNTRUSTED: bool>(c: *mut CacheInner<G>, p: *mut u8) {
+unsafe extern "C" fn free_slow<G: Global, const UNTRUSTED: bool>(c: *mut CacheInner<G>, p: *mut u8) {
+    if p.is_null() {
+        return;
+    }
     if c.addr() == UNSET {
         let c = setup_thread::<G>();
         if !c.is_null() {

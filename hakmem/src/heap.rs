@@ -58,9 +58,9 @@ pub const LARGE_CACHE_BYTES: usize = 8 << 20;
 pub const LARGE_REUSE_SLACK: usize = 64 << 10;
 /// Freed large mappings kept at most (reuse searches them one by one).
 pub const LARGE_CACHE_COUNT: usize = 64;
-/// Remote frees into one slab (a run), and to one owning cache, that a cache gathers before
-/// passing them on, the latter with one atomic operation (see `cache`'s remote frees).
-pub const PENDING_MAX: u32 = 32;
+/// Remote frees to one owning cache that a cache gathers before sending them with one atomic
+/// operation (see `cache`'s remote frees); a batch holds at most `batch::BATCH_SLOTS` of them.
+pub const PENDING_MAX: u32 = 128;
 
 /// A heap's thresholds: what it keeps, for how long, and how much it may map. Each field's
 /// default is the constant named in its doc; [`Heap::set_limits`] changes them, which the fuzz

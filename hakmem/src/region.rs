@@ -62,6 +62,13 @@ pub fn mark_mapping(base: *mut u8, len: usize, what: Span) {
     }
 }
 
+/// Whether the span of `region` (a `REGION_SIZE`-aligned address) holds a small region: the
+/// free path's test, [`span_of`]'s first.
+#[inline(always)]
+pub fn span_is_small(region: *mut u8) -> bool {
+    map_entry(region.addr() / REGION_SIZE).is_some_and(|e| e.load(Relaxed) == Span::Small as u8)
+}
+
 /// What the span of `region` (a `REGION_SIZE`-aligned address) holds.
 #[inline(always)]
 pub fn span_of(region: *mut u8) -> Span {
