@@ -4,7 +4,7 @@
 //! which bounds internal waste at 20% instead of the 50% of the C design's power-of-two classes.
 //! Mid classes (up to 32 KiB) keep four per doubling up to 16 KiB, each a multiple of 256. Above
 //! 16 KiB only 21760 (three slots per 64 KiB unit) and 32768 (two) remain, since finer classes
-//! would leave most of a unit unused. (Classes above 4 KiB take 256 KiB spans where they can, see
+//! would leave most of a unit unused. (Classes above 4 KiB take 1 MiB spans where they can, see
 //! `layout`; the classes stay those of a unit, which a heap limited to a few units per region
 //! still uses.)
 
