@@ -339,13 +339,13 @@ impl<P: Policy> CacheInner<P> {
     }
 
     /// [`CacheInner::alloc_class`] after its fast path said None (so counted down): the guard
-    /// sample if due, else a slot from wherever the class has one.
+    /// sample if due, else the current slab had no free slot and the class refills.
     #[inline(never)]
     fn alloc_class_slow(&mut self, class: usize, size: usize, align: usize) -> *mut u8 {
         if self.guard_left == 0 {
             return self.alloc_sampled(class, size, align);
         }
-        self.alloc_unsampled(class, size, align)
+        self.alloc_refill(class, size, align)
     }
 
     /// [`CacheInner::alloc_class`] past the guard sample.
@@ -359,6 +359,12 @@ impl<P: Policy> CacheInner<P> {
                 return self.hand_out(slab, b, size, align);
             }
         }
+        self.alloc_refill(class, size, align)
+    }
+
+    /// A slot of `class` once its current slab has no free one (the pop just failed).
+    #[inline(always)]
+    fn alloc_refill(&mut self, class: usize, size: usize, align: usize) -> *mut u8 {
         match self.alloc_slow(class) {
             // SAFETY: alloc_slow took `b` from the class's current slab.
             Some((b, _)) => unsafe { self.hand_out(self.bins[class], b, size, align) },
