@@ -101,7 +101,7 @@ pub fn accessible_len(p: *mut u8, max: usize) -> usize {
 }
 
 /// The free hook's check of a release-mode slab block: a live block's first byte is addressable
-/// (see [`allocated`]); a freed one's is poisoned. A free of a poisoned pointer is a double free
+/// (the cache's `hand_out` unpoisons the client's bytes); a freed one's is poisoned. A free of a poisoned pointer is a double free
 /// (or a free of something never handed out): ASan reports it with the stack of the free.
 #[inline(always)]
 pub fn check_live(p: *mut u8) {
@@ -147,7 +147,8 @@ impl Unpoisoned {
     }
 
     /// Opens the slot `[p, p + len)` of a live block whose client has `size` bytes at `user`;
-    /// on drop the slot is back to [`allocated`]'s state (a null `user`: poisoned whole).
+    /// on drop the slot is back to a live block's state, only the client's bytes open (a null
+    /// `user`: poisoned whole).
     #[inline(always)]
     pub fn block(p: *mut u8, len: usize, user: *mut u8, size: usize) -> Self {
         unpoison(p, len);

@@ -132,7 +132,7 @@ pub(crate) const BATCH_CHUNK: usize = ARENA_CHUNK;
 /// Batches a chunk holds (its first batch's room links the chunks).
 pub(crate) const BATCHES_PER_CHUNK: usize = BATCH_CHUNK / BATCH_BYTES - 1;
 
-/// An allocator instance: create it, hand out [`ThreadCache`]s, drop it to unmap everything.
+/// An allocator instance: create it, hand out [`crate::ThreadCache`]s, drop it to unmap everything.
 pub struct Heap<P: Policy = Release> {
     pub(crate) state: SpinLock<State>,
     stats: Counters,
