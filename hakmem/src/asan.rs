@@ -101,8 +101,9 @@ pub fn accessible_len(p: *mut u8, max: usize) -> usize {
 }
 
 /// The free hook's check of a release-mode slab block: a live block's first byte is addressable
-/// (the cache's `hand_out` unpoisons the client's bytes); a freed one's is poisoned. A free of a poisoned pointer is a double free
-/// (or a free of something never handed out): ASan reports it with the stack of the free.
+/// (the cache's `hand_out` unpoisons the client's bytes); a freed one's is poisoned. A free of a
+/// poisoned pointer is a double free (or a free of something never handed out): ASan reports it
+/// with the stack of the free.
 #[inline(always)]
 pub fn check_live(p: *mut u8) {
     if is_poisoned(p) {

@@ -115,8 +115,8 @@ pub const SLABS_PER_REGION: usize = REGION_SIZE / SLAB_SIZE;
 /// per slab gather more free ones between two visits. From 256 KiB spans to 1 MiB, side by side
 /// under `LD_PRELOAD` (5 alternations): bench-malloc-thread with 1 thread 153 to 144 ms and peak
 /// RSS 8.7 to 7.5 MiB, with 4 threads 88 to 83 ms and 25.7 to 21.8 MiB (tcmalloc 25.1), its 16-32
-/// KiB range 43 to 29 ms (tcmalloc 22); sqlite3, python3, sort and gcc unchanged. (512 KiB gained less; 2 MiB
-/// would leave a region two spans, too few for `heap::cuts_spans`.) The pages of a slab are
+/// KiB range 43 to 29 ms (tcmalloc 22); sqlite3, python3, sort and gcc unchanged. (512 KiB gained
+/// less; 2 MiB would leave a region two spans, too few for `heap::cuts_spans`.) The pages of a slab are
 /// touched only as its slots are carved, 4 KiB at a time.
 pub const SPAN_UNITS: usize = 16;
 /// Bytes of a span.
