@@ -8,7 +8,8 @@ use std::path::Path;
 
 use crate::chart;
 use crate::csuite::{CRow, Preload, PEERS};
-use crate::report::{geomean, json_num, json_str, md_cell, md_header, with_ratio};
+use crate::placement;
+use crate::report::{geomean, json_num, json_str, md_cell, md_header, median, with_ratio};
 
 /// What the report says about a C-suite run beyond its rows.
 pub struct CInfo<'a> {
@@ -81,8 +82,8 @@ fn mib(kib: f64) -> f64 {
 /// Header of the printed table.
 pub fn table_header() -> String {
     let s = format!(
-        "{:<17} {:<15} {:>8} {:>7} {:>9} {:>15} {:>15}",
-        "benchmark", "allocator", "time s", "spread", "peak MiB", "speed vs best", "peak vs best"
+        "{:<17} {:<15} {:>8} {:>7} {:>7} {:>9} {:>15} {:>15}",
+        "benchmark", "allocator", "time s", "spread", "rtt ns", "peak MiB", "speed vs best", "peak vs best"
     );
     let width = s.len();
     format!("{s}\n{}", "-".repeat(width))
@@ -95,8 +96,9 @@ pub fn table_row(rows: &[CRow], row: &CRow) -> String {
         (None, Some(t), Some(p)) => {
             let _ = write!(
                 s,
-                " {t:>8.3} {:>6.1}% {:>9.1} {:>14}x {:>14}x",
+                " {t:>8.3} {:>6.1}% {:>7} {:>9.1} {:>14}x {:>14}x",
                 row.spread().unwrap_or(0.0) * 100.0,
+                md_cell(median(&row.rtt_ns), 0),
                 mib(p),
                 md_cell(speed_vs_best(rows, row), 2),
                 md_cell(peak_vs_best(rows, row), 2)
@@ -108,6 +110,11 @@ pub fn table_row(rows: &[CRow], row: &CRow) -> String {
         _ => s.push_str(" (no completed rounds)"),
     }
     s
+}
+
+/// Each row's (benchmark, placement probes), for `placement`'s verdicts.
+pub fn probes(rows: &[CRow]) -> impl Iterator<Item = (&str, &[f64])> + Clone {
+    rows.iter().map(|r| (r.bench, &r.rtt_ns[..]))
 }
 
 /// Printed summary: each allocator's geometric means against the best peer.
@@ -193,6 +200,7 @@ pub fn markdown(info: &CInfo, rows: &[CRow]) -> String {
         |r| speed_vs_best(rows, r),
         3,
     );
+    let _ = writeln!(s, "{}\n", placement::note(probes(rows), "benchmark"));
 
     let others: Vec<&str> = names.iter().copied().filter(|a| *a != "hakmem").collect();
     if names.contains(&"hakmem") {
@@ -288,8 +296,9 @@ fn figure_table(
     digits: usize,
 ) {
     md_header(s, "benchmark", names);
+    let far = placement::far_names(probes(rows));
     for b in benches {
-        let _ = write!(s, "| {b} |");
+        let _ = write!(s, "| {b}{} |", placement::mark(&far, b));
         for a in names {
             let cell = match find(rows, b, a) {
                 Some(r) if r.error.is_some() => "FAILED".into(),
@@ -332,8 +341,9 @@ fn hakmem_table(
         };
         ratio(other, figure(rows, b, "hakmem"))
     };
+    let far = placement::far_names(probes(rows));
     for b in benches {
-        let _ = write!(s, "| {b} |");
+        let _ = write!(s, "| {b}{} |", placement::mark(&far, b));
         for col in &columns {
             let _ = write!(s, " {}x |", md_cell(cell(b, col), 2));
         }
@@ -400,7 +410,8 @@ pub fn to_json(info: &CInfo, rows: &[CRow]) -> String {
                  \"speed_vs_best_peer\": {}, \"cpu_speed_vs_best_peer\": {}, \
                  \"peak_vs_best_peer\": {}, \"samples_seconds\": [{}], \
                  \"samples_cpu_seconds\": [{}], \"samples_peak_kib\": [{}], \
-                 \"samples_self_reported_seconds\": [{}], \"error\": {}}}",
+                 \"samples_self_reported_seconds\": [{}], \"samples_rtt_ns\": [{}], \
+                 \"error\": {}}}",
                 json_str(r.bench),
                 json_str(r.alloc),
                 json_num(r.time()),
@@ -418,6 +429,7 @@ pub fn to_json(info: &CInfo, rows: &[CRow]) -> String {
                     .collect::<Vec<_>>()
                     .join(", "),
                 nums(&mut r.self_secs.iter().copied()),
+                nums(&mut r.rtt_ns.iter().copied()),
                 r.error.as_deref().map_or("null".into(), json_str)
             )
         })
@@ -455,6 +467,7 @@ mod tests {
             peak_kib: vec![peak_kib],
             cpu: vec![secs],
             self_secs: vec![],
+            rtt_ns: vec![130.0],
             error: None,
         }
     }

@@ -447,6 +447,8 @@ pub struct CRow {
     pub cpu: Vec<f64>,
     /// The time the program reported itself (C programs only), seconds.
     pub self_secs: Vec<f64>,
+    /// The placement probe before each run (ns; see `placement`), where it completed.
+    pub rtt_ns: Vec<f64>,
     /// Why the runs stopped, if one failed.
     pub error: Option<String>,
 }
@@ -608,6 +610,7 @@ pub fn run(cfg: &Config, mut each: impl FnMut(&[CRow])) -> Vec<CRow> {
                 peak_kib: Vec::new(),
                 cpu: Vec::new(),
                 self_secs: Vec::new(),
+                rtt_ns: Vec::new(),
                 error: None,
             })
             .collect();
@@ -637,6 +640,7 @@ pub fn run(cfg: &Config, mut each: impl FnMut(&[CRow])) -> Vec<CRow> {
                 }
                 let lib = cfg.allocs[i].lib.as_deref();
                 let row = &mut rows[i];
+                row.rtt_ns.extend(crate::placement::round_trip_ns());
                 match run_once(&inv, lib, cfg)
                     .and_then(|ran| verdict(&ran, Some(&expected)).map(|()| ran))
                 {

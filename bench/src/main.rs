@@ -13,6 +13,7 @@ mod guard;
 mod heap;
 mod inputs;
 mod memory;
+mod placement;
 mod process;
 mod report;
 mod rng;
@@ -514,6 +515,7 @@ fn rust_suite(
                 allocator: a.name,
                 ops,
                 mops: Vec::new(),
+                rtt_ns: Vec::new(),
                 error: None,
             })
             .collect();
@@ -529,6 +531,9 @@ fn rust_suite(
                 } else {
                     ops
                 };
+                if round > 0 {
+                    row.rtt_ns.extend(placement::round_trip_ns());
+                }
                 guard::enter(wi, index_of(ALLOCATORS, *a), round);
                 let t = Instant::now();
                 let result = panic::catch_unwind(AssertUnwindSafe(|| (w.run)(a.handle, n)));
@@ -564,6 +569,7 @@ fn rust_suite(
     println!();
     let names: Vec<&str> = chosen_allocs.iter().map(|a| a.name).collect();
     print!("{}", report::summary(&all, &names, &refs));
+    println!("{}", placement::note(report::probes(&all), "workload"));
 
     let mut mem: Vec<MemOutcome> = Vec::new();
     if opts.rss {
@@ -638,6 +644,7 @@ fn c_suite(
     });
     println!();
     print!("{}", creport::summary(&rows, &allocs));
+    println!("{}", placement::note(creport::probes(&rows), "benchmark"));
     let commands = benches
         .iter()
         .map(|b| {

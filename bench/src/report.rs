@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use crate::allocators::REFERENCES;
 use crate::memory::{self, MemOutcome};
+use crate::placement;
 
 /// Facts about the machine printed in the header and stored in JSON.
 pub struct Machine {
@@ -70,6 +71,8 @@ pub struct Outcome {
     pub ops: u64,
     /// Throughput of each completed round, in millions of operations per second.
     pub mops: Vec<f64>,
+    /// The placement probe before each timed round (ns; see `placement`), where it completed.
+    pub rtt_ns: Vec<f64>,
     /// Why the runs stopped early, if they did (a panic message).
     pub error: Option<String>,
 }
@@ -105,6 +108,11 @@ pub fn spread(v: &[f64]) -> Option<f64> {
     Some((max - min) / median(v)?)
 }
 
+/// Each row's (workload, placement probes), for `placement`'s verdicts.
+pub fn probes(all: &[Outcome]) -> impl Iterator<Item = (&str, &[f64])> + Clone {
+    all.iter().map(|o| (o.workload, &o.rtt_ns[..]))
+}
+
 /// Geometric mean of positive ratios, None if there are none.
 pub fn geomean(ratios: impl Iterator<Item = f64>) -> Option<f64> {
     let logs: Vec<f64> = ratios.map(f64::ln).collect();
@@ -123,8 +131,8 @@ pub fn ratio(all: &[Outcome], row: &Outcome, reference: &str) -> Option<f64> {
 /// The column header line (and its underline) for the result table.
 pub fn table_header(refs: &[&str]) -> String {
     let mut s = format!(
-        "{:<14} {:<10} {:>9} {:>7}",
-        "workload", "allocator", "Mops/s", "spread"
+        "{:<14} {:<10} {:>9} {:>7} {:>7}",
+        "workload", "allocator", "Mops/s", "spread", "rtt ns"
     );
     for r in refs {
         let _ = write!(s, " {:>12}", format!("vs {r}"));
@@ -142,9 +150,10 @@ pub fn table_row(all: &[Outcome], row: &Outcome, refs: &[&str]) -> String {
         (Some(m), _) => {
             let _ = write!(
                 s,
-                " {:>9.2} {:>6.1}%",
+                " {:>9.2} {:>6.1}% {:>7}",
                 m,
-                row.spread().unwrap_or(0.0) * 100.0
+                row.spread().unwrap_or(0.0) * 100.0,
+                md_cell(median(&row.rtt_ns), 0)
             );
             for r in refs {
                 match ratio(all, row, r) {
@@ -245,16 +254,18 @@ pub fn to_json(
     s.push_str("  \"results\": [\n");
     for (i, o) in all.iter().enumerate() {
         let samples: Vec<String> = o.mops.iter().map(|m| json_num(Some(*m))).collect();
+        let rtt: Vec<String> = o.rtt_ns.iter().map(|m| json_num(Some(*m))).collect();
         let _ = write!(
             s,
             "    {{\"workload\": {}, \"allocator\": {}, \"ops_per_run\": {}, \"mops_median\": {}, \
-             \"spread\": {}, \"samples_mops\": [{}]",
+             \"spread\": {}, \"samples_mops\": [{}], \"samples_rtt_ns\": [{}]",
             json_str(o.workload),
             json_str(o.allocator),
             o.ops,
             json_num(o.median()),
             json_num(o.spread()),
-            samples.join(", ")
+            samples.join(", "),
+            rtt.join(", ")
         );
         for r in REFERENCES {
             let _ = write!(s, ", \"ratio_vs_{r}\": {}", json_num(ratio(all, o, r)));
@@ -362,8 +373,9 @@ pub fn markdown(info: &RunInfo, all: &[Outcome], mem: &[MemOutcome]) -> String {
          (>1 = faster).\n"
     );
     md_header(&mut s, "workload", info.allocs);
+    let far = placement::far_names(probes(all));
     for w in info.workloads {
-        let _ = write!(s, "| {w} |");
+        let _ = write!(s, "| {w}{} |", placement::mark(&far, w));
         for a in info.allocs {
             let row = all.iter().find(|o| o.workload == *w && o.allocator == *a);
             let cell = match row {
@@ -388,6 +400,7 @@ pub fn markdown(info: &RunInfo, all: &[Outcome], mem: &[MemOutcome]) -> String {
         let _ = write!(s, " {}x |", md_cell(g, 2));
     }
     s.push_str("\n\n");
+    let _ = writeln!(s, "{}\n", placement::note(probes(all), "workload"));
 
     // The question the project asks of every run: where does hakmem trail which peer.
     let peers: Vec<&str> = info
@@ -494,6 +507,7 @@ mod tests {
             allocator: alloc,
             ops: 1,
             mops: mops.to_vec(),
+            rtt_ns: vec![130.0],
             error: None,
         }
     }
@@ -535,6 +549,27 @@ mod tests {
         assert!(md.contains("| w | 2.0 (1.00x) | 3.0 (1.50x) |"), "{md}");
         assert!(md.contains("### hakmem relative to each allocator"));
         assert!(md.contains("| w | – | 4.0 |"), "{md}");
+    }
+
+    #[test]
+    fn markdown_marks_a_workload_measured_far_apart() {
+        let mut far = outcome("hakmem", &[1.0]);
+        far.workload = "v";
+        far.rtt_ns = vec![600.0, 650.0];
+        let all = vec![outcome("system", &[2.0]), outcome("hakmem", &[3.0]), far];
+        let info = RunInfo {
+            rounds: 1,
+            scale: 1.0,
+            note: "n",
+            workloads: &["w", "v"],
+            allocs: &["system", "hakmem"],
+            chart: None,
+        };
+        let md = markdown(&info, &all, &[]);
+        assert!(md.contains("| w | 2.0"), "{md}");
+        assert!(md.contains("| v † |"), "{md}");
+        assert!(md.contains("far apart (a row's median probe above 2.5x the fastest): v (625 ns)"), "{md}");
+        assert!(to_json(&Machine::detect(), 1, false, "n", &all, &[], None).contains("\"samples_rtt_ns\": [600.000000, 650.000000]"));
     }
 
     #[test]
