@@ -184,6 +184,8 @@ pub fn markdown(info: &CInfo, rows: &[CRow]) -> String {
     }
     s.push('\n');
 
+    // The benchmarks measured with the CPUs far apart, marked in every table.
+    let far = placement::far_names(probes(rows));
     s.push_str("### Time\n\n");
     s.push_str(
         "Median wall time in seconds and, in parentheses, the speed relative to the best of \
@@ -199,6 +201,7 @@ pub fn markdown(info: &CInfo, rows: &[CRow]) -> String {
         |t| t,
         |r| speed_vs_best(rows, r),
         3,
+        &far,
     );
     let _ = writeln!(s, "{}\n", placement::note(probes(rows), "benchmark"));
 
@@ -216,6 +219,7 @@ pub fn markdown(info: &CInfo, rows: &[CRow]) -> String {
             &others,
             |other, hak| Some(other? / hak?),
             time_of,
+            &far,
         );
     }
 
@@ -236,6 +240,7 @@ pub fn markdown(info: &CInfo, rows: &[CRow]) -> String {
         |t| t,
         |r| cpu_speed_vs_best(rows, r),
         3,
+        &far,
     );
 
     s.push_str("### Peak RSS\n\n");
@@ -253,6 +258,7 @@ pub fn markdown(info: &CInfo, rows: &[CRow]) -> String {
         mib,
         |r| peak_vs_best(rows, r),
         1,
+        &far,
     );
     if names.contains(&"hakmem") {
         s.push_str("#### hakmem's peak RSS relative to each allocator\n\n");
@@ -267,6 +273,7 @@ pub fn markdown(info: &CInfo, rows: &[CRow]) -> String {
             &others,
             |other, hak| Some(hak? / other?),
             peak_of,
+            &far,
         );
     }
 
@@ -294,11 +301,11 @@ fn figure_table(
     shown: fn(f64) -> f64,
     vs_best: impl Fn(&CRow) -> Option<f64>,
     digits: usize,
+    far: &[&str],
 ) {
     md_header(s, "benchmark", names);
-    let far = placement::far_names(probes(rows));
     for b in benches {
-        let _ = write!(s, "| {b}{} |", placement::mark(&far, b));
+        let _ = write!(s, "| {b}{} |", placement::mark(far, b));
         for a in names {
             let cell = match find(rows, b, a) {
                 Some(r) if r.error.is_some() => "FAILED".into(),
@@ -329,6 +336,7 @@ fn hakmem_table(
     others: &[&str],
     ratio: fn(Option<f64>, Option<f64>) -> Option<f64>,
     figure: fn(&[CRow], &str, &str) -> Option<f64>,
+    far: &[&str],
 ) {
     let mut columns: Vec<&str> = others.to_vec();
     columns.push("best peer");
@@ -341,9 +349,8 @@ fn hakmem_table(
         };
         ratio(other, figure(rows, b, "hakmem"))
     };
-    let far = placement::far_names(probes(rows));
     for b in benches {
-        let _ = write!(s, "| {b}{} |", placement::mark(&far, b));
+        let _ = write!(s, "| {b}{} |", placement::mark(far, b));
         for col in &columns {
             let _ = write!(s, " {}x |", md_cell(cell(b, col), 2));
         }
