@@ -44,6 +44,10 @@ bench-smoke:
 callgrind *ALLOCATORS:
     bash scripts/callgrind.sh {{ALLOCATORS}}
 
+# Where one Rust-suite workload spends its time (perf's cpu-clock sampling, stalls included).
+profile WORKLOAD ALLOCATOR="hakmem" ROUNDS="3":
+    bash scripts/profile.sh {{WORKLOAD}} {{ALLOCATOR}} {{ROUNDS}}
+
 # Checked mode vs glibc, its debug malloc, Scudo, mimalloc, ASan: cost, misuses caught (bench/results/checked-compare.md).
 checked-compare:
     bash scripts/checked-compare.sh
