@@ -753,6 +753,11 @@ impl<P: Policy> CacheInner<P> {
     }
 
     /// Takes every batch sent to this cache's inbox, when some are (the slow paths' first step).
+    ///
+    /// The slots are placed at once. Holding a chain until the next slow path, so that the
+    /// freeing core is done with the lines before the owner writes them, changed nothing with
+    /// the CPUs far apart, where the owner's trip home costs most: xmalloc-like stayed at 0.89x
+    /// jemalloc (about 60 far-apart runs of each build, alternated).
     #[inline]
     fn collect_inbox(&mut self) {
         // SAFETY: the slot is this cache's, whose inbox only it takes from.
