@@ -30,7 +30,7 @@ use core::ptr::null_mut;
 /// the core's pending stores. 126 rather than 30 (256 bytes), side by side under `LD_PRELOAD`
 /// (5 alternations): xmalloc-test 0.12-0.13 s to 0.10-0.11 s, exchange 0.18-0.19 s to 0.17-0.18 s,
 /// for 2-5% more peak RSS; in the Rust suite xmalloc-4x4 1.43x to 1.57x jemalloc, all-to-all
-/// 1.26x to 1.38x, the others within their noise. 510 (4 KiB) rather than 126, alternated for 25
+/// 1.26x to 1.38x, the others within their noise. 510 (4 KiB) rather than 126, alternated for 12
 /// minutes (hakmem/jemalloc, medians): xmalloc-like 1.06x to 1.10x with the CPUs near but 0.89x
 /// to 0.84x far apart, prod-cons 1.41x to 1.53x far apart, the rest within 3%: no clear gain.
 pub(crate) const BATCH_SLOTS: usize = 126;
