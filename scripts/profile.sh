@@ -14,7 +14,7 @@ source scripts/setup.sh
 workload=${1:?usage: scripts/profile.sh WORKLOAD [ALLOCATOR [ROUNDS]]}
 alloc=${2:-hakmem}
 rounds=${3:-3}
-command -v perf >/dev/null || ensure_debs linux-perf
+ensure_debs linux-perf
 cargo build --release -q -p hakmem-bench
 mkdir -p target/profile
 data=target/profile/$workload-$alloc.data
